@@ -1,0 +1,289 @@
+//! `persona.toml`: the job's configuration, with defaults for every setting.
+//!
+//! Every section and key is optional; `persona run` without a config uses the defaults below,
+//! which the README documents. Unknown keys are an error, so a typo never silently falls back to
+//! a default.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PipelineError, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The look-back window.
+    pub window: WindowConfig,
+    /// Customer segmentation (K-Means).
+    pub segments: SegmentsConfig,
+    /// Recommendations (implicit ALS).
+    pub recommendations: RecommendationsConfig,
+    /// Execution settings.
+    pub execution: ExecutionConfig,
+}
+
+/// Which events a run looks at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Days of events up to and including `--date`.
+    pub lookback_days: u32,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self { lookback_days: 28 }
+    }
+}
+
+/// K-Means settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentsConfig {
+    /// Number of segments.
+    pub k: usize,
+    /// Maximum Lloyd iterations.
+    pub max_iter: usize,
+    /// Stop when no centroid moves more than this (in standard deviations).
+    pub tol: f64,
+    /// Seed of the initialisation.
+    pub seed: u64,
+    /// Columns of `user_features` to cluster on (numeric).
+    pub features: Vec<String>,
+    /// Features transformed with `ln(1 + x)` before standardising (heavy-tailed money/counts).
+    pub log_features: Vec<String>,
+    /// Points sampled for the k-means++ initialisation.
+    pub init_sample: usize,
+}
+
+impl Default for SegmentsConfig {
+    fn default() -> Self {
+        let features = [
+            "recency_days",
+            "sessions",
+            "active_days",
+            "purchases",
+            "monetary",
+            "avg_order_value",
+            "conversion_rate",
+            "web_views",
+            "app_views",
+            "share_web",
+            "categories_seen",
+            "top_category_share",
+        ];
+        let log_features = [
+            "sessions",
+            "active_days",
+            "purchases",
+            "monetary",
+            "avg_order_value",
+            "web_views",
+            "app_views",
+        ];
+        Self {
+            k: 6,
+            max_iter: 40,
+            tol: 1e-4,
+            seed: 42,
+            features: features.iter().map(|s| s.to_string()).collect(),
+            log_features: log_features.iter().map(|s| s.to_string()).collect(),
+            init_sample: 20_000,
+        }
+    }
+}
+
+/// Which items never to recommend to a customer.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Exclude {
+    /// Items the customer bought in the window.
+    Purchased,
+    /// Every item the customer interacted with.
+    Seen,
+    /// Nothing.
+    None,
+}
+
+/// Interaction weight per event type.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventWeights {
+    /// Product view.
+    pub view: f64,
+    /// Click on an item.
+    pub click: f64,
+    /// Add to cart.
+    pub add_to_cart: f64,
+    /// Purchase.
+    pub purchase: f64,
+}
+
+impl Default for EventWeights {
+    fn default() -> Self {
+        Self {
+            view: 1.0,
+            click: 1.0,
+            add_to_cart: 3.0,
+            purchase: 5.0,
+        }
+    }
+}
+
+/// ALS settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    /// Latent factors.
+    pub rank: usize,
+    /// ALS iterations (each solves users, then items).
+    pub iterations: usize,
+    /// Regularisation λ.
+    pub lambda: f64,
+    /// Confidence scale: c = 1 + alpha·weight.
+    pub alpha: f64,
+    /// Scale λ by each row's interaction count (ALS-WR, as Spark does).
+    pub weighted_lambda: bool,
+    /// Conjugate-gradient steps per solve.
+    pub cg_steps: usize,
+    /// Seed of the factor initialisation.
+    pub seed: u64,
+    /// Recommendations per customer.
+    pub top_n: usize,
+    /// Items never recommended to a customer.
+    pub exclude: Exclude,
+    /// Event weights.
+    pub weights: EventWeights,
+    /// Cap on one (customer, item) weight.
+    pub max_weight: f64,
+}
+
+impl Default for RecommendationsConfig {
+    fn default() -> Self {
+        Self {
+            rank: 32,
+            iterations: 10,
+            lambda: 0.1,
+            alpha: 10.0,
+            weighted_lambda: false,
+            cg_steps: 3,
+            seed: 7,
+            top_n: 10,
+            exclude: Exclude::Purchased,
+            weights: EventWeights::default(),
+            max_weight: 50.0,
+        }
+    }
+}
+
+/// How queries run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionConfig {
+    /// Partitions per query (0 = one per core).
+    pub target_partitions: usize,
+}
+
+impl PipelineConfig {
+    /// Reads `path`, or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PipelineError::Config(format!("cannot read config {}: {e}", path.display()))
+        })?;
+        Self::parse(&text).map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text and validates it.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges that serde cannot.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let checks = [
+            (
+                self.window.lookback_days >= 1,
+                "window.lookback_days must be at least 1",
+            ),
+            (self.segments.k >= 2, "segments.k must be at least 2"),
+            (
+                self.segments.max_iter >= 1,
+                "segments.max_iter must be at least 1",
+            ),
+            (
+                !self.segments.features.is_empty(),
+                "segments.features must name at least one feature",
+            ),
+            (
+                self.recommendations.rank >= 1,
+                "recommendations.rank must be at least 1",
+            ),
+            (
+                self.recommendations.top_n >= 1,
+                "recommendations.top_n must be at least 1",
+            ),
+            (
+                self.recommendations.alpha >= 0.0,
+                "recommendations.alpha must be >= 0",
+            ),
+            (
+                self.recommendations.lambda >= 0.0,
+                "recommendations.lambda must be >= 0",
+            ),
+            (
+                self.recommendations.max_weight > 0.0,
+                "recommendations.max_weight must be > 0",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, msg)) => Err(msg.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        assert_eq!(
+            PipelineConfig::parse("").unwrap(),
+            PipelineConfig::default()
+        );
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let cfg =
+            PipelineConfig::parse("[segments]\nk = 4\n[recommendations.weights]\npurchase = 9.0")
+                .unwrap();
+        assert_eq!(cfg.segments.k, 4);
+        assert_eq!(cfg.segments.max_iter, 40);
+        assert_eq!(cfg.recommendations.weights.purchase, 9.0);
+        assert_eq!(cfg.recommendations.weights.view, 1.0);
+    }
+
+    #[test]
+    fn typos_and_bad_ranges_are_errors() {
+        assert!(
+            PipelineConfig::parse("[segments]\nkk = 4")
+                .unwrap_err()
+                .contains("kk")
+        );
+        assert!(
+            PipelineConfig::parse("[segments]\nk = 1")
+                .unwrap_err()
+                .contains("at least 2")
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! One day of simulated behaviour: sessions in the app and on the web, page views, cart adds and
+//! purchases, plus crawler and anonymous background traffic and the data-quality dirt.
+
+use arrow::datatypes::SchemaRef;
+use chrono::NaiveDate;
+use rand::Rng;
+use rand::seq::IndexedRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::rows::{AppRows, WebRows};
+use super::sink::ParquetSink;
+use super::world::{CATEGORIES, Customer, World};
+use crate::error::Result;
+
+/// Sessions per day are the type's base rate times this, tuned so `medium` has ~10M rows per source.
+const INTENSITY: f64 = 1.8;
+/// Rows buffered before a flush to Parquet.
+const FLUSH_ROWS: usize = 64 * 1024;
+const MICROS_PER_SECOND: i64 = 1_000_000;
+
+const BROWSERS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+];
+const CRAWLERS: &[&str] = &[
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "python-requests/2.31.0",
+    "curl/8.5.0",
+];
+const REFERRERS: &[&str] = &[
+    "https://www.google.com/",
+    "https://www.instagram.com/",
+    "https://newsletter.example/",
+];
+const UTM: &[&str] = &["email", "social", "search", "display"];
+
+/// Builds one day's rows for `web_logs` and `app_events`.
+pub struct DayWriter<'w> {
+    world: &'w World,
+    day_start: i64,
+    day: u32,
+    days: u32,
+    web: WebRows,
+    app: AppRows,
+    late_web: WebRows,
+    late_app: AppRows,
+}
+
+impl<'w> DayWriter<'w> {
+    /// A writer for `date`, day `day` of `days`.
+    pub fn new(world: &'w World, date: NaiveDate, day: u32, days: u32) -> Self {
+        let day_start = date
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp())
+            * MICROS_PER_SECOND;
+        Self {
+            world,
+            day_start,
+            day,
+            days,
+            web: WebRows::default(),
+            app: AppRows::default(),
+            late_web: WebRows::default(),
+            late_app: AppRows::default(),
+        }
+    }
+
+    /// Simulates one customer's sessions for the day.
+    pub fn customer_day(&mut self, rng: &mut ChaCha8Rng, customer: &Customer) {
+        let rate = customer.kind.sessions_per_day(self.day, self.days) * INTENSITY;
+        for _ in 0..poisson(rng, rate) {
+            // Daytime-weighted start: two uniforms averaged peak mid-afternoon.
+            let hours = 6.0 + 17.0 * (rng.random::<f64>() + rng.random::<f64>()) / 2.0;
+            let start = self.day_start + (hours * 3600.0 * MICROS_PER_SECOND as f64) as i64;
+            if rng.random::<f64>() < customer.kind.app_share() {
+                self.app_session(rng, customer, start);
+            } else {
+                self.web_session(rng, customer, start);
+            }
+        }
+    }
+
+    fn app_session(&mut self, rng: &mut ChaCha8Rng, c: &Customer, mut ts: i64) {
+        let id = Some(c.id.clone());
+        let platform = c.mobile;
+        self.push_app(
+            rng,
+            ts,
+            id.clone(),
+            &c.device_id,
+            platform,
+            "app_open",
+            None,
+            None,
+            None,
+        );
+        if rng.random::<f64>() < 0.25 {
+            ts += step(rng, 5, 40);
+            self.push_app(
+                rng,
+                ts,
+                id.clone(),
+                &c.device_id,
+                platform,
+                "search",
+                None,
+                None,
+                None,
+            );
+        }
+        for _ in 0..1 + geometric(rng, 0.45) {
+            ts += step(rng, 15, 150);
+            let item = self.world.pick_item(rng, c);
+            let item_id = Some(self.world.items[item].id.clone());
+            self.push_app(
+                rng,
+                ts,
+                id.clone(),
+                &c.device_id,
+                platform,
+                "view",
+                item_id.clone(),
+                None,
+                None,
+            );
+            if rng.random::<f64>() < 0.2 {
+                ts += step(rng, 2, 20);
+                self.push_app(
+                    rng,
+                    ts,
+                    id.clone(),
+                    &c.device_id,
+                    platform,
+                    "click",
+                    item_id.clone(),
+                    None,
+                    None,
+                );
+            }
+            if rng.random::<f64>() < 0.22 {
+                ts += step(rng, 10, 60);
+                self.push_app(
+                    rng,
+                    ts,
+                    id.clone(),
+                    &c.device_id,
+                    platform,
+                    "add_to_cart",
+                    item_id.clone(),
+                    Some(1),
+                    None,
+                );
+                if rng.random::<f64>() < c.kind.purchase_rate() {
+                    ts += step(rng, 30, 300);
+                    let (qty, price) = (rng.random_range(1..=2), self.world.items[item].price);
+                    self.push_app(
+                        rng,
+                        ts,
+                        id.clone(),
+                        &c.device_id,
+                        platform,
+                        "purchase",
+                        item_id,
+                        Some(qty),
+                        Some(price),
+                    );
+                }
+            }
+        }
+    }
+
+    fn web_session(&mut self, rng: &mut ChaCha8Rng, c: &Customer, mut ts: i64) {
+        let cookie = c.cookies.choose(rng).cloned();
+        let ua = *BROWSERS.choose(rng).unwrap_or(&BROWSERS[0]);
+        let ip = format!(
+            "198.51.{}.{}",
+            rng.random_range(0..=255),
+            rng.random_range(1..=254)
+        );
+        // The visitor logs in at page `login_at`; 20% of sessions never do (stitched by cookie).
+        let login_at = if rng.random::<f64>() < 0.2 {
+            usize::MAX
+        } else {
+            rng.random_range(0..3)
+        };
+        let mut page = 0;
+        let mut visit =
+            |w: &mut Self, rng: &mut ChaCha8Rng, ts: i64, method: &'static str, url: String| {
+                let customer = (page >= login_at).then(|| c.id.clone());
+                let referrer = (page == 0 && rng.random::<f64>() < 0.5)
+                    .then(|| REFERRERS.choose(rng).map(|r| r.to_string()))
+                    .flatten();
+                w.push_web(
+                    rng,
+                    ts,
+                    cookie.clone(),
+                    customer,
+                    method,
+                    url,
+                    referrer,
+                    ua,
+                    ip.clone(),
+                );
+                page += 1;
+            };
+        visit(self, rng, ts, "GET", "/".into());
+        let favourite = CATEGORIES[c.favourites[0]];
+        ts += step(rng, 5, 60);
+        if rng.random::<f64>() < 0.3 {
+            visit(self, rng, ts, "GET", format!("/search?q={favourite}"));
+        } else {
+            visit(self, rng, ts, "GET", format!("/category/{favourite}"));
+        }
+        let mut bought = Vec::new();
+        for _ in 0..1 + geometric(rng, 0.4) {
+            ts += step(rng, 15, 180);
+            let item = self.world.pick_item(rng, c);
+            let id = self.world.items[item].id.clone();
+            let utm = if rng.random::<f64>() < 0.3 {
+                format!("?utm_source={}", UTM.choose(rng).unwrap_or(&"email"))
+            } else {
+                String::new()
+            };
+            visit(self, rng, ts, "GET", format!("/product/{id}{utm}"));
+            if rng.random::<f64>() < 0.2 {
+                ts += step(rng, 10, 60);
+                visit(self, rng, ts, "POST", format!("/cart/add?item={id}"));
+                if rng.random::<f64>() < c.kind.purchase_rate() {
+                    bought.push(item);
+                }
+            }
+        }
+        if !bought.is_empty() {
+            ts += step(rng, 60, 400);
+            visit(self, rng, ts, "GET", "/checkout/complete".into());
+            // Orders reach app_events through the order service, whatever the channel.
+            let device = cookie.clone().unwrap_or_default();
+            for item in bought {
+                let (id, price) = (
+                    self.world.items[item].id.clone(),
+                    self.world.items[item].price,
+                );
+                let qty = rng.random_range(1..=2);
+                self.push_app(
+                    rng,
+                    ts,
+                    Some(c.id.clone()),
+                    &device,
+                    "web",
+                    "purchase",
+                    Some(id),
+                    Some(qty),
+                    Some(price),
+                );
+            }
+        }
+    }
+
+    /// Crawlers and visitors who never log in: about 8% of the day's web rows.
+    pub fn background_traffic(&mut self, rng: &mut ChaCha8Rng) {
+        let n = self.web.len() / 12 + 1;
+        for _ in 0..n {
+            let ts = self.day_start + rng.random_range(0..86_400) * MICROS_PER_SECOND;
+            let item = rng.random_range(0..self.world.items.len());
+            let url = format!("/product/{}", self.world.items[item].id);
+            let ip = format!("203.0.113.{}", rng.random_range(1..=254));
+            if rng.random::<f64>() < 0.6 {
+                let ua = *CRAWLERS.choose(rng).unwrap_or(&CRAWLERS[0]);
+                self.push_web(rng, ts, None, None, "GET", url, None, ua, ip);
+            } else {
+                let cookie = Some(format!("ck-anon-{:012x}", rng.random::<u64>() >> 16));
+                let ua = *BROWSERS.choose(rng).unwrap_or(&BROWSERS[0]);
+                self.push_web(rng, ts, cookie, None, "GET", url, None, ua, ip);
+            }
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per contract column"
+    )]
+    fn push_web(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        ts: i64,
+        cookie: Option<String>,
+        customer: Option<String>,
+        method: &'static str,
+        url: String,
+        referrer: Option<String>,
+        ua: &'static str,
+        ip: String,
+    ) {
+        let (ts, late) = self.dirty_time(rng, ts);
+        let rows = if late {
+            &mut self.late_web
+        } else {
+            &mut self.web
+        };
+        let status = match rng.random::<f64>() {
+            u if u < 0.01 => 404,
+            u if u < 0.012 => 500,
+            _ => 200,
+        };
+        rows.ts.push(ts);
+        rows.cookie_id.push(cookie);
+        rows.customer_id.push(customer);
+        rows.method.push(method);
+        rows.url.push(url);
+        rows.status.push(status);
+        rows.bytes.push(rng.random_range(800..60_000));
+        rows.referrer.push(referrer);
+        rows.user_agent.push(ua);
+        rows.ip.push(ip);
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per contract column"
+    )]
+    fn push_app(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        ts: i64,
+        customer: Option<String>,
+        device: &str,
+        platform: &'static str,
+        event_type: &'static str,
+        item: Option<String>,
+        quantity: Option<i32>,
+        price: Option<f64>,
+    ) {
+        let (ts, late) = self.dirty_time(rng, ts);
+        // A few events lose their customer id in transit.
+        let customer = if rng.random::<f64>() < 0.001 {
+            None
+        } else {
+            customer
+        };
+        let rows = if late {
+            &mut self.late_app
+        } else {
+            &mut self.app
+        };
+        rows.push(
+            ts, customer, device, platform, event_type, item, quantity, price,
+        );
+    }
+
+    /// 2% of events arrive late (next day's partition); 0.1% carry a clock 3 days ahead.
+    fn dirty_time(&self, rng: &mut ChaCha8Rng, ts: i64) -> (i64, bool) {
+        let u: f64 = rng.random();
+        if u < 0.001 {
+            (ts + 3 * 86_400 * MICROS_PER_SECOND, false)
+        } else {
+            (ts, u < 0.021)
+        }
+    }
+
+    /// Flushes when a buffer is full.
+    pub fn flush_if_full(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        web_sink: &mut ParquetSink,
+        app_sink: &mut ParquetSink,
+        web_schema: &SchemaRef,
+        app_schema: &SchemaRef,
+    ) -> Result<()> {
+        if self.web.len() >= FLUSH_ROWS || self.app.len() >= FLUSH_ROWS {
+            self.flush(rng, web_sink, app_sink, web_schema, app_schema)?;
+        }
+        Ok(())
+    }
+
+    /// Adds 1% exact duplicates (as at-least-once log shipping does) and writes the buffers.
+    pub fn flush(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        web_sink: &mut ParquetSink,
+        app_sink: &mut ParquetSink,
+        web_schema: &SchemaRef,
+        app_schema: &SchemaRef,
+    ) -> Result<()> {
+        for _ in 0..self.web.len() / 100 {
+            let i = rng.random_range(0..self.web.len());
+            self.web.duplicate(i);
+        }
+        for _ in 0..self.app.len() / 100 {
+            let i = rng.random_range(0..self.app.len());
+            self.app.duplicate(i);
+        }
+        web_sink.write(&self.web.take_batch(web_schema)?)?;
+        app_sink.write(&self.app.take_batch(app_schema)?)?;
+        Ok(())
+    }
+
+    /// The rows that belong in the next day's partitions.
+    pub fn into_late(self) -> (WebRows, AppRows) {
+        (self.late_web, self.late_app)
+    }
+}
+
+/// Seconds between `lo` and `hi`, in microseconds.
+fn step(rng: &mut ChaCha8Rng, lo: i64, hi: i64) -> i64 {
+    rng.random_range(lo..=hi) * MICROS_PER_SECOND
+}
+
+/// Number of failures before the first success with probability `p`.
+fn geometric(rng: &mut ChaCha8Rng, p: f64) -> usize {
+    let mut n = 0;
+    while rng.random::<f64>() > p && n < 30 {
+        n += 1;
+    }
+    n
+}
+
+/// A Poisson draw (Knuth's method; rates here are small).
+fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> usize {
+    let limit = (-lambda).exp();
+    let (mut k, mut p) = (0, 1.0);
+    loop {
+        p *= rng.random::<f64>();
+        if p <= limit || k > 50 {
+            return k;
+        }
+        k += 1;
+    }
+}

@@ -1,0 +1,25 @@
+//! Persona's nightly pipeline: staging, features, segments (K-Means), recommendations
+//! (implicit ALS) and publishing, on Apache DataFusion.
+//!
+//! - [`contract`]: the input sources and their columns; [`input`] validates and registers them.
+//! - [`sql`]: the SQL stages embedded from `sql/`; [`work`]: where their tables are materialised.
+//! - [`stages`]: the model drivers; [`publish`]: atomic publishing; [`manifest`]: the run record.
+//! - [`pipeline`]: `persona run` end to end; [`generate`]: `persona generate` demo data.
+//! - [`config`], [`session`], [`progress`], [`error`]: the plumbing.
+
+pub mod config;
+pub mod contract;
+pub mod error;
+pub mod fault;
+pub mod generate;
+pub mod input;
+pub mod manifest;
+pub mod pipeline;
+pub mod progress;
+pub mod publish;
+pub mod session;
+pub mod sql;
+pub mod stages;
+pub mod work;
+
+pub use error::{PipelineError, Result};

@@ -1,0 +1,241 @@
+//! The `persona` command line: `demo`, `generate`, `run`.
+//!
+//! Exit codes: 0 success, 1 internal error, 2 bad usage, 3 bad input, 4 bad configuration,
+//! 5 storage error (see the README).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use persona_jobs::config::PipelineConfig;
+use persona_jobs::generate::{self, GenerateOptions, Scale};
+use persona_jobs::pipeline::{self, RunOptions, RunSummary};
+use persona_jobs::progress::{Progress, group_digits};
+use persona_jobs::{PipelineError, Result};
+
+/// Persona: nightly customer profiles, segments and recommendations from web logs, app events
+/// and CRM exports.
+#[derive(Debug, Parser)]
+#[command(name = "persona", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate demo data and run the whole job on it, on the local disk.
+    Demo(DemoArgs),
+    /// Generate realistic demo input data in the input contract.
+    Generate(GenerateArgs),
+    /// Run the nightly job for one date.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Folder for the demo's input and output.
+    #[arg(long, default_value = "demo", env = "PERSONA_DEMO_DIR")]
+    dir: PathBuf,
+    /// Dataset size.
+    #[arg(long, value_enum, default_value = "small")]
+    scale: Scale,
+    /// Generator seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Dataset size.
+    #[arg(long, value_enum, default_value = "tiny")]
+    scale: Scale,
+    /// Seed: the same seed, scale and dates give the same data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output folder (the input root of `persona run`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Last day with events (YYYY-MM-DD).
+    #[arg(long, default_value = "2026-11-22", value_parser = parse_date)]
+    end_date: NaiveDate,
+    /// Days of events ending at --end-date.
+    #[arg(long, default_value_t = 28)]
+    days: u32,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Input root: a folder with web_logs/, app_events/, crm_customers/ and optionally items/.
+    #[arg(long, env = "PERSONA_INPUT")]
+    input: PathBuf,
+    /// Output root: tables are published under OUTPUT/<table>/dt=<date>/.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    output: PathBuf,
+    /// The run date (YYYY-MM-DD): the last day of the look-back window.
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    date: NaiveDate,
+    /// persona.toml with settings (defaults when absent).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("'{s}' is not a date in the form YYYY-MM-DD ({e})"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match main_inner(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging() {
+    // On a terminal the progress display shows the stages; logs show warnings only unless
+    // RUST_LOG asks for more. Elsewhere (cron, Airflow) stage lines are logged at info.
+    let default = if std::io::stderr().is_terminal() {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main_inner(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PipelineError::Internal(format!("cannot start the async runtime: {e}")))?;
+    match cli.command {
+        Command::Generate(args) => {
+            let summary =
+                generate_data(args.scale, args.seed, &args.out, args.end_date, args.days)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Run(args) => {
+            let opts = RunOptions {
+                input: args.input,
+                output: args.output,
+                date: args.date,
+                config: PipelineConfig::load(args.config.as_deref())?,
+            };
+            let summary = runtime.block_on(pipeline::run(&opts, &mut Progress::new()))?;
+            print_summary(&summary);
+            Ok(())
+        }
+        Command::Demo(args) => runtime.block_on(demo(args)),
+    }
+}
+
+fn generate_data(
+    scale: Scale,
+    seed: u64,
+    out: &Path,
+    end_date: NaiveDate,
+    days: u32,
+) -> Result<generate::GenerateSummary> {
+    let opts = GenerateOptions {
+        scale,
+        seed,
+        out: out.to_path_buf(),
+        end_date,
+        days,
+    };
+    eprintln!(
+        "generating {scale:?} demo data (seed {seed}) into {}",
+        out.display()
+    );
+    generate::generate(&opts)
+}
+
+async fn demo(args: DemoArgs) -> Result<()> {
+    let date = NaiveDate::from_ymd_opt(2026, 11, 22)
+        .ok_or_else(|| PipelineError::Internal("demo date".into()))?;
+    let input = args
+        .dir
+        .join(format!("input-{:?}-{}", args.scale, args.seed).to_lowercase());
+    if !input.join("crm_customers").is_dir() {
+        generate_data(args.scale, args.seed, &input, date, 28)?;
+    } else {
+        eprintln!("using demo data in {}", input.display());
+    }
+    let opts = RunOptions {
+        input,
+        output: args.dir.join("output"),
+        date,
+        config: PipelineConfig::default(),
+    };
+    eprintln!("running the nightly job for {date}");
+    let summary = pipeline::run(&opts, &mut Progress::new()).await?;
+    print_summary(&summary);
+    Ok(())
+}
+
+fn print_summary(summary: &RunSummary) {
+    let m = &summary.manifest;
+    println!(
+        "\nPersona run {} for {} finished in {:.1}s",
+        m.run_id, m.date, m.seconds
+    );
+    println!("\nPublished tables:");
+    for (table, rows) in &m.tables {
+        let at = summary
+            .locations
+            .get(table)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!("  {table:<16} {:>10} rows  {at}", group_digits(*rows));
+    }
+    if let Some(seg) = &m.segments {
+        println!(
+            "\nSegments ({} customers, k={}, {} iterations):",
+            group_digits(seg.points),
+            seg.k,
+            seg.iterations
+        );
+        for (id, (size, label)) in seg.sizes.iter().zip(&seg.labels).enumerate() {
+            let share = 100.0 * *size as f64 / seg.points.max(1) as f64;
+            println!(
+                "  {id:>2}  {label:<44} {:>8} ({share:4.1}%)",
+                group_digits(*size)
+            );
+        }
+    }
+    if let Some(als) = &m.recommendations {
+        println!(
+            "\nRecommendations: ALS on {} customers × {} items ({} interactions), {} iterations",
+            group_digits(als.users as u64),
+            group_digits(als.items as u64),
+            group_digits(als.interactions),
+            als.iterations
+        );
+    }
+    println!("\nData quality (rows per source and reason):");
+    for d in &m.data_quality {
+        println!(
+            "  {:<12} {:<18} {:>10}",
+            d.source,
+            d.reason,
+            group_digits(d.rows)
+        );
+    }
+    println!("\nManifest: {}/_runs/dt={}/manifest.json", m.output, m.date);
+}

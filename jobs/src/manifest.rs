@@ -1,0 +1,60 @@
+//! The run manifest: what a run read, did and published, written as
+//! `OUTPUT/_runs/dt=<date>/manifest.json` after the tables.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::PipelineConfig;
+use crate::input::SourceReport;
+use crate::stages::StageMetrics;
+use crate::stages::recommendations::AlsReport;
+use crate::stages::segments::SegmentsReport;
+
+/// Rows read or dropped, per source and reason (`kept` for rows that went on).
+#[derive(Debug, Clone, Serialize)]
+pub struct DropCount {
+    /// Source table.
+    pub source: String,
+    /// Drop reason, or `kept`.
+    pub reason: String,
+    /// Rows.
+    pub rows: u64,
+}
+
+/// Everything about one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// Unique id of the run.
+    pub run_id: String,
+    /// The run date (`--date`).
+    pub date: String,
+    /// Window start (inclusive) and end (inclusive), as dates.
+    pub window: (String, String),
+    /// Input root.
+    pub input: String,
+    /// Output root.
+    pub output: String,
+    /// Persona version.
+    pub version: String,
+    /// Start and end, RFC 3339.
+    pub started_at: String,
+    /// End of the run (before the commit).
+    pub finished_at: String,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Input sources found.
+    pub inputs: Vec<SourceReport>,
+    /// Every stage with rows and seconds, in run order.
+    pub stages: Vec<StageMetrics>,
+    /// Rows per published table.
+    pub tables: BTreeMap<String, u64>,
+    /// Data-quality counters.
+    pub data_quality: Vec<DropCount>,
+    /// Segmentation details.
+    pub segments: Option<SegmentsReport>,
+    /// ALS details.
+    pub recommendations: Option<AlsReport>,
+    /// The effective configuration.
+    pub config: PipelineConfig,
+}

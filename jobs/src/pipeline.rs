@@ -1,0 +1,277 @@
+//! `persona run`: the nightly job, stage by stage.
+//!
+//! 1. validate and register the inputs;
+//! 2. the SQL stages up to the features and interactions (`sql/01`–`11`);
+//! 3. segments (K-Means) and recommendations (ALS);
+//! 4. the output SQL stages (`sql/12`–`15`);
+//! 5. publish: stage every table and the manifest, then commit them into place.
+//!
+//! Every intermediate table lives in the run's work area, which is removed at the end, whether
+//! the run succeeded or not.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use chrono::NaiveDate;
+use datafusion::prelude::SessionContext;
+
+use crate::config::{Exclude, PipelineConfig};
+use crate::error::{PipelineError, Result};
+use crate::fault;
+use crate::input::{self, Window};
+use crate::manifest::{DropCount, Manifest};
+use crate::progress::Progress;
+use crate::publish::Publisher;
+use crate::session;
+use crate::sql;
+use crate::stages::{StageMetrics, recommendations, segments};
+use crate::work::WorkArea;
+
+/// The tables `persona run` publishes.
+pub const PUBLISHED: &[&str] = &[
+    "user_features",
+    "user_profiles",
+    "segments",
+    "recommendations",
+];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Input root (local folder).
+    pub input: PathBuf,
+    /// Output root (local folder).
+    pub output: PathBuf,
+    /// The run date: the last day of the window.
+    pub date: NaiveDate,
+    /// Configuration.
+    pub config: PipelineConfig,
+}
+
+/// What a successful run produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The manifest that was published.
+    pub manifest: Manifest,
+    /// Where each table's partition is.
+    pub locations: BTreeMap<String, PathBuf>,
+}
+
+/// Runs the whole job.
+pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummary> {
+    let ctx = session::new_context(&opts.config.execution)?;
+    std::fs::create_dir_all(&opts.output).map_err(|e| PipelineError::io(&opts.output, e))?;
+    let run_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        std::process::id()
+    );
+    let work = WorkArea::create(&opts.output, &run_id)?;
+    let result = run_in(&ctx, opts, &run_id, &work, progress).await;
+    if result.is_err() {
+        progress.abandon();
+    }
+    work.remove();
+    result
+}
+
+async fn run_in(
+    ctx: &SessionContext,
+    opts: &RunOptions,
+    run_id: &str,
+    work: &WorkArea,
+    progress: &mut Progress,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let cfg = &opts.config;
+    let window = Window::ending(opts.date, cfg.window.lookback_days);
+    let mut stages = Vec::new();
+
+    progress.start("inputs");
+    let inputs = input::register_inputs(ctx, &opts.input, window)
+        .await
+        .map_err(|e| e.in_stage("inputs"))?;
+    let files = inputs.iter().map(|r| r.files as u64).sum();
+    stages.push(finish(
+        progress,
+        StageMetrics::new("inputs", files, started.elapsed()),
+    ));
+
+    let params = sql_params(opts, window);
+    for name in sql::BEFORE_MODELS {
+        stages.push(run_sql_stage(ctx, work, name, &params, progress).await?);
+    }
+
+    progress.start("segments (k-means)");
+    let t = Instant::now();
+    fault::check("segments")?;
+    let seg = segments::run(ctx, work, &cfg.segments)
+        .await
+        .map_err(|e| e.in_stage("segments"))?;
+    stages.push(finish(
+        progress,
+        StageMetrics::new("segments (k-means)", seg.points, t.elapsed()),
+    ));
+
+    progress.start("recommendations (als)");
+    let t = Instant::now();
+    fault::check("als")?;
+    let als = recommendations::fit(ctx, work, &cfg.recommendations)
+        .await
+        .map_err(|e| e.in_stage("als"))?;
+    stages.push(finish(
+        progress,
+        StageMetrics::new("recommendations (als)", als.interactions, t.elapsed()),
+    ));
+
+    for name in [
+        "als_recommendations",
+        "user_profiles",
+        "segments",
+        "recommendations",
+    ] {
+        stages.push(run_sql_stage(ctx, work, name, &params, progress).await?);
+    }
+
+    progress.start("publish");
+    let t = Instant::now();
+    let mut publisher = Publisher::new(&opts.output, opts.date, work);
+    let mut tables = BTreeMap::new();
+    for table in PUBLISHED {
+        let rows = publisher
+            .stage_table(ctx, table)
+            .await
+            .map_err(|e| e.in_stage("publish"))?;
+        tables.insert(table.to_string(), rows);
+    }
+    let manifest = Manifest {
+        run_id: run_id.to_string(),
+        date: opts.date.to_string(),
+        window: (window.first.to_string(), window.last.to_string()),
+        input: opts.input.display().to_string(),
+        output: opts.output.display().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started_at.to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        seconds: started.elapsed().as_secs_f64(),
+        inputs,
+        stages: {
+            let mut all = stages.clone();
+            all.push(StageMetrics::new(
+                "publish",
+                tables.values().sum(),
+                t.elapsed(),
+            ));
+            all
+        },
+        tables: tables.clone(),
+        data_quality: drop_counts(ctx).await?,
+        segments: Some(seg),
+        recommendations: Some(als),
+        config: cfg.clone(),
+    };
+    let json = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
+    publisher.stage_manifest(&json)?;
+    let locations = PUBLISHED
+        .iter()
+        .map(|t| (t.to_string(), publisher.partition_dir(t)))
+        .collect();
+    fault::check("commit")?;
+    publisher.commit().map_err(|e| e.in_stage("publish"))?;
+    finish(
+        progress,
+        StageMetrics::new("publish", tables.values().sum(), t.elapsed()),
+    );
+    Ok(RunSummary {
+        manifest,
+        locations,
+    })
+}
+
+fn finish(progress: &mut Progress, m: StageMetrics) -> StageMetrics {
+    progress.finish(&m);
+    m
+}
+
+/// Runs one SQL stage and materialises its table in the work area.
+async fn run_sql_stage(
+    ctx: &SessionContext,
+    work: &WorkArea,
+    name: &str,
+    params: &BTreeMap<&str, String>,
+    progress: &mut Progress,
+) -> Result<StageMetrics> {
+    progress.start(name);
+    let t = Instant::now();
+    let stage = sql::stage(name)?;
+    let result = async {
+        fault::check(name)?;
+        let text = sql::render(stage, params)?;
+        let df = ctx.sql(&text).await?;
+        work.materialize(ctx, name, df).await
+    }
+    .await
+    .map_err(|e| e.in_stage(&format!("{name} ({})", stage.file)))?;
+    Ok(finish(
+        progress,
+        StageMetrics::new(name, result, t.elapsed()),
+    ))
+}
+
+/// The `{{parameters}}` of the SQL stages.
+pub fn sql_params(opts: &RunOptions, window: Window) -> BTreeMap<&'static str, String> {
+    let rec = &opts.config.recommendations;
+    let end = window.last + chrono::Duration::days(1);
+    let exclude = match rec.exclude {
+        Exclude::Purchased => "purchased",
+        Exclude::Seen => "true",
+        Exclude::None => "false",
+    };
+    BTreeMap::from([
+        ("run_date", window.last.to_string()),
+        ("first_dt", window.first.to_string()),
+        ("last_dt", window.last.to_string()),
+        ("window_start", format!("{}T00:00:00Z", window.first)),
+        ("window_end", format!("{end}T00:00:00Z")),
+        ("weight_view", format!("{:?}", rec.weights.view)),
+        ("weight_click", format!("{:?}", rec.weights.click)),
+        (
+            "weight_add_to_cart",
+            format!("{:?}", rec.weights.add_to_cart),
+        ),
+        ("weight_purchase", format!("{:?}", rec.weights.purchase)),
+        ("max_weight", format!("{:?}", rec.max_weight)),
+        ("top_n", rec.top_n.to_string()),
+        ("exclude_rule", exclude.to_string()),
+    ])
+}
+
+/// Reads the data-quality counters staged by `06_event_drops.sql`.
+async fn drop_counts(ctx: &SessionContext) -> Result<Vec<DropCount>> {
+    let batches = ctx
+        .sql("SELECT source, reason, rows FROM event_drops ORDER BY source, reason")
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let (source, reason) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        let rows = b.column(2).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            out.push(DropCount {
+                source: source.value(r).into(),
+                reason: reason.value(r).into(),
+                rows: rows.value(r) as u64,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,31 @@
+-- input: app_events (raw export, partitioned by dt)   output: app_events_flagged
+--
+-- Every raw app event of the window's partitions with a drop_reason (NULL when kept): missing
+-- customer or time, an unknown event type, a negative price, outside the window (late or
+-- future-dated), or an exact duplicate of an earlier row.
+SELECT
+  event_time AS ts,
+  customer_id,
+  platform,
+  event_type,
+  item_id,
+  quantity,
+  price,
+  CASE
+    WHEN event_time IS NULL OR customer_id IS NULL                                   THEN 'invalid_value'
+    WHEN event_type NOT IN ('view', 'click', 'add_to_cart', 'purchase', 'search', 'app_open')
+      OR event_type IS NULL                                                          THEN 'invalid_value'
+    WHEN price < 0 OR quantity < 0                                                   THEN 'invalid_value'
+    WHEN event_time >= TIMESTAMP '{{window_end}}'                                    THEN 'future_dated'
+    WHEN event_time <  TIMESTAMP '{{window_start}}'                                  THEN 'outside_window'
+    WHEN copy_number > 1                                                             THEN 'duplicate'
+  END AS drop_reason
+FROM (
+  SELECT
+    *,
+    ROW_NUMBER() OVER (
+      PARTITION BY event_time, customer_id, device_id, event_type, item_id ORDER BY dt
+    ) AS copy_number
+  FROM app_events
+  WHERE dt BETWEEN '{{first_dt}}' AND '{{last_dt}}'
+)

@@ -1,0 +1,27 @@
+-- input: crm_customers (raw export)                   output: customers
+--
+-- One row per customer id from the CRM export. When an id appears more than once, the row with
+-- the latest signup_date wins (ties: the greatest email). Impossible values become NULL: birth
+-- dates giving an age outside 14..110 at the run date, negative incomes.
+SELECT
+  customer_id,
+  CASE
+    WHEN birth_date IS NULL THEN NULL
+    WHEN date_part('year', DATE '{{run_date}}') - date_part('year', birth_date) BETWEEN 14 AND 110
+      THEN CAST(date_part('year', DATE '{{run_date}}') - date_part('year', birth_date) AS INT)
+  END AS age,
+  CAST(DATE '{{run_date}}' - signup_date AS INT) AS tenure_days,
+  CASE WHEN annual_income >= 0 THEN annual_income END AS annual_income,
+  gender,
+  country,
+  city,
+  COALESCE(loyalty_tier, 'none') AS loyalty_tier,
+  COALESCE(marketing_opt_in, false) AS marketing_opt_in
+FROM (
+  SELECT
+    *,
+    ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY signup_date DESC, email DESC) AS version
+  FROM crm_customers
+  WHERE customer_id IS NOT NULL
+)
+WHERE version = 1

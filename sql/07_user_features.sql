@@ -1,0 +1,93 @@
+-- input: events, customers                            output: user_features
+--
+-- One row per known customer with at least one event in the window: recency / frequency /
+-- monetary, sessions (a new session after 30 minutes without events), views, carts and
+-- purchases by channel, conversion rate, average order value, category focus, platform mix, and
+-- the CRM attributes. Ratios are NULL when their denominator is 0.
+WITH timed AS (
+  SELECT *, date_part('epoch', ts) AS epoch_s
+  FROM events
+),
+sessionised AS (
+  SELECT
+    *,
+    CASE
+      WHEN epoch_s - LAG(epoch_s) OVER (PARTITION BY customer_id ORDER BY epoch_s) <= 1800 THEN 0
+      ELSE 1
+    END AS session_start
+  FROM timed
+),
+activity AS (
+  SELECT
+    customer_id,
+    (date_part('epoch', TIMESTAMP '{{window_end}}') - MAX(epoch_s)) / 86400.0        AS recency_days,
+    SUM(session_start)                                                                AS sessions,
+    COUNT(*)                                                                          AS events,
+    COUNT(DISTINCT date_trunc('day', ts))                                             AS active_days,
+    COUNT(*) FILTER (WHERE event_type = 'view' AND source = 'web_logs')               AS web_views,
+    COUNT(*) FILTER (WHERE event_type = 'view' AND source = 'app_events')             AS app_views,
+    COUNT(*) FILTER (WHERE event_type = 'add_to_cart' AND source = 'web_logs')        AS web_cart_adds,
+    COUNT(*) FILTER (WHERE event_type = 'add_to_cart' AND source = 'app_events')      AS app_cart_adds,
+    COUNT(*) FILTER (WHERE event_type = 'purchase' AND platform = 'web')              AS web_purchases,
+    COUNT(*) FILTER (WHERE event_type = 'purchase' AND platform <> 'web')             AS app_purchases,
+    COUNT(*) FILTER (WHERE event_type = 'search')                                     AS searches,
+    COALESCE(SUM(price * COALESCE(quantity, 1)) FILTER (WHERE event_type = 'purchase'), 0) AS monetary,
+    COUNT(*) FILTER (WHERE platform = 'ios') * 1.0 / COUNT(*)                         AS share_ios,
+    COUNT(*) FILTER (WHERE platform = 'android') * 1.0 / COUNT(*)                     AS share_android,
+    COUNT(*) FILTER (WHERE platform = 'web') * 1.0 / COUNT(*)                         AS share_web,
+    COUNT(DISTINCT category)                                                          AS categories_seen
+  FROM sessionised
+  GROUP BY customer_id
+),
+category_counts AS (
+  SELECT customer_id, category, COUNT(*) AS hits
+  FROM events
+  WHERE category IS NOT NULL
+  GROUP BY customer_id, category
+),
+top_category AS (
+  SELECT customer_id, category AS top_category, share AS top_category_share
+  FROM (
+    SELECT
+      customer_id,
+      category,
+      hits * 1.0 / SUM(hits) OVER (PARTITION BY customer_id) AS share,
+      ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY hits DESC, category) AS place
+    FROM category_counts
+  )
+  WHERE place = 1
+)
+SELECT
+  a.customer_id,
+  a.recency_days,
+  a.sessions,
+  a.events,
+  a.active_days,
+  a.web_views,
+  a.app_views,
+  a.web_cart_adds,
+  a.app_cart_adds,
+  a.web_purchases,
+  a.app_purchases,
+  a.web_purchases + a.app_purchases                                             AS purchases,
+  a.searches,
+  a.monetary,
+  (a.web_purchases + a.app_purchases) * 1.0
+    / NULLIF(a.web_views + a.app_views, 0)                                      AS conversion_rate,
+  a.monetary / NULLIF(a.web_purchases + a.app_purchases, 0)                     AS avg_order_value,
+  a.share_ios,
+  a.share_android,
+  a.share_web,
+  a.categories_seen,
+  t.top_category,
+  t.top_category_share,
+  c.age,
+  c.tenure_days,
+  c.annual_income,
+  c.gender,
+  c.country,
+  c.loyalty_tier,
+  c.marketing_opt_in
+FROM activity a
+JOIN customers c ON a.customer_id = c.customer_id
+LEFT JOIN top_category t ON a.customer_id = t.customer_id

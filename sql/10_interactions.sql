@@ -1,0 +1,21 @@
+-- input: events, user_index, item_index               output: interactions
+--
+-- The implicit-feedback matrix: one row per (customer, item) with the summed event weights
+-- (configurable: [recommendations.weights]) capped at max_weight, and whether the customer
+-- bought the item. Staged once per run; every ALS iteration re-reads it.
+SELECT
+  u.user_idx,
+  i.item_idx,
+  CAST(LEAST(SUM(
+    CASE e.event_type
+      WHEN 'view' THEN {{weight_view}}
+      WHEN 'click' THEN {{weight_click}}
+      WHEN 'add_to_cart' THEN {{weight_add_to_cart}}
+      WHEN 'purchase' THEN {{weight_purchase}}
+      ELSE 0
+    END), {{max_weight}}) AS FLOAT) AS weight,
+  BOOL_OR(e.event_type = 'purchase') AS purchased
+FROM events e
+JOIN user_index u ON e.customer_id = u.customer_id
+JOIN item_index i ON e.item_id = i.item_id
+GROUP BY u.user_idx, i.item_idx

@@ -1,0 +1,250 @@
+//! Bad input: each case gives one clear message naming what is wrong, a documented non-zero
+//! exit code, and publishes nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::support::{DATE, copy_dir, list_files, persona, run_job, temp, tiny_input};
+
+/// Runs on a broken copy of the tiny input; asserts the exit code, that stderr contains every
+/// expected fragment, and that nothing was published.
+fn expect_failure(input: &Path, code: i32, fragments: &[&str]) {
+    let out = temp();
+    let result = run_job(input, out.path(), &[]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(
+        result.status.code(),
+        Some(code),
+        "exit code; stderr:\n{stderr}"
+    );
+    for f in fragments {
+        assert!(stderr.contains(f), "stderr lacks '{f}':\n{stderr}");
+    }
+    let error_lines = stderr.lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(error_lines, 1, "one error line expected:\n{stderr}");
+    let published: Vec<String> = list_files(out.path());
+    assert!(
+        published.is_empty(),
+        "a failed run published files: {published:?}"
+    );
+}
+
+fn broken_copy() -> tempfile::TempDir {
+    let dir = temp();
+    copy_dir(tiny_input(), dir.path());
+    dir
+}
+
+fn first_file(dir: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap()
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn missing_input_folder() {
+    let input = broken_copy();
+    std::fs::remove_dir_all(input.path().join("app_events")).unwrap();
+    expect_failure(
+        input.path(),
+        3,
+        &["[BAD_INPUT]", "app_events", "is missing"],
+    );
+}
+
+#[test]
+fn missing_input_root() {
+    let root = temp();
+    expect_failure(
+        &root.path().join("nowhere"),
+        3,
+        &["[BAD_INPUT]", "nowhere", "does not exist"],
+    );
+}
+
+#[test]
+fn file_with_a_missing_column() {
+    let input = broken_copy();
+    let file = input.path().join("crm_customers").join("bad.parquet");
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "customer_id",
+        DataType::Utf8,
+        true,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(vec!["C1"])) as ArrayRef],
+    )
+    .unwrap();
+    write_parquet(&file, &batch);
+    expect_failure(
+        input.path(),
+        3,
+        &[
+            "bad.parquet",
+            "column 'email' is missing",
+            "expected a string",
+        ],
+    );
+}
+
+#[test]
+fn file_with_a_mistyped_column() {
+    let input = broken_copy();
+    let day = input.path().join("web_logs").join(format!("dt={DATE}"));
+    let file = day.join("zz-mistyped.parquet");
+    // A web-log file whose `status` is a string.
+    let names = [
+        "ts",
+        "cookie_id",
+        "customer_id",
+        "method",
+        "url",
+        "status",
+        "bytes",
+        "referrer",
+        "user_agent",
+        "ip",
+    ];
+    let mut fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    fields[0] = Field::new(
+        "ts",
+        DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some("UTC".into()),
+        ),
+        true,
+    );
+    fields[6] = Field::new("bytes", DataType::Int64, true);
+    let columns: Vec<ArrayRef> = fields
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Int64 => Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+            DataType::Utf8 => Arc::new(StringArray::from(vec!["200"])) as ArrayRef,
+            _ => Arc::new(
+                datafusion::arrow::array::TimestampMicrosecondArray::from(vec![0])
+                    .with_timezone("UTC"),
+            ) as ArrayRef,
+        })
+        .collect();
+    write_parquet(
+        &file,
+        &RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap(),
+    );
+    expect_failure(
+        input.path(),
+        3,
+        &[
+            "zz-mistyped.parquet",
+            "column 'status' has type Utf8, expected an integer",
+        ],
+    );
+}
+
+#[test]
+fn corrupt_parquet_file() {
+    let input = broken_copy();
+    let day = input.path().join("app_events").join(format!("dt={DATE}"));
+    let file = first_file(&day);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    expect_failure(input.path(), 3, &[&name, "not a readable Parquet file"]);
+}
+
+#[test]
+fn empty_window() {
+    let out = temp();
+    let result = persona(
+        &[
+            "run",
+            "--input",
+            tiny_input().to_str().unwrap(),
+            "--output",
+            out.path().to_str().unwrap(),
+            "--date",
+            "2020-01-01",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("empty window") && stderr.contains("dt=2019-12-05..dt=2020-01-01"),
+        "{stderr}"
+    );
+    assert!(list_files(out.path()).is_empty());
+}
+
+#[test]
+fn bad_date() {
+    let out = temp();
+    let result = persona(
+        &[
+            "run",
+            "--input",
+            tiny_input().to_str().unwrap(),
+            "--output",
+            out.path().to_str().unwrap(),
+            "--date",
+            "2026-13-01",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'2026-13-01' is not a date in the form YYYY-MM-DD"),
+        "{stderr}"
+    );
+    assert!(list_files(out.path()).is_empty());
+}
+
+#[test]
+fn unknown_config_key() {
+    let out = temp();
+    let cfg = out.path().join("persona.toml");
+    std::fs::write(&cfg, "[segments]\nkk = 3\n").unwrap();
+    let output = out.path().join("out");
+    let result = persona(
+        &[
+            "run",
+            "--input",
+            tiny_input().to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--date",
+            DATE,
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("[BAD_CONFIG]") && stderr.contains("kk"),
+        "{stderr}"
+    );
+}

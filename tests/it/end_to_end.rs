@@ -1,0 +1,289 @@
+//! The whole job on tiny data: real properties of the outputs, idempotent reruns, and failed
+//! runs that leave the previous outputs untouched.
+
+use std::path::Path;
+
+use crate::support::{
+    DATE, copy_dir, list_files, ok, outputs, query, rows_as_text, run_job, scalar_i64, temp,
+    tiny_input,
+};
+
+fn manifest(output: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(output.join(format!("_runs/dt={DATE}/manifest.json")))
+        .expect("manifest");
+    serde_json::from_str(&text).expect("manifest json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_publishes_complete_consistent_tables() {
+    let input = tiny_input();
+    let out = temp();
+    let stdout = ok(&run_job(input, out.path(), &[]));
+    assert!(
+        stdout.contains("Published tables"),
+        "summary missing:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Segments ("),
+        "summary lacks segment sizes:\n{stdout}"
+    );
+
+    // Every table partition is complete: data files and the _SUCCESS marker; no work area left.
+    for table in [
+        "user_features",
+        "user_profiles",
+        "segments",
+        "recommendations",
+        "_runs",
+    ] {
+        let dir = out.path().join(table).join(format!("dt={DATE}"));
+        assert!(dir.join("_SUCCESS").exists(), "{table} has no _SUCCESS");
+    }
+    let leftovers: Vec<String> = list_files(&out.path().join("_work"));
+    assert!(leftovers.is_empty(), "work area not cleaned: {leftovers:?}");
+
+    let ctx = outputs(out.path(), input).await;
+    let m = manifest(out.path());
+
+    // Counts in the manifest match the files.
+    for table in [
+        "user_features",
+        "user_profiles",
+        "segments",
+        "recommendations",
+    ] {
+        let rows = scalar_i64(&ctx, &format!("SELECT COUNT(*) FROM {table}")).await;
+        assert_eq!(
+            m["tables"][table].as_i64(),
+            Some(rows),
+            "manifest count of {table}"
+        );
+        assert!(rows > 0, "{table} is empty");
+    }
+
+    // Every customer with activity has a profile: any known (CRM) customer with a kept app
+    // event in the window.
+    let missing = scalar_i64(
+        &ctx,
+        &format!(
+            "SELECT COUNT(DISTINCT e.customer_id) FROM in_app_events e JOIN in_crm c ON e.customer_id = c.customer_id
+             WHERE e.dt BETWEEN '2026-10-26' AND '{DATE}'
+               AND e.event_time >= TIMESTAMP '2026-10-26T00:00:00Z' AND e.event_time < TIMESTAMP '2026-11-23T00:00:00Z'
+               AND e.customer_id NOT IN (SELECT customer_id FROM user_profiles)"
+        ),
+    )
+    .await;
+    assert_eq!(missing, 0, "active customers without a profile");
+    let profiles = scalar_i64(&ctx, "SELECT COUNT(*) FROM user_profiles").await;
+    let distinct = scalar_i64(
+        &ctx,
+        "SELECT COUNT(DISTINCT customer_id) FROM user_profiles",
+    )
+    .await;
+    assert_eq!(profiles, distinct, "one profile per customer");
+    assert_eq!(
+        profiles,
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM user_features").await
+    );
+
+    // Segments cover every profile; sizes add up; labels are non-empty and distinct.
+    assert_eq!(
+        scalar_i64(&ctx, "SELECT SUM(size) FROM segments").await,
+        profiles
+    );
+    assert_eq!(scalar_i64(&ctx, "SELECT COUNT(*) FROM segments").await, 6);
+    assert_eq!(
+        scalar_i64(&ctx, "SELECT COUNT(DISTINCT segment_label) FROM segments").await,
+        6
+    );
+    let unlabelled = scalar_i64(
+        &ctx,
+        "SELECT COUNT(*) FROM user_profiles WHERE segment_label IS NULL OR segment_id IS NULL",
+    )
+    .await;
+    assert_eq!(unlabelled, 0);
+
+    // Recommendations: no duplicate (customer, item) or (customer, rank); ranks 1..N; scores finite.
+    assert_eq!(
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM (SELECT customer_id, item_id FROM recommendations GROUP BY 1, 2 HAVING COUNT(*) > 1)").await,
+        0,
+        "duplicate recommendation"
+    );
+    assert_eq!(
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM (SELECT customer_id, rank FROM recommendations GROUP BY 1, 2 HAVING COUNT(*) > 1)").await,
+        0,
+        "duplicate rank"
+    );
+    assert_eq!(
+        scalar_i64(
+            &ctx,
+            "SELECT COUNT(*) FROM recommendations WHERE rank < 1 OR rank > 10"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &ctx,
+            "SELECT COUNT(*) FROM recommendations WHERE isnan(score) OR score IS NULL"
+        )
+        .await,
+        0
+    );
+    // Every active customer gets recommendations.
+    assert_eq!(
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM user_profiles WHERE customer_id NOT IN (SELECT customer_id FROM recommendations)").await,
+        0,
+        "active customer without recommendations"
+    );
+    assert!(
+        scalar_i64(
+            &ctx,
+            "SELECT COUNT(*) FROM recommendations WHERE source = 'als'"
+        )
+        .await
+            > 0
+    );
+
+    // No item the customer bought in the window is recommended (the default exclusion).
+    let bought_again = scalar_i64(
+        &ctx,
+        &format!(
+            "SELECT COUNT(*) FROM recommendations r JOIN in_app_events e
+               ON r.customer_id = e.customer_id AND r.item_id = e.item_id
+             WHERE e.event_type = 'purchase' AND e.dt BETWEEN '2026-10-26' AND '{DATE}'
+               AND e.event_time >= TIMESTAMP '2026-10-26T00:00:00Z' AND e.event_time < TIMESTAMP '2026-11-23T00:00:00Z'"
+        ),
+    )
+    .await;
+    assert_eq!(bought_again, 0, "already-purchased items recommended");
+
+    // The manifest records the data-quality counters, and they add up to the input rows.
+    let dq = m["data_quality"].as_array().expect("data_quality");
+    let reasons: Vec<&str> = dq.iter().filter_map(|d| d["reason"].as_str()).collect();
+    for reason in [
+        "crawler",
+        "duplicate",
+        "kept",
+        "future_dated",
+        "unknown_customer",
+        "anonymous",
+    ] {
+        assert!(
+            reasons.contains(&reason),
+            "no '{reason}' counter in {reasons:?}"
+        );
+    }
+    let web_counted: i64 = dq
+        .iter()
+        .filter(|d| d["source"] == "web_logs")
+        .filter_map(|d| d["rows"].as_i64())
+        .sum();
+    let web_read = scalar_i64(
+        &ctx,
+        &format!("SELECT COUNT(*) FROM in_web_logs WHERE dt BETWEEN '2026-10-26' AND '{DATE}'"),
+    )
+    .await;
+    assert_eq!(
+        web_counted, web_read,
+        "every web-log row is kept or counted as dropped"
+    );
+    assert!(
+        m["segments"]["inertia"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerun_of_a_date_is_idempotent() {
+    let input = tiny_input();
+    let out = temp();
+    ok(&run_job(input, out.path(), &[]));
+    let first = snapshot(out.path(), input).await;
+    let files_first: Vec<String> = list_files(out.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("_runs"))
+        .collect();
+    ok(&run_job(input, out.path(), &[]));
+    let second = snapshot(out.path(), input).await;
+    assert_eq!(first, second, "a rerun changed the outputs");
+    let files_second: Vec<String> = list_files(out.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("_runs"))
+        .collect();
+    assert_eq!(
+        files_first.len(),
+        files_second.len(),
+        "a rerun left extra files: {files_second:?}"
+    );
+}
+
+/// The published content, order-independent.
+async fn snapshot(output: &Path, input: &Path) -> Vec<Vec<String>> {
+    let ctx = outputs(output, input).await;
+    let mut all = Vec::new();
+    for sql in [
+        "SELECT customer_id, segment_id, segment_label, round(distance_to_centroid, 9) FROM user_profiles",
+        "SELECT segment_id, segment_label, size FROM segments",
+        "SELECT customer_id, rank, item_id, round(score, 4), source FROM recommendations",
+        "SELECT * FROM user_features",
+    ] {
+        all.push(rows_as_text(&ctx, sql).await);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_leaves_the_previous_outputs_intact() {
+    let input = tiny_input();
+    let out = temp();
+    ok(&run_job(input, out.path(), &[]));
+    let before = snapshot(out.path(), input).await;
+    let files_before = list_files(out.path());
+    let manifest_before = manifest(out.path());
+
+    // Fail in the middle of the stages, then in the middle of publishing (after two of the four
+    // tables were swapped in: they must be rolled back).
+    for point in ["user_features", "als", "commit:segments", "commit:_runs"] {
+        let failed = run_job(input, out.path(), &[("PERSONA_FAIL_AT", point)]);
+        assert_eq!(
+            failed.status.code(),
+            Some(1),
+            "failure at {point} must exit 1"
+        );
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert!(
+            stderr.contains("injected failure"),
+            "stderr for {point}: {stderr}"
+        );
+        assert_eq!(
+            list_files(out.path()),
+            files_before,
+            "files changed after a failure at {point}"
+        );
+        assert_eq!(
+            snapshot(out.path(), input).await,
+            before,
+            "outputs changed after a failure at {point}"
+        );
+        assert_eq!(manifest(out.path())["run_id"], manifest_before["run_id"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_catalog_falls_back_to_items_seen_in_events() {
+    let input = temp();
+    copy_dir(tiny_input(), input.path());
+    std::fs::remove_dir_all(input.path().join("items")).expect("remove items");
+    let out = temp();
+    ok(&run_job(input.path(), out.path(), &[]));
+    let ctx = outputs(out.path(), input.path()).await;
+    assert!(scalar_i64(&ctx, "SELECT COUNT(*) FROM recommendations").await > 0);
+    let batches = query(
+        &ctx,
+        "SELECT COUNT(*) FROM user_features WHERE top_category IS NOT NULL",
+    )
+    .await;
+    assert_eq!(batches.len(), 1);
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real `persona` binary on generated data, outputs read back with
+//! DataFusion.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "integration tests fail by panicking"
+)]
+
+mod bad_input;
+mod end_to_end;
+mod generate;
+mod support;

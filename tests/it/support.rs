@@ -1,0 +1,223 @@
+//! Shared helpers: locating the binary, generating the tiny dataset once, reading outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+/// The run date the tiny fixture is generated for.
+pub const DATE: &str = "2026-11-22";
+
+/// The `persona` binary built alongside the tests (same profile).
+pub fn persona_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile folder");
+    let bin = dir.join(format!("persona{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not built: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `persona` with arguments and extra environment.
+pub fn persona(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(persona_bin());
+    cmd.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run persona")
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "persona failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The tiny dataset (seed 42), generated once per test process into a temporary folder that
+/// lives as long as the process. Tests must not modify it: copy it first ([`copy_dir`]).
+pub fn tiny_input() -> &'static Path {
+    static INPUT: OnceLock<PathBuf> = OnceLock::new();
+    INPUT.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("persona-tiny-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let out = dir.join("input");
+        ok(&persona(
+            &[
+                "generate",
+                "--scale",
+                "tiny",
+                "--seed",
+                "42",
+                "--out",
+                out.to_str().expect("utf8"),
+                "--end-date",
+                DATE,
+            ],
+            &[],
+        ));
+        out
+    })
+}
+
+/// A fresh temporary folder, removed when dropped.
+pub fn temp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("persona-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Runs the job on `input` into `output` for [`DATE`].
+pub fn run_job(input: &Path, output: &Path, env: &[(&str, &str)]) -> Output {
+    persona(
+        &[
+            "run",
+            "--input",
+            input.to_str().expect("utf8"),
+            "--output",
+            output.to_str().expect("utf8"),
+            "--date",
+            DATE,
+        ],
+        env,
+    )
+}
+
+/// Copies a folder tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Every file under a folder (relative paths, sorted).
+pub fn list_files(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("prefix")
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// A DataFusion session with every published table of `output` for [`DATE`] registered, and
+/// the generated input sources as `in_<source>`.
+pub async fn outputs(output: &Path, input: &Path) -> SessionContext {
+    let ctx = SessionContext::new();
+    for table in [
+        "user_features",
+        "user_profiles",
+        "segments",
+        "recommendations",
+    ] {
+        let dir = output.join(table).join(format!("dt={DATE}"));
+        ctx.register_parquet(
+            table,
+            &format!("{}/", dir.display()),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("register {table}: {e}"));
+    }
+    for source in ["app_events", "web_logs"] {
+        let opts = ParquetReadOptions::default().table_partition_cols(vec![(
+            "dt".to_string(),
+            datafusion::arrow::datatypes::DataType::Utf8,
+        )]);
+        ctx.register_parquet(
+            &format!("in_{source}"),
+            &format!("{}/{source}/", input.display()),
+            opts,
+        )
+        .await
+        .expect("register input");
+    }
+    ctx.register_parquet(
+        "in_crm",
+        &format!("{}/crm_customers/", input.display()),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .expect("register crm");
+    ctx
+}
+
+/// Runs a query and returns its batches.
+pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// A single integer result.
+pub async fn scalar_i64(ctx: &SessionContext, sql: &str) -> i64 {
+    let batches = query(ctx, sql).await;
+    let b = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .unwrap_or_else(|| panic!("{sql}: no rows"));
+    let col = datafusion::arrow::compute::cast(
+        b.column(0),
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )
+    .expect("cast");
+    col.as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .expect("int64")
+        .value(0)
+}
+
+/// The rows of a query as sorted strings (for comparing two runs).
+pub async fn rows_as_text(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    let batches = query(ctx, sql).await;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("format")
+        .to_string();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}

@@ -1,0 +1,82 @@
+//! Small helpers to read UDF arguments with errors that name the function and argument.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, ListArray, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float32Type};
+use datafusion::common::{Result, exec_err};
+
+/// Casts an argument to Float64 (accepting any numeric input) and returns it as a typed array.
+pub(crate) fn float64(func: &str, arg: &ArrayRef) -> Result<Float64Array> {
+    match cast(arg, &DataType::Float64) {
+        Ok(a) => Ok(a.as_primitive::<arrow::datatypes::Float64Type>().clone()),
+        Err(e) => exec_err!(
+            "{func}: expected a numeric argument, found {}: {e}",
+            arg.data_type()
+        ),
+    }
+}
+
+/// Casts an argument to Int32 and returns it as a typed array.
+pub(crate) fn int32(func: &str, arg: &ArrayRef) -> Result<Int32Array> {
+    match cast(arg, &DataType::Int32) {
+        Ok(a) => Ok(a.as_primitive::<arrow::datatypes::Int32Type>().clone()),
+        Err(e) => exec_err!(
+            "{func}: expected an integer argument, found {}: {e}",
+            arg.data_type()
+        ),
+    }
+}
+
+/// Casts an argument to Utf8 and returns it as a typed array.
+pub(crate) fn utf8(func: &str, arg: &ArrayRef) -> Result<StringArray> {
+    match cast(arg, &DataType::Utf8) {
+        Ok(a) => Ok(a.as_string::<i32>().clone()),
+        Err(e) => exec_err!(
+            "{func}: expected a string argument, found {}: {e}",
+            arg.data_type()
+        ),
+    }
+}
+
+/// Reads a `List<Float32>` argument (casting other float lists).
+pub(crate) fn float32_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
+    let target = DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
+        DataType::Float32,
+        true,
+    )));
+    match cast(arg, &target) {
+        Ok(a) => Ok(a.as_list::<i32>().clone()),
+        Err(e) => exec_err!(
+            "{func}: expected a list of floats, found {}: {e}",
+            arg.data_type()
+        ),
+    }
+}
+
+/// Reads a `List<Int32>` argument (casting other integer lists).
+pub(crate) fn int32_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
+    let target = DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
+        DataType::Int32,
+        true,
+    )));
+    match cast(arg, &target) {
+        Ok(a) => Ok(a.as_list::<i32>().clone()),
+        Err(e) => exec_err!(
+            "{func}: expected a list of integers, found {}: {e}",
+            arg.data_type()
+        ),
+    }
+}
+
+/// The values of row `i` of a `List<Float32>` as a slice (empty when null).
+pub(crate) fn f32_row(list: &ListArray, i: usize) -> Vec<f32> {
+    if list.is_null(i) {
+        return Vec::new();
+    }
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+    let values = list.values().as_primitive::<Float32Type>();
+    (start..end).map(|j| values.value(j)).collect()
+}

@@ -1,0 +1,95 @@
+//! Persona's Rust UDFs and UDAFs.
+//!
+//! Everything here is Arrow in, Arrow out, with no I/O, so the same functions run in a local
+//! DataFusion session, in the Ballista scheduler and in every Ballista executor. There is exactly
+//! one way to make them available: [`register_all`].
+//!
+//! Families:
+//! - [`scalar`]: web-log parsing (`is_crawler`, `url_page_type`, `url_item_id`) and model
+//!   application (`kmeans_assign`, `als_top_n`).
+//! - [`aggregate`]: one distributed pass of a model fit (`kmeans_step`, `als_half_step`).
+//! - [`ml`]: the numeric kernels and the model state those functions carry.
+//!
+//! Model functions carry their model (centroids, factors) inside the function instance, never as
+//! a literal argument: DataFusion expands literal arguments to one copy per row of every batch.
+//! The instances registered by [`register_all`] carry an empty model so that plans naming them
+//! resolve; the pipeline builds parameterised instances for each pass.
+
+pub mod aggregate;
+mod args;
+pub mod lists;
+pub mod ml;
+pub mod scalar;
+
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+
+/// Every scalar UDF Persona defines, as registered by [`register_all`].
+pub fn all_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
+    scalar::functions()
+}
+
+/// Every aggregate UDF Persona defines, as registered by [`register_all`].
+pub fn all_udafs() -> Vec<Arc<AggregateUDF>> {
+    aggregate::functions()
+}
+
+/// Registers all of Persona's functions on a registry (a `SessionContext`, a `SessionState`, or
+/// the function registry of a Ballista executor). The one registration path used everywhere.
+pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    for udf in all_scalar_udfs() {
+        registry.register_udf(udf)?;
+    }
+    for udaf in all_udafs() {
+        registry.register_udaf(udaf)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn function_names_and_aliases_are_unique() {
+        let mut seen = HashSet::new();
+        for udf in all_scalar_udfs() {
+            for name in std::iter::once(udf.name()).chain(udf.aliases().iter().map(String::as_str))
+            {
+                assert!(
+                    seen.insert(name.to_string()),
+                    "duplicate function name {name}"
+                );
+            }
+        }
+        for udaf in all_udafs() {
+            for name in
+                std::iter::once(udaf.name()).chain(udaf.aliases().iter().map(String::as_str))
+            {
+                assert!(
+                    seen.insert(name.to_string()),
+                    "duplicate function name {name}"
+                );
+            }
+        }
+        assert!(seen.len() >= 7);
+    }
+
+    #[test]
+    fn register_all_registers_every_function() {
+        let mut ctx = datafusion::prelude::SessionContext::new();
+        register_all(&mut ctx).unwrap();
+        for udf in all_scalar_udfs() {
+            assert!(ctx.udf(udf.name()).is_ok());
+        }
+        for udaf in all_udafs() {
+            assert!(ctx.udaf(udaf.name()).is_ok());
+        }
+    }
+}

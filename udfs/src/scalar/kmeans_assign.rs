@@ -1,0 +1,102 @@
+//! `kmeans_assign(x1, …, xd)`: the segment of a customer under fitted centroids.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, StructArray};
+use arrow::datatypes::{DataType, Field, Fields};
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::ml::Centroids;
+
+/// `kmeans_assign(x1, …, xd) -> struct<segment_id int, distance double>`: the nearest of the
+/// centroids this instance carries and the Euclidean distance to it. Null coordinates count as 0.
+///
+/// ```sql
+/// SELECT kmeans_assign(recency_z, frequency_z, monetary_z)['segment_id'] FROM prepared_features;
+/// ```
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct KMeansAssign {
+    signature: Signature,
+    centroids: Arc<Centroids>,
+}
+
+impl Default for KMeansAssign {
+    fn default() -> Self {
+        Self::new(Centroids::default())
+    }
+}
+
+impl KMeansAssign {
+    /// Assignment to these centroids.
+    pub fn new(centroids: Centroids) -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+            centroids: Arc::new(centroids),
+        }
+    }
+
+    fn fields() -> Fields {
+        Fields::from(vec![
+            Field::new("segment_id", DataType::Int32, false),
+            Field::new("distance", DataType::Float64, false),
+        ])
+    }
+}
+
+impl ScalarUDFImpl for KMeansAssign {
+    fn name(&self) -> &str {
+        "kmeans_assign"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(Self::fields()))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if self.centroids.is_empty() {
+            return exec_err!(
+                "kmeans_assign has no centroids: it is built by the segments stage, not called from SQL"
+            );
+        }
+        if args.args.len() != self.centroids.d() {
+            return exec_err!(
+                "kmeans_assign: {} features given, centroids have {}",
+                args.args.len(),
+                self.centroids.d()
+            );
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let columns = arrays
+            .iter()
+            .map(|a| crate::args::float64(self.name(), a))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = args.number_rows;
+        let mut point = vec![0.0; self.centroids.d()];
+        let (mut segments, mut distances) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        for row in 0..rows {
+            for (p, col) in point.iter_mut().zip(&columns) {
+                *p = if col.is_null(row) {
+                    0.0
+                } else {
+                    col.value(row)
+                };
+            }
+            let (c, dist) = self.centroids.nearest(&point);
+            segments.push(c as i32);
+            distances.push(dist.sqrt());
+        }
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from(segments)),
+            Arc::new(Float64Array::from(distances)),
+        ];
+        Ok(ColumnarValue::Array(Arc::new(StructArray::new(
+            Self::fields(),
+            arrays,
+            None,
+        ))))
+    }
+}

@@ -1,0 +1,122 @@
+//! URL parsing kernels shared by `url_page_type` and `url_item_id`.
+//!
+//! Web-log URLs come as paths with a query (`/product/I000123?utm_source=email`) or as absolute
+//! URLs (`https://shop.example/product/I000123`). Parsing is by hand, on bytes, because it runs on
+//! every web-log row and needs no allocation on the common path.
+
+/// The path of a URL: without scheme, host, query and fragment; lower-cased comparison is left to
+/// callers.
+fn path_of(url: &str) -> &str {
+    let rest = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            after.find('/').map_or("/", |j| &after[j..])
+        }
+        None => url,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The value of query parameter `name`, if present and non-empty.
+fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// The kind of page a URL shows: `product`, `cart_add`, `category`, `search`, `checkout`, `home`,
+/// `account` or `other`. `None` for a null URL.
+pub fn page_type(url: &str) -> &'static str {
+    let path = path_of(url.trim());
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    match (segments.next(), segments.next()) {
+        (None, _) => "home",
+        (Some("product" | "p" | "item"), Some(_)) => "product",
+        (Some("cart"), Some("add")) => "cart_add",
+        (Some("category" | "c"), Some(_)) => "category",
+        (Some("search"), _) => "search",
+        (Some("checkout"), Some("complete" | "confirmation")) => "checkout",
+        (Some("account" | "login" | "logout"), _) => "account",
+        _ => "other",
+    }
+}
+
+/// The item id a URL refers to: the segment after `/product/`, or the `item` parameter of
+/// `/cart/add`. Ids are kept as written (they are strings in the contract); an empty or
+/// over-long id (more than 64 bytes) is not an id.
+pub fn parse_item_id(url: &str) -> Option<&str> {
+    let url = url.trim();
+    let path = path_of(url);
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let id = match (segments.next(), segments.next()) {
+        (Some("product" | "p" | "item"), Some(id)) => Some(id),
+        (Some("cart"), Some("add")) => query_param(url, "item"),
+        _ => None,
+    }?;
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    valid.then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_types() {
+        assert_eq!(page_type("/product/I000123?utm_source=email"), "product");
+        assert_eq!(page_type("https://shop.example/product/I1"), "product");
+        assert_eq!(page_type("/cart/add?item=I000123"), "cart_add");
+        assert_eq!(page_type("/category/shoes"), "category");
+        assert_eq!(page_type("/search?q=red+shoes"), "search");
+        assert_eq!(page_type("/checkout/complete"), "checkout");
+        assert_eq!(page_type("/"), "home");
+        assert_eq!(page_type(""), "home");
+        assert_eq!(page_type("https://shop.example"), "home");
+        assert_eq!(page_type("/about"), "other");
+        assert_eq!(page_type("/product/"), "other");
+    }
+
+    #[test]
+    fn item_ids() {
+        assert_eq!(
+            parse_item_id("/product/I000123?utm_source=email"),
+            Some("I000123")
+        );
+        assert_eq!(
+            parse_item_id("/cart/add?item=I000123&qty=2"),
+            Some("I000123")
+        );
+        assert_eq!(parse_item_id("/cart/add?qty=2"), None);
+        assert_eq!(parse_item_id("/cart/add?item="), None);
+        assert_eq!(parse_item_id("/product/I1#reviews"), Some("I1"));
+        assert_eq!(parse_item_id("/product/<script>"), None);
+        assert_eq!(parse_item_id("/category/shoes"), None);
+        assert_eq!(parse_item_id("%%%"), None);
+    }
+
+    #[test]
+    fn malformed_urls_do_not_panic() {
+        for url in [
+            "://",
+            "?",
+            "#",
+            "/product//",
+            "http://",
+            "/cart/add?item",
+            "\u{1F600}/product/\u{1F600}",
+        ] {
+            let _ = page_type(url);
+            let _ = parse_item_id(url);
+        }
+    }
+}
