@@ -2,7 +2,7 @@
 --
 -- Every raw web-log row of the window's partitions, once, with its parsed URL and a drop_reason
 -- (NULL when the row is kept). Counting rows per drop_reason gives the data-quality counters, so
--- nothing is dropped silently. Adapt the column names here when your export differs.
+-- nothing is dropped silently. A duplicate is a row equal to an earlier one in every column. Adapt the column names here when your export differs.
 --
 -- Parameters: {{first_dt}}..{{last_dt}} partitions to read; events must fall in
 -- [{{window_start}}, {{window_end}}).
@@ -25,7 +25,9 @@ SELECT
 FROM (
   SELECT
     *,
-    ROW_NUMBER() OVER (PARTITION BY ts, cookie_id, customer_id, url, user_agent, ip ORDER BY dt) AS copy_number
+    ROW_NUMBER() OVER (
+      PARTITION BY ts, cookie_id, customer_id, method, url, status, bytes, referrer, user_agent, ip ORDER BY dt
+    ) AS copy_number
   FROM web_logs
   WHERE dt BETWEEN '{{first_dt}}' AND '{{last_dt}}'
 )

@@ -2,7 +2,7 @@
 --
 -- Every raw app event of the window's partitions with a drop_reason (NULL when kept): missing
 -- customer or time, an unknown event type, a negative price, outside the window (late or
--- future-dated), or an exact duplicate of an earlier row.
+-- future-dated), or an exact duplicate of an earlier row (equal in every column).
 SELECT
   event_time AS ts,
   customer_id,
@@ -24,7 +24,7 @@ FROM (
   SELECT
     *,
     ROW_NUMBER() OVER (
-      PARTITION BY event_time, customer_id, device_id, event_type, item_id ORDER BY dt
+      PARTITION BY event_time, customer_id, device_id, platform, event_type, item_id, quantity, price ORDER BY dt
     ) AS copy_number
   FROM app_events
   WHERE dt BETWEEN '{{first_dt}}' AND '{{last_dt}}'

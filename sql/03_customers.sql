@@ -10,7 +10,7 @@ SELECT
     WHEN date_part('year', DATE '{{run_date}}') - date_part('year', birth_date) BETWEEN 14 AND 110
       THEN CAST(date_part('year', DATE '{{run_date}}') - date_part('year', birth_date) AS INT)
   END AS age,
-  CAST(DATE '{{run_date}}' - signup_date AS INT) AS tenure_days,
+  CAST((date_part('epoch', DATE '{{run_date}}') - date_part('epoch', signup_date)) / 86400 AS INT) AS tenure_days,
   CASE WHEN annual_income >= 0 THEN annual_income END AS annual_income,
   gender,
   country,

@@ -3,7 +3,8 @@
 -- One row per known customer with at least one event in the window: recency / frequency /
 -- monetary, sessions (a new session after 30 minutes without events), views, carts and
 -- purchases by channel, conversion rate, average order value, category focus, platform mix, and
--- the CRM attributes. Ratios are NULL when their denominator is 0.
+-- the CRM attributes. Ratios are NULL when their denominator is 0. Money is rounded to cents,
+-- which also makes it independent of the order in which rows are summed.
 WITH timed AS (
   SELECT *, date_part('epoch', ts) AS epoch_s
   FROM events
@@ -31,7 +32,7 @@ activity AS (
     COUNT(*) FILTER (WHERE event_type = 'purchase' AND platform = 'web')              AS web_purchases,
     COUNT(*) FILTER (WHERE event_type = 'purchase' AND platform <> 'web')             AS app_purchases,
     COUNT(*) FILTER (WHERE event_type = 'search')                                     AS searches,
-    COALESCE(SUM(price * COALESCE(quantity, 1)) FILTER (WHERE event_type = 'purchase'), 0) AS monetary,
+    ROUND(COALESCE(SUM(price * COALESCE(quantity, 1)) FILTER (WHERE event_type = 'purchase'), 0), 2) AS monetary,
     COUNT(*) FILTER (WHERE platform = 'ios') * 1.0 / COUNT(*)                         AS share_ios,
     COUNT(*) FILTER (WHERE platform = 'android') * 1.0 / COUNT(*)                     AS share_android,
     COUNT(*) FILTER (WHERE platform = 'web') * 1.0 / COUNT(*)                         AS share_web,
@@ -74,7 +75,7 @@ SELECT
   a.monetary,
   (a.web_purchases + a.app_purchases) * 1.0
     / NULLIF(a.web_views + a.app_views, 0)                                      AS conversion_rate,
-  a.monetary / NULLIF(a.web_purchases + a.app_purchases, 0)                     AS avg_order_value,
+  ROUND(a.monetary / NULLIF(a.web_purchases + a.app_purchases, 0), 2)           AS avg_order_value,
   a.share_ios,
   a.share_android,
   a.share_web,

@@ -2,7 +2,7 @@
 --
 -- One row per segment: size and share of customers, its readable label and distinguishing
 -- features (in standard deviations from the population), and the segment's means of the main
--- features in their original units.
+-- features in their original units (rounded to 6 decimals, so reruns are byte-identical).
 SELECT
   p.segment_id,
   l.segment_label,
@@ -11,15 +11,15 @@ SELECT
   l.distinguishing_features,
   l.feature_names,
   l.centroid_z,
-  AVG(p.recency_days)                              AS avg_recency_days,
-  AVG(p.sessions)                                  AS avg_sessions,
-  AVG(p.purchases)                                 AS avg_purchases,
-  AVG(p.monetary)                                  AS avg_monetary,
-  AVG(p.avg_order_value)                           AS avg_order_value,
-  AVG(p.conversion_rate)                           AS avg_conversion_rate,
-  AVG(p.share_web)                                 AS avg_share_web,
-  AVG(p.age)                                       AS avg_age,
-  AVG(p.annual_income)                             AS avg_annual_income
+  ROUND(AVG(p.recency_days), 6) AS avg_recency_days,
+  ROUND(AVG(p.sessions), 6) AS avg_sessions,
+  ROUND(AVG(p.purchases), 6) AS avg_purchases,
+  ROUND(AVG(p.monetary), 6) AS avg_monetary,
+  ROUND(AVG(p.avg_order_value), 6) AS avg_order_value,
+  ROUND(AVG(p.conversion_rate), 6) AS avg_conversion_rate,
+  ROUND(AVG(p.share_web), 6) AS avg_share_web,
+  ROUND(AVG(p.age), 6) AS avg_age,
+  ROUND(AVG(p.annual_income), 6) AS avg_annual_income
 FROM user_profiles p
 JOIN segment_labels l ON p.segment_id = l.segment_id
 GROUP BY p.segment_id, l.segment_label, l.distinguishing_features, l.feature_names, l.centroid_z

@@ -143,10 +143,10 @@ fn rollback(done: &[(PathBuf, Option<PathBuf>)]) {
             tracing::error!(dir = %target.display(), error = %e, "rollback: could not remove a new partition");
             continue;
         }
-        if let Some(old) = old {
-            if let Err(e) = std::fs::rename(old, target) {
-                tracing::error!(dir = %target.display(), error = %e, "rollback: could not restore the previous partition");
-            }
+        if let Some(old) = old
+            && let Err(e) = std::fs::rename(old, target)
+        {
+            tracing::error!(dir = %target.display(), error = %e, "rollback: could not restore the previous partition");
         }
     }
 }

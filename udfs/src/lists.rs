@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float32Array, Float64Array, Int32Array, ListArray, PrimitiveArray};
+use arrow::array::{
+    Array, ArrayRef, Float32Array, Float64Array, Int32Array, ListArray, PrimitiveArray,
+};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{ArrowPrimitiveType, DataType, Field};
 use datafusion::common::ScalarValue;

@@ -137,12 +137,12 @@ fn write_events(rng: &mut ChaCha8Rng, world: &World, opts: &GenerateOptions) -> 
         let dt = format!("dt={date}");
         let mut web_sink = ParquetSink::new(
             &opts.out.join("web_logs").join(&dt),
-            web_schema.clone(),
+            std::sync::Arc::clone(&web_schema),
             opts.scale.rows_per_file(),
         )?;
         let mut app_sink = ParquetSink::new(
             &opts.out.join("app_events").join(&dt),
-            app_schema.clone(),
+            std::sync::Arc::clone(&app_schema),
             opts.scale.rows_per_file(),
         )?;
         // Events that arrived late yesterday land in today's partition.

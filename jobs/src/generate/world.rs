@@ -202,7 +202,7 @@ impl World {
             favourites: [first, second],
             style: rng.random_range(0..STYLES),
             cookies,
-            mobile: *["ios", "android"].choose(rng).unwrap_or(&"ios"),
+            mobile: ["ios", "android"].choose(rng).unwrap_or(&"ios"),
             device_id: format!("dev-{:012x}", rng.random::<u64>() >> 16),
             missing_from_crm: rng.random::<f64>() < 0.02,
         }

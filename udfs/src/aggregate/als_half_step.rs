@@ -129,7 +129,17 @@ impl Accumulator for AlsHalfStepAccumulator {
             Some(p) if p.len() == rank => p.to_vec(),
             _ => vec![0.0; rank],
         };
-        self.side.solve(&mut x, &self.items, &self.weights);
+        // Partial states arrive in any order; solving over the interactions sorted by index makes
+        // every floating-point sum, and so the factors, independent of that order.
+        let mut pairs: Vec<(i32, f32)> = self
+            .items
+            .iter()
+            .copied()
+            .zip(self.weights.iter().copied())
+            .collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let (items, weights): (Vec<i32>, Vec<f32>) = pairs.into_iter().unzip();
+        self.side.solve(&mut x, &items, &weights);
         Ok(f32_list_scalar(x))
     }
 
@@ -172,7 +182,7 @@ impl Accumulator for AlsHalfStepAccumulator {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use arrow::array::{Float64Array, Int32Array};
 

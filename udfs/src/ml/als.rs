@@ -209,11 +209,15 @@ impl AlsModelSide {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests")]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 
     /// Solves the same system densely by Gaussian elimination, for comparison.
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "matrix indices read clearer here"
+    )]
     fn dense_solve(side: &AlsModelSide, items: &[i32], weights: &[f32]) -> Vec<f64> {
         let k = side.other.rank();
         let mut a = vec![vec![0.0f64; k + 1]; k];

@@ -49,7 +49,7 @@ impl ScalarUDFImpl for UrlItemId {
         super::map_strings(
             self.name(),
             &args,
-            |url| url.and_then(super::parse_item_id),
+            |url| url.and_then(super::parse_item_id).map(str::to_string),
             |v| Arc::new(StringArray::from(v)),
         )
     }
