@@ -7,6 +7,7 @@
 //! - [`pipeline`]: `persona run` end to end; [`generate`]: `persona generate` demo data.
 //! - [`config`], [`session`], [`progress`], [`error`]: the plumbing.
 
+pub mod cluster;
 pub mod config;
 pub mod contract;
 pub mod error;

@@ -13,6 +13,7 @@ use persona_jobs::config::PipelineConfig;
 use persona_jobs::generate::{self, GenerateOptions, Scale};
 use persona_jobs::pipeline::{self, RunOptions, RunSummary};
 use persona_jobs::progress::{Progress, group_digits};
+use persona_jobs::session::Engine;
 use persona_jobs::{PipelineError, Result};
 
 /// Persona: nightly customer profiles, segments and recommendations from web logs, app events
@@ -80,6 +81,10 @@ struct RunArgs {
     /// persona.toml with settings (defaults when absent).
     #[arg(long, env = "PERSONA_CONFIG")]
     config: Option<PathBuf>,
+    /// Where queries run: local (this process), standalone (in-process Ballista scheduler and
+    /// executor), or ballista://HOST:PORT (a Ballista cluster).
+    #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
+    engine: Engine,
 }
 
 fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
@@ -137,6 +142,7 @@ fn main_inner(cli: Cli) -> Result<()> {
                 output: args.output,
                 date: args.date,
                 config: PipelineConfig::load(args.config.as_deref())?,
+                engine: args.engine,
             };
             let summary = runtime.block_on(pipeline::run(&opts, &mut Progress::new()))?;
             print_summary(&summary);
@@ -183,6 +189,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         output: args.dir.join("output"),
         date,
         config: PipelineConfig::default(),
+        engine: Engine::Local,
     };
     eprintln!("running the nightly job for {date}");
     let summary = pipeline::run(&opts, &mut Progress::new()).await?;

@@ -25,7 +25,7 @@ use crate::input::{self, Window};
 use crate::manifest::{DropCount, Manifest};
 use crate::progress::Progress;
 use crate::publish::Publisher;
-use crate::session;
+use crate::session::{self, Engine};
 use crate::sql;
 use crate::stages::{StageMetrics, recommendations, segments};
 use crate::work::WorkArea;
@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub date: NaiveDate,
     /// Configuration.
     pub config: PipelineConfig,
+    /// Where the queries run.
+    pub engine: Engine,
 }
 
 /// What a successful run produced.
@@ -62,7 +64,7 @@ pub struct RunSummary {
 
 /// Runs the whole job.
 pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummary> {
-    let ctx = session::new_context(&opts.config.execution)?;
+    let ctx = session::new_context(&opts.engine, &opts.config.execution).await?;
     std::fs::create_dir_all(&opts.output).map_err(|e| PipelineError::io(&opts.output, e))?;
     let run_id = format!(
         "{}-{}",

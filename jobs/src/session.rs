@@ -1,23 +1,130 @@
-//! The one place a DataFusion session is built, so every context (local runs, tests, and later
-//! the Ballista scheduler and executors) has Persona's functions registered the same way.
+//! The one place a DataFusion session is built, so every context (local runs, Ballista clients,
+//! and the Ballista scheduler and executors) has Persona's functions and codecs registered the
+//! same way.
 
-use datafusion::execution::SessionStateBuilder;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::cluster::codec::{PersonaLogicalCodec, PersonaPhysicalCodec};
 use crate::config::ExecutionConfig;
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
 
-/// A local session with Persona's UDFs and UDAFs registered.
-pub fn new_context(cfg: &ExecutionConfig) -> Result<SessionContext> {
-    let mut config = SessionConfig::new().with_information_schema(true);
-    if cfg.target_partitions > 0 {
-        config = config.with_target_partitions(cfg.target_partitions);
+/// Where queries run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// In this process, with DataFusion.
+    #[default]
+    Local,
+    /// An in-process Ballista scheduler and executor (exercises the distributed path).
+    Standalone,
+    /// A Ballista cluster: the scheduler's `host:port`.
+    Ballista(String),
+}
+
+impl FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "local" => Ok(Engine::Local),
+            "standalone" => Ok(Engine::Standalone),
+            other => match other.strip_prefix("ballista://") {
+                Some(addr) if !addr.is_empty() => Ok(Engine::Ballista(addr.to_string())),
+                _ => Err(format!(
+                    "'{other}' is not an engine: expected local, standalone or ballista://HOST:PORT"
+                )),
+            },
+        }
     }
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_default_features()
-        .build();
-    let mut ctx = SessionContext::new_with_state(state);
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Local => write!(f, "local"),
+            Engine::Standalone => write!(f, "standalone"),
+            Engine::Ballista(addr) => write!(f, "ballista://{addr}"),
+        }
+    }
+}
+
+/// A session on `engine` with Persona's UDFs and UDAFs registered.
+pub async fn new_context(engine: &Engine, cfg: &ExecutionConfig) -> Result<SessionContext> {
+    let mut ctx = match engine {
+        Engine::Local => SessionContext::new_with_state(local_state(cfg)?),
+        Engine::Standalone => SessionContext::standalone_with_state(ballista_state(cfg)?).await?,
+        Engine::Ballista(addr) => {
+            SessionContext::remote_with_state(&format!("df://{addr}"), ballista_state(cfg)?)
+                .await
+                .map_err(|e| {
+                    PipelineError::Storage(format!(
+                        "cannot reach the Ballista scheduler at {addr}: {e}"
+                    ))
+                })?
+        }
+    };
+    // Ballista replaces the function registry of the state it is given: register on the
+    // context it returns (again).
     persona_udfs::register_all(&mut ctx)?;
     Ok(ctx)
+}
+
+fn session_config(cfg: &ExecutionConfig, base: SessionConfig) -> SessionConfig {
+    let config = base.with_information_schema(true);
+    if cfg.target_partitions > 0 {
+        config.with_target_partitions(cfg.target_partitions)
+    } else {
+        config
+    }
+}
+
+/// The state of a local session.
+pub fn local_state(cfg: &ExecutionConfig) -> Result<SessionState> {
+    let config = session_config(cfg, SessionConfig::new());
+    with_functions(
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build(),
+    )
+}
+
+/// The state of a Ballista client, scheduler or executor: Ballista's configuration, Persona's
+/// codecs and functions.
+pub fn ballista_state(cfg: &ExecutionConfig) -> Result<SessionState> {
+    let config = session_config(cfg, SessionConfig::new_with_ballista())
+        .with_ballista_logical_extension_codec(Arc::new(PersonaLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(PersonaPhysicalCodec::default()));
+    with_functions(
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build(),
+    )
+}
+
+fn with_functions(mut state: SessionState) -> Result<SessionState> {
+    persona_udfs::register_all(&mut state)?;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_parse() {
+        assert_eq!("local".parse::<Engine>(), Ok(Engine::Local));
+        assert_eq!("standalone".parse::<Engine>(), Ok(Engine::Standalone));
+        assert_eq!(
+            "ballista://127.0.0.1:50050".parse::<Engine>(),
+            Ok(Engine::Ballista("127.0.0.1:50050".into()))
+        );
+        assert!("spark://x".parse::<Engine>().is_err());
+        assert!("ballista://".parse::<Engine>().is_err());
+    }
 }

@@ -224,7 +224,7 @@ async fn rerun_of_a_date_is_idempotent() {
 }
 
 /// Compares two snapshots, reporting the first differing row rather than both tables.
-fn assert_same(a: &[Vec<String>], b: &[Vec<String>], what: &str) {
+pub fn assert_same(a: &[Vec<String>], b: &[Vec<String>], what: &str) {
     for (query, (x, y)) in a.iter().zip(b).enumerate() {
         if let Some(i) = (0..x.len().max(y.len())).find(|&i| x.get(i) != y.get(i)) {
             panic!(
@@ -238,7 +238,7 @@ fn assert_same(a: &[Vec<String>], b: &[Vec<String>], what: &str) {
 }
 
 /// The published content, order-independent.
-async fn snapshot(output: &Path, input: &Path) -> Vec<Vec<String>> {
+pub async fn snapshot(output: &Path, input: &Path) -> Vec<Vec<String>> {
     let ctx = outputs(output, input).await;
     let mut all = Vec::new();
     for sql in [

@@ -9,6 +9,7 @@
 )]
 
 mod bad_input;
+mod distributed;
 mod end_to_end;
 mod generate;
 mod support;

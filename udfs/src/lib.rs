@@ -17,6 +17,7 @@
 
 pub mod aggregate;
 mod args;
+pub mod codec;
 pub mod lists;
 pub mod ml;
 pub mod scalar;

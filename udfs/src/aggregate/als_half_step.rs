@@ -46,6 +46,13 @@ impl AlsHalfStep {
     }
 }
 
+impl AlsHalfStep {
+    /// The fixed side and hyper-parameters this instance solves against.
+    pub fn side(&self) -> &AlsModelSide {
+        &self.side
+    }
+}
+
 impl AggregateUDFImpl for AlsHalfStep {
     fn name(&self) -> &str {
         "als_half_step"

@@ -45,6 +45,13 @@ impl KMeansStep {
     }
 }
 
+impl KMeansStep {
+    /// The centroids points are assigned to.
+    pub fn centroids(&self) -> &Centroids {
+        &self.centroids
+    }
+}
+
 /// The decoded result of one `kmeans_step`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KMeansStepResult {

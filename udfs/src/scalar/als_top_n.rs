@@ -51,6 +51,11 @@ impl AlsTopN {
         }
     }
 
+    /// The model this instance scores with.
+    pub fn model(&self) -> &TopNModel {
+        &self.model
+    }
+
     fn item_fields() -> Fields {
         Fields::from(vec![
             Field::new("rank", DataType::Int32, false),

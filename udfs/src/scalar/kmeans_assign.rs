@@ -38,6 +38,11 @@ impl KMeansAssign {
         }
     }
 
+    /// The centroids this instance assigns to.
+    pub fn centroids(&self) -> &Centroids {
+        &self.centroids
+    }
+
     fn fields() -> Fields {
         Fields::from(vec![
             Field::new("segment_id", DataType::Int32, false),

@@ -1,0 +1,236 @@
+//! Serialising the model functions with their models, for distributed plans.
+//!
+//! Ballista sends plans between the client, the scheduler and the executors as protobuf, where a
+//! UDF is its name plus an optional byte payload that an extension codec fills and reads. The
+//! model functions put their model (centroids, factors) in that payload; the other functions
+//! travel by name and are found in the receiver's registry ([`crate::register_all`]).
+//!
+//! The format is little-endian, length-prefixed and versioned by a leading tag byte per model.
+
+use std::sync::Arc;
+
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+
+use crate::aggregate::{AlsHalfStep, KMeansStep};
+use crate::ml::{AlsModelSide, Centroids, Factors};
+use crate::scalar::{AlsTopN, KMeansAssign, TopNModel};
+
+/// Writes the payload of a scalar model UDF; nothing for other functions.
+pub fn encode_udf(udf: &ScalarUDF, buf: &mut Vec<u8>) {
+    let any: &dyn std::any::Any = udf.inner().as_ref();
+    if let Some(f) = any.downcast_ref::<KMeansAssign>() {
+        write_centroids(buf, f.centroids());
+    } else if let Some(f) = any.downcast_ref::<AlsTopN>() {
+        let m = f.model();
+        write_factors(buf, &m.items);
+        write_u64(buf, m.n as u64);
+        write_u64(buf, m.allowed.len() as u64);
+        buf.extend(m.allowed.iter().map(|&a| u8::from(a)));
+    }
+}
+
+/// Rebuilds a scalar model UDF from its payload; `None` when `name` is not a model function.
+pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
+    let mut r = Reader { buf, pos: 0 };
+    let udf = match name {
+        "kmeans_assign" => ScalarUDF::from(KMeansAssign::new(r.centroids()?)),
+        "als_top_n" => {
+            let items = Arc::new(r.factors()?);
+            let n = r.u64()? as usize;
+            let len = r.u64()? as usize;
+            let allowed = Arc::new(r.take(len)?.iter().map(|&b| b != 0).collect());
+            ScalarUDF::from(AlsTopN::new(TopNModel { items, allowed, n }))
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Arc::new(udf)))
+}
+
+/// Writes the payload of an aggregate model UDF; nothing for other functions.
+pub fn encode_udaf(udaf: &AggregateUDF, buf: &mut Vec<u8>) {
+    let any: &dyn std::any::Any = udaf.inner().as_ref();
+    if let Some(f) = any.downcast_ref::<KMeansStep>() {
+        write_centroids(buf, f.centroids());
+    } else if let Some(f) = any.downcast_ref::<AlsHalfStep>() {
+        let s = f.side();
+        write_factors(buf, &s.other);
+        write_factors(buf, &s.gram);
+        write_factors(buf, &s.previous);
+        buf.extend(s.alpha_bits.to_le_bytes());
+        buf.extend(s.lambda_bits.to_le_bytes());
+        buf.push(u8::from(s.weighted_lambda));
+        write_u64(buf, s.cg_steps as u64);
+    }
+}
+
+/// Rebuilds an aggregate model UDF from its payload; `None` when `name` is not a model function.
+pub fn decode_udaf(name: &str, buf: &[u8]) -> Result<Option<Arc<AggregateUDF>>> {
+    let mut r = Reader { buf, pos: 0 };
+    let udaf = match name {
+        "kmeans_step" => AggregateUDF::from(KMeansStep::new(r.centroids()?)),
+        "als_half_step" => {
+            let other = Arc::new(r.factors()?);
+            let gram = Arc::new(r.factors()?);
+            let previous = Arc::new(r.factors()?);
+            let alpha_bits = r.u32()?;
+            let lambda_bits = r.u32()?;
+            let weighted_lambda = r.take(1)?[0] != 0;
+            let cg_steps = r.u64()? as usize;
+            let side = AlsModelSide {
+                other,
+                gram,
+                previous,
+                alpha_bits,
+                lambda_bits,
+                weighted_lambda,
+                cg_steps,
+            };
+            AggregateUDF::from(AlsHalfStep::new(side))
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Arc::new(udaf)))
+}
+
+fn write_u64(buf: &mut Vec<u8>, v: u64) {
+    buf.extend(v.to_le_bytes());
+}
+
+fn write_centroids(buf: &mut Vec<u8>, c: &Centroids) {
+    write_u64(buf, c.k() as u64);
+    write_u64(buf, c.d() as u64);
+    for v in c.values() {
+        buf.extend(v.to_le_bytes());
+    }
+}
+
+fn write_factors(buf: &mut Vec<u8>, f: &Factors) {
+    write_u64(buf, f.rows() as u64);
+    write_u64(buf, f.rank() as u64);
+    for v in f.values() {
+        buf.extend(v.to_le_bytes());
+    }
+}
+
+/// Reads the payload back, failing cleanly on truncated input.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        match self.buf.get(self.pos..self.pos.saturating_add(n)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => exec_err!(
+                "model payload truncated at byte {} (wanted {n} more)",
+                self.pos
+            ),
+        }
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn centroids(&mut self) -> Result<Centroids> {
+        let (k, d) = (self.u64()? as usize, self.u64()? as usize);
+        if k == 0 {
+            return Ok(Centroids::default());
+        }
+        let bytes = self.take(k.saturating_mul(d).saturating_mul(8))?;
+        let values = bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect();
+        match Centroids::new(k, d, values) {
+            Some(c) => Ok(c),
+            None => exec_err!("bad centroids payload ({k}×{d})"),
+        }
+    }
+
+    fn factors(&mut self) -> Result<Factors> {
+        let (rows, rank) = (self.u64()? as usize, self.u64()? as usize);
+        if rank == 0 {
+            return Ok(Factors::default());
+        }
+        let bytes = self.take(rows.saturating_mul(rank).saturating_mul(4))?;
+        let values = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+            .collect();
+        match Factors::new(rows, rank, values) {
+            Some(f) => Ok(f),
+            None => exec_err!("bad factors payload ({rows}×{rank})"),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_functions_round_trip_and_others_are_not_encoded() {
+        let udaf = AggregateUDF::from(KMeansStep::new(
+            Centroids::new(2, 1, vec![0.5, -3.0]).unwrap(),
+        ));
+        let mut buf = Vec::new();
+        encode_udaf(&udaf, &mut buf);
+        let back = decode_udaf("kmeans_step", &buf).unwrap().unwrap();
+        assert_eq!(back.as_ref(), &udaf);
+
+        let f = Arc::new(Factors::new(2, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+        let side = AlsModelSide {
+            other: Arc::clone(&f),
+            gram: Arc::clone(&f),
+            previous: f,
+            alpha_bits: 3.0f32.to_bits(),
+            lambda_bits: 0.1f32.to_bits(),
+            weighted_lambda: true,
+            cg_steps: 4,
+        };
+        let udaf = AggregateUDF::from(AlsHalfStep::new(side));
+        buf.clear();
+        encode_udaf(&udaf, &mut buf);
+        assert_eq!(
+            decode_udaf("als_half_step", &buf)
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            &udaf
+        );
+        assert!(decode_udaf("als_half_step", &buf[..buf.len() - 3]).is_err());
+
+        let model = TopNModel {
+            items: Arc::new(Factors::new(1, 2, vec![1.0, 0.0]).unwrap()),
+            allowed: Arc::new(vec![true]),
+            n: 5,
+        };
+        let udf = ScalarUDF::from(AlsTopN::new(model));
+        buf.clear();
+        encode_udf(&udf, &mut buf);
+        assert_eq!(
+            decode_udf("als_top_n", &buf).unwrap().unwrap().as_ref(),
+            &udf
+        );
+
+        buf.clear();
+        encode_udf(&ScalarUDF::from(crate::scalar::IsCrawler::new()), &mut buf);
+        assert!(buf.is_empty());
+        assert!(decode_udf("is_crawler", &[]).unwrap().is_none());
+    }
+}
