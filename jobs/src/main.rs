@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
+use persona_jobs::cluster::process::{
+    ExecutorOptions, SchedulerOptions, run_executor, run_scheduler,
+};
 use persona_jobs::config::PipelineConfig;
 use persona_jobs::generate::{self, GenerateOptions, Scale};
 use persona_jobs::pipeline::{self, RunOptions, RunSummary};
@@ -33,6 +36,45 @@ enum Command {
     Generate(GenerateArgs),
     /// Run the nightly job for one date.
     Run(RunArgs),
+    /// Run a Ballista scheduler with Persona's functions and codecs.
+    Scheduler(SchedulerArgs),
+    /// Run a Ballista executor with Persona's functions and codecs.
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+struct SchedulerArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1", env = "PERSONA_SCHEDULER_BIND")]
+    bind: String,
+    /// gRPC port for clients and executors.
+    #[arg(long, default_value_t = 50050, env = "PERSONA_SCHEDULER_PORT")]
+    port: u16,
+}
+
+#[derive(Debug, Args)]
+struct ExecutorArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1", env = "PERSONA_EXECUTOR_BIND")]
+    bind: String,
+    /// Arrow Flight port (shuffle data).
+    #[arg(long, default_value_t = 50051)]
+    port: u16,
+    /// gRPC port (tasks).
+    #[arg(long, default_value_t = 50052)]
+    grpc_port: u16,
+    /// Scheduler host.
+    #[arg(long, default_value = "127.0.0.1", env = "PERSONA_SCHEDULER_HOST")]
+    scheduler_host: String,
+    /// Scheduler port.
+    #[arg(long, default_value_t = 50050, env = "PERSONA_SCHEDULER_PORT")]
+    scheduler_port: u16,
+    /// Concurrent tasks (default: one per core).
+    #[arg(long)]
+    task_slots: Option<usize>,
+    /// Folder for shuffle files (default: a temporary folder).
+    #[arg(long)]
+    work_dir: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +191,25 @@ fn main_inner(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => runtime.block_on(demo(args)),
+        Command::Scheduler(args) => {
+            let opts = SchedulerOptions {
+                bind_host: args.bind,
+                port: args.port,
+            };
+            runtime.block_on(run_scheduler(&opts))
+        }
+        Command::Executor(args) => {
+            let opts = ExecutorOptions {
+                bind_host: args.bind,
+                port: args.port,
+                grpc_port: args.grpc_port,
+                scheduler_host: args.scheduler_host,
+                scheduler_port: args.scheduler_port,
+                task_slots: args.task_slots,
+                work_dir: args.work_dir,
+            };
+            runtime.block_on(run_executor(&opts))
+        }
     }
 }
 

@@ -58,11 +58,12 @@ pub async fn new_context(engine: &Engine, cfg: &ExecutionConfig) -> Result<Sessi
         Engine::Local => SessionContext::new_with_state(local_state(cfg)?),
         Engine::Standalone => SessionContext::standalone_with_state(ballista_state(cfg)?).await?,
         Engine::Ballista(addr) => {
+            probe_scheduler(addr).await?;
             SessionContext::remote_with_state(&format!("df://{addr}"), ballista_state(cfg)?)
                 .await
                 .map_err(|e| {
                     PipelineError::Storage(format!(
-                        "cannot reach the Ballista scheduler at {addr}: {e}"
+                        "cannot use the Ballista scheduler at {addr}: {e}"
                     ))
                 })?
         }
@@ -71,6 +72,21 @@ pub async fn new_context(engine: &Engine, cfg: &ExecutionConfig) -> Result<Sessi
     // context it returns (again).
     persona_udfs::register_all(&mut ctx)?;
     Ok(ctx)
+}
+
+/// Fails early, in one line, when nothing listens at the scheduler's address (Ballista itself
+/// would only notice at the first query, deep inside a transport error).
+async fn probe_scheduler(addr: &str) -> Result<()> {
+    let connect = tokio::net::TcpStream::connect(addr);
+    match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(PipelineError::Storage(format!(
+            "cannot reach the Ballista scheduler at {addr} ({e}); start one with `persona scheduler` or check --engine"
+        ))),
+        Err(_) => Err(PipelineError::Storage(format!(
+            "the Ballista scheduler at {addr} did not answer within 10 s"
+        ))),
+    }
 }
 
 fn session_config(cfg: &ExecutionConfig, base: SessionConfig) -> SessionConfig {

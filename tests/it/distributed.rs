@@ -1,32 +1,79 @@
-//! The same job on Ballista (an in-process scheduler and executor) gives the same outputs as the
-//! local run: every stage, the model passes included, runs as distributed work, and the
-//! order-independent accumulation makes the results identical, not merely close.
+//! The same job on Ballista gives the same outputs as the local run: every stage, the model
+//! passes included, runs as distributed work, and the order-independent accumulation makes the
+//! results identical, not merely close.
 
-use crate::end_to_end::snapshot;
-use crate::support::{DATE, ok, persona, temp, tiny_input};
+use crate::end_to_end::{assert_same, snapshot};
+use crate::support::{DATE, LocalCluster, ok, persona, run_job, temp, tiny_input};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn standalone_ballista_matches_local() {
+fn run_on(engine: &str, output: &std::path::Path) {
     let input = tiny_input();
-    let (local, standalone) = (temp(), temp());
-    ok(&crate::support::run_job(input, local.path(), &[]));
     ok(&persona(
         &[
             "run",
             "--input",
             input.to_str().unwrap(),
             "--output",
-            standalone.path().to_str().unwrap(),
+            output.to_str().unwrap(),
             "--date",
             DATE,
             "--engine",
-            "standalone",
+            engine,
         ],
         &[],
     ));
-    crate::end_to_end::assert_same(
-        &snapshot(standalone.path(), input).await,
-        &snapshot(local.path(), input).await,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_ballista_matches_local() {
+    let (local, standalone) = (temp(), temp());
+    ok(&run_job(tiny_input(), local.path(), &[]));
+    run_on("standalone", standalone.path());
+    assert_same(
+        &snapshot(standalone.path(), tiny_input()).await,
+        &snapshot(local.path(), tiny_input()).await,
         "standalone Ballista differs from local",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_of_real_processes_matches_local() {
+    let cluster = LocalCluster::start(2);
+    let (local, distributed) = (temp(), temp());
+    ok(&run_job(tiny_input(), local.path(), &[]));
+    run_on(&cluster.engine(), distributed.path());
+    assert_same(
+        &snapshot(distributed.path(), tiny_input()).await,
+        &snapshot(local.path(), tiny_input()).await,
+        "a scheduler with two executors differs from local",
+    );
+}
+
+#[test]
+fn unreachable_scheduler_is_a_clear_error() {
+    let out = temp();
+    let port = crate::support::free_port();
+    let result = persona(
+        &[
+            "run",
+            "--input",
+            tiny_input().to_str().unwrap(),
+            "--output",
+            out.path().to_str().unwrap(),
+            "--date",
+            DATE,
+            "--engine",
+            &format!("ballista://127.0.0.1:{port}"),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Ballista scheduler"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")),
+        "the error names the scheduler address: {stderr}"
     );
 }

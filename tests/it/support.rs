@@ -221,3 +221,92 @@ pub async fn rows_as_text(ctx: &SessionContext, sql: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for a child process to take).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A Ballista cluster of real processes on 127.0.0.1: one `persona scheduler` and `executors`
+/// `persona executor`s. Killed when dropped.
+pub struct LocalCluster {
+    /// The scheduler's port.
+    pub scheduler_port: u16,
+    /// Child processes: the scheduler first.
+    pub children: Vec<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    /// Starts the processes and waits until the scheduler accepts connections.
+    pub fn start(executors: usize) -> Self {
+        let dir = temp();
+        let scheduler_port = free_port();
+        let spawn = |args: Vec<String>, log: &str| {
+            let log = std::fs::File::create(dir.path().join(log)).expect("log file");
+            Command::new(persona_bin())
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn")
+        };
+        let mut children = vec![spawn(
+            vec![
+                "scheduler".into(),
+                "--port".into(),
+                scheduler_port.to_string(),
+            ],
+            "scheduler.log",
+        )];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", scheduler_port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "scheduler did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for i in 0..executors {
+            let work = dir.path().join(format!("executor-{i}"));
+            std::fs::create_dir_all(&work).expect("work dir");
+            let args = vec![
+                "executor".into(),
+                "--port".into(),
+                free_port().to_string(),
+                "--grpc-port".into(),
+                free_port().to_string(),
+                "--scheduler-port".into(),
+                scheduler_port.to_string(),
+                "--task-slots".into(),
+                "2".into(),
+                "--work-dir".into(),
+                work.display().to_string(),
+            ];
+            children.push(spawn(args, &format!("executor-{i}.log")));
+        }
+        // Executors register with the scheduler shortly after start.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        Self {
+            scheduler_port,
+            children,
+            _dir: dir,
+        }
+    }
+
+    /// `ballista://127.0.0.1:PORT`.
+    pub fn engine(&self) -> String {
+        format!("ballista://127.0.0.1:{}", self.scheduler_port)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -2,3 +2,4 @@
 //! plans, and the session for each engine.
 
 pub mod codec;
+pub mod process;

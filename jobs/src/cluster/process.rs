@@ -1,0 +1,104 @@
+//! `persona scheduler` and `persona executor`: Ballista's scheduler and executor processes with
+//! everything Persona needs registered: its functions (the same [`persona_udfs::register_all`]
+//! as local runs) and its codecs (model functions travel with their models).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::prelude::SessionConfig;
+
+use crate::cluster::codec::{PersonaLogicalCodec, PersonaPhysicalCodec};
+use crate::config::ExecutionConfig;
+use crate::error::{PipelineError, Result};
+use crate::session::ballista_state;
+
+/// Where a scheduler listens.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Address to bind.
+    pub bind_host: String,
+    /// gRPC port (clients and executors connect here).
+    pub port: u16,
+}
+
+/// Runs a scheduler until the process is stopped.
+pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
+    let addr: SocketAddr = format!("{}:{}", opts.bind_host, opts.port)
+        .parse()
+        .map_err(|e| {
+            PipelineError::Config(format!(
+                "bad scheduler address {}:{}: {e}",
+                opts.bind_host, opts.port
+            ))
+        })?;
+    let config = SchedulerConfig {
+        bind_host: opts.bind_host.clone(),
+        bind_port: opts.port,
+        external_host: opts.bind_host.clone(),
+        override_session_builder: Some(Arc::new(|config: SessionConfig| {
+            let mut state = ballista_core::utils::default_session_builder(config)?;
+            persona_udfs::register_all(&mut state)?;
+            Ok(state)
+        })),
+        override_logical_codec: Some(Arc::new(PersonaLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PersonaPhysicalCodec::default())),
+        ..Default::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| PipelineError::Internal(format!("scheduler cluster state: {e}")))?;
+    tracing::info!(%addr, "Persona scheduler listening");
+    start_server(cluster, addr, Arc::new(config))
+        .await
+        .map_err(|e| PipelineError::Internal(format!("scheduler on {addr}: {e}")))
+}
+
+/// How an executor runs and where its scheduler is.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// Address to bind.
+    pub bind_host: String,
+    /// Arrow Flight port (shuffle data).
+    pub port: u16,
+    /// gRPC port (tasks).
+    pub grpc_port: u16,
+    /// Scheduler host.
+    pub scheduler_host: String,
+    /// Scheduler port.
+    pub scheduler_port: u16,
+    /// Concurrent tasks (default: one per core).
+    pub task_slots: Option<usize>,
+    /// Folder for shuffle files.
+    pub work_dir: Option<String>,
+}
+
+/// Runs an executor until the process is stopped.
+pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
+    let state = ballista_state(&ExecutionConfig::default())?;
+    let mut config = ExecutorProcessConfig {
+        bind_host: opts.bind_host.clone(),
+        external_host: Some(opts.bind_host.clone()),
+        port: opts.port,
+        grpc_port: opts.grpc_port,
+        scheduler_host: opts.scheduler_host.clone(),
+        scheduler_port: opts.scheduler_port,
+        scheduler_connect_timeout_seconds: 30,
+        work_dir: opts.work_dir.clone(),
+        override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
+        override_logical_codec: Some(Arc::new(PersonaLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PersonaPhysicalCodec::default())),
+        ..Default::default()
+    };
+    if let Some(slots) = opts.task_slots {
+        config.vcores = slots;
+    }
+    tracing::info!(port = opts.port, scheduler = %format!("{}:{}", opts.scheduler_host, opts.scheduler_port), "Persona executor starting");
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| PipelineError::Internal(format!("executor: {e}")))
+}
