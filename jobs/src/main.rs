@@ -57,6 +57,10 @@ struct ExecutorArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1", env = "PERSONA_EXECUTOR_BIND")]
     bind: String,
+    /// Address the scheduler and other executors reach this executor at (default: --bind);
+    /// needed when binding 0.0.0.0, e.g. the pod IP on Kubernetes.
+    #[arg(long, env = "PERSONA_EXECUTOR_HOST")]
+    external_host: Option<String>,
     /// Arrow Flight port (shuffle data).
     #[arg(long, default_value_t = 50051)]
     port: u16,
@@ -201,6 +205,7 @@ fn main_inner(cli: Cli) -> Result<()> {
         Command::Executor(args) => {
             let opts = ExecutorOptions {
                 bind_host: args.bind,
+                external_host: args.external_host,
                 port: args.port,
                 grpc_port: args.grpc_port,
                 scheduler_host: args.scheduler_host,

@@ -63,6 +63,8 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
 pub struct ExecutorOptions {
     /// Address to bind.
     pub bind_host: String,
+    /// Address the scheduler and other executors reach this one at (default: `bind_host`).
+    pub external_host: Option<String>,
     /// Arrow Flight port (shuffle data).
     pub port: u16,
     /// gRPC port (tasks).
@@ -82,7 +84,11 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
     let state = ballista_state(&ExecutionConfig::default())?;
     let mut config = ExecutorProcessConfig {
         bind_host: opts.bind_host.clone(),
-        external_host: Some(opts.bind_host.clone()),
+        external_host: Some(
+            opts.external_host
+                .clone()
+                .unwrap_or_else(|| opts.bind_host.clone()),
+        ),
         port: opts.port,
         grpc_port: opts.grpc_port,
         scheduler_host: opts.scheduler_host.clone(),
