@@ -76,10 +76,7 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match persona_udfs::codec::decode_udf(name, buf)? {
-            Some(udf) => Ok(udf),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf_or(name, buf, || self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -88,10 +85,7 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match persona_udfs::codec::decode_udaf(name, buf)? {
-            Some(udaf) => Ok(udaf),
-            None => self.inner.try_decode_udaf(name, buf),
-        }
+        decode_udaf_or(name, buf, || self.inner.try_decode_udaf(name, buf))
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -127,10 +121,7 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match persona_udfs::codec::decode_udf(name, buf)? {
-            Some(udf) => Ok(udf),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf_or(name, buf, || self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -139,14 +130,30 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match persona_udfs::codec::decode_udaf(name, buf)? {
-            Some(udaf) => Ok(udaf),
-            None => self.inner.try_decode_udaf(name, buf),
-        }
+        decode_udaf_or(name, buf, || self.inner.try_decode_udaf(name, buf))
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
         persona_udfs::codec::encode_udaf(node, buf);
         Ok(())
     }
+}
+
+/// Persona's model function `name` from its payload, or what `fallback` (Ballista's codec) makes
+/// of it.
+fn decode_udf_or(
+    name: &str,
+    buf: &[u8],
+    fallback: impl FnOnce() -> Result<Arc<ScalarUDF>>,
+) -> Result<Arc<ScalarUDF>> {
+    persona_udfs::codec::decode_udf(name, buf)?.map_or_else(fallback, Ok)
+}
+
+/// Persona's aggregate model function `name` from its payload, or what `fallback` makes of it.
+fn decode_udaf_or(
+    name: &str,
+    buf: &[u8],
+    fallback: impl FnOnce() -> Result<Arc<AggregateUDF>>,
+) -> Result<Arc<AggregateUDF>> {
+    persona_udfs::codec::decode_udaf(name, buf)?.map_or_else(fallback, Ok)
 }
