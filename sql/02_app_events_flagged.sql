@@ -1,8 +1,9 @@
 -- input: app_events (raw export, partitioned by dt)   output: app_events_flagged
 --
--- Every raw app event of the window's partitions with a drop_reason (NULL when kept): missing
--- customer or time, an unknown event type, a negative price, outside the window (late or
--- future-dated), or an exact duplicate of an earlier row (equal in every column).
+-- Every distinct raw app event of the window's partitions, with its number of copies and a
+-- drop_reason (NULL when kept): missing customer or time, an unknown event type, a negative
+-- price, or outside the window (late or future-dated). Extra copies of a kept event are counted
+-- as 'duplicate' by 06_event_drops.
 SELECT
   event_time AS ts,
   customer_id,
@@ -11,6 +12,7 @@ SELECT
   item_id,
   quantity,
   price,
+  copies,
   CASE
     WHEN event_time IS NULL OR customer_id IS NULL                                   THEN 'invalid_value'
     WHEN event_type NOT IN ('view', 'click', 'add_to_cart', 'purchase', 'search', 'app_open')
@@ -18,14 +20,10 @@ SELECT
     WHEN price < 0 OR quantity < 0                                                   THEN 'invalid_value'
     WHEN event_time >= TIMESTAMP '{{window_end}}'                                    THEN 'future_dated'
     WHEN event_time <  TIMESTAMP '{{window_start}}'                                  THEN 'outside_window'
-    WHEN copy_number > 1                                                             THEN 'duplicate'
   END AS drop_reason
 FROM (
-  SELECT
-    *,
-    ROW_NUMBER() OVER (
-      PARTITION BY event_time, customer_id, device_id, platform, event_type, item_id, quantity, price ORDER BY dt
-    ) AS copy_number
+  SELECT event_time, customer_id, device_id, platform, event_type, item_id, quantity, price, COUNT(*) AS copies
   FROM app_events
   WHERE dt BETWEEN '{{first_dt}}' AND '{{last_dt}}'
+  GROUP BY event_time, customer_id, device_id, platform, event_type, item_id, quantity, price
 )
