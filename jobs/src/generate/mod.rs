@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use clap::ValueEnum;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::contract;
@@ -159,6 +159,5 @@ fn write_events(rng: &mut ChaCha8Rng, world: &World, opts: &GenerateOptions) -> 
         web_total += web_sink.close()?;
         app_total += app_sink.close()?;
     }
-    let _ = rng.random::<u8>();
     Ok((web_total, app_total))
 }

@@ -48,6 +48,8 @@ pub struct DayWriter<'w> {
     app: AppRows,
     late_web: WebRows,
     late_app: AppRows,
+    /// Customer web-log rows generated today (the buffer is flushed, so its length is not it).
+    web_rows_today: usize,
 }
 
 impl<'w> DayWriter<'w> {
@@ -66,6 +68,7 @@ impl<'w> DayWriter<'w> {
             app: AppRows::default(),
             late_web: WebRows::default(),
             late_app: AppRows::default(),
+            web_rows_today: 0,
         }
     }
 
@@ -262,7 +265,7 @@ impl<'w> DayWriter<'w> {
 
     /// Crawlers and visitors who never log in: about 8% of the day's web rows.
     pub fn background_traffic(&mut self, rng: &mut ChaCha8Rng) {
-        let n = self.web.len() / 12 + 1;
+        let n = self.web_rows_today / 12 + 1;
         for _ in 0..n {
             let ts = self.day_start + rng.random_range(0..86_400) * MICROS_PER_SECOND;
             let item = rng.random_range(0..self.world.items.len());
@@ -296,6 +299,7 @@ impl<'w> DayWriter<'w> {
         ip: String,
     ) {
         let (ts, late) = self.dirty_time(rng, ts);
+        self.web_rows_today += 1;
         let rows = if late {
             &mut self.late_web
         } else {
