@@ -8,7 +8,9 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::support::{DATE, copy_dir, list_files, persona, run_job, temp, tiny_input};
+use crate::support::{
+    DATE, copy_dir, list_files, persona, run_job, run_job_with, temp, tiny_input,
+};
 
 /// Runs on a broken copy of the tiny input; asserts the exit code, that stderr contains every
 /// expected fragment, and that nothing was published.
@@ -227,18 +229,10 @@ fn unknown_config_key() {
     let cfg = out.path().join("persona.toml");
     std::fs::write(&cfg, "[segments]\nkk = 3\n").unwrap();
     let output = out.path().join("out");
-    let result = persona(
-        &[
-            "run",
-            "--input",
-            tiny_input().to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--date",
-            DATE,
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
+    let result = run_job_with(
+        tiny_input(),
+        &output,
+        &["--config", cfg.to_str().unwrap()],
         &[],
     );
     let stderr = String::from_utf8_lossy(&result.stderr);

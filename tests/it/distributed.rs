@@ -3,22 +3,13 @@
 //! results identical, not merely close.
 
 use crate::end_to_end::{assert_same, snapshot};
-use crate::support::{DATE, LocalCluster, ok, persona, run_job, temp, tiny_input};
+use crate::support::{LocalCluster, ok, run_job, run_job_with, temp, tiny_input};
 
 fn run_on(engine: &str, output: &std::path::Path) {
-    let input = tiny_input();
-    ok(&persona(
-        &[
-            "run",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--date",
-            DATE,
-            "--engine",
-            engine,
-        ],
+    ok(&run_job_with(
+        tiny_input(),
+        output,
+        &["--engine", engine],
         &[],
     ));
 }
@@ -52,20 +43,8 @@ async fn cluster_of_real_processes_matches_local() {
 fn unreachable_scheduler_is_a_clear_error() {
     let out = temp();
     let port = crate::support::free_port();
-    let result = persona(
-        &[
-            "run",
-            "--input",
-            tiny_input().to_str().unwrap(),
-            "--output",
-            out.path().to_str().unwrap(),
-            "--date",
-            DATE,
-            "--engine",
-            &format!("ballista://127.0.0.1:{port}"),
-        ],
-        &[],
-    );
+    let engine = format!("ballista://127.0.0.1:{port}");
+    let result = run_job_with(tiny_input(), out.path(), &["--engine", &engine], &[]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(5), "{stderr}");
     assert!(

@@ -46,20 +46,7 @@ async fn run_publishes_complete_consistent_tables() {
     let m = manifest(out.path());
 
     // Counts in the manifest match the files.
-    for table in [
-        "user_features",
-        "user_profiles",
-        "segments",
-        "recommendations",
-    ] {
-        let rows = scalar_i64(&ctx, &format!("SELECT COUNT(*) FROM {table}")).await;
-        assert_eq!(
-            m["tables"][table].as_i64(),
-            Some(rows),
-            "manifest count of {table}"
-        );
-        assert!(rows > 0, "{table} is empty");
-    }
+    assert_manifest_matches_files(out.path(), input, "first run").await;
 
     // Every customer with activity has a profile: any known (CRM) customer with a kept app
     // event in the window.
@@ -206,8 +193,13 @@ async fn rerun_of_a_date_is_idempotent() {
     assert_same(&first, &second, "a rerun changed the outputs");
     // The rerun replaced the partitions: what the files hold is exactly what the manifest says
     // (files left over from the first run would double the counts).
-    let ctx = outputs(out.path(), input).await;
-    let m = manifest(out.path());
+    assert_manifest_matches_files(out.path(), input, "after a rerun").await;
+}
+
+/// Every published table holds exactly the rows its manifest entry says, and is not empty.
+async fn assert_manifest_matches_files(output: &Path, input: &Path, when: &str) {
+    let ctx = outputs(output, input).await;
+    let m = manifest(output);
     for table in [
         "user_features",
         "user_profiles",
@@ -218,8 +210,9 @@ async fn rerun_of_a_date_is_idempotent() {
         assert_eq!(
             m["tables"][table].as_i64(),
             Some(rows),
-            "{table} after a rerun"
+            "manifest count of {table} ({when})"
         );
+        assert!(rows > 0, "{table} is empty ({when})");
     }
 }
 

@@ -87,18 +87,18 @@ pub fn temp() -> tempfile::TempDir {
 
 /// Runs the job on `input` into `output` for [`DATE`].
 pub fn run_job(input: &Path, output: &Path, env: &[(&str, &str)]) -> Output {
-    persona(
-        &[
-            "run",
-            "--input",
-            input.to_str().expect("utf8"),
-            "--output",
-            output.to_str().expect("utf8"),
-            "--date",
-            DATE,
-        ],
-        env,
-    )
+    run_job_with(input, output, &[], env)
+}
+
+/// Runs the job on `input` into `output` for [`DATE`] with extra arguments (`--engine`, ...).
+pub fn run_job_with(input: &Path, output: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let (input, output) = (
+        input.to_str().expect("utf8"),
+        output.to_str().expect("utf8"),
+    );
+    let mut args = vec!["run", "--input", input, "--output", output, "--date", DATE];
+    args.extend_from_slice(extra);
+    persona(&args, env)
 }
 
 /// Copies a folder tree.

@@ -17,11 +17,34 @@ pub fn list_type(item: DataType) -> DataType {
 /// One-row list array wrapping `values`.
 fn one_row<T: ArrowPrimitiveType>(values: PrimitiveArray<T>) -> ListArray {
     let len = values.len();
+    uniform_list(Arc::new(values), len, 1)
+}
+
+/// A list array of `rows` rows, each holding the next `width` of `values` (a row-major matrix as
+/// one vector per row).
+pub fn uniform_list(values: ArrayRef, width: usize, rows: usize) -> ListArray {
     let field = Arc::new(Field::new_list_field(values.data_type().clone(), true));
     ListArray::new(
         field,
-        OffsetBuffer::from_lengths([len]),
-        Arc::new(values) as ArrayRef,
+        OffsetBuffer::from_lengths(vec![width; rows]),
+        values,
+        None,
+    )
+}
+
+/// A list array whose row `r` holds `rows[r]`; `values` turns the flattened rows into an array
+/// of type `item`.
+pub fn list_of_rows<T: Copy>(
+    rows: &[Vec<T>],
+    item: DataType,
+    values: impl FnOnce(Vec<T>) -> ArrayRef,
+) -> ListArray {
+    let flat: Vec<T> = rows.iter().flatten().copied().collect();
+    let field = Arc::new(Field::new_list_field(item, true));
+    ListArray::new(
+        field,
+        OffsetBuffer::from_lengths(rows.iter().map(Vec::len)),
+        values(flat),
         None,
     )
 }

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, AsArray, Int32Array, ListArray, RecordBatch};
-use arrow::buffer::OffsetBuffer;
+use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Int64Type, Schema};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use persona_udfs::aggregate::AlsHalfStep;
+use persona_udfs::lists::{list_type, uniform_list};
 use persona_udfs::ml::{AlsModelSide, Factors};
 use persona_udfs::scalar::{AlsTopN, TopNModel};
 use rand::{Rng, SeedableRng};
@@ -145,20 +145,14 @@ async fn write_factors(
     id_col: &str,
     f: &Factors,
 ) -> Result<()> {
-    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
     let schema = Arc::new(Schema::new(vec![
         Field::new(id_col, DataType::Int32, false),
-        Field::new("factors", DataType::List(Arc::clone(&item)), false),
+        Field::new("factors", list_type(DataType::Float32), false),
     ]));
     let values = arrow::array::Float32Array::from(f.values().to_vec());
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from_iter_values(0..f.rows() as i32)),
-        Arc::new(ListArray::new(
-            item,
-            OffsetBuffer::from_lengths(vec![f.rank(); f.rows()]),
-            Arc::new(values),
-            None,
-        )),
+        Arc::new(uniform_list(Arc::new(values), f.rank(), f.rows())),
     ];
     work.write_batch(ctx, name, &RecordBatch::try_new(schema, columns)?)
         .await?;

@@ -6,14 +6,12 @@
 use std::sync::Arc;
 
 use arrow::array::Array;
-use arrow::array::{
-    ArrayRef, AsArray, Float64Array, Int32Array, ListArray, RecordBatch, StringArray,
-};
-use arrow::buffer::OffsetBuffer;
+use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use persona_udfs::aggregate::{KMeansStep, KMeansStepResult};
+use persona_udfs::lists::{list_type, uniform_list};
 use persona_udfs::ml::Centroids;
 use persona_udfs::scalar::KMeansAssign;
 use rand::{Rng, SeedableRng};
@@ -448,8 +446,6 @@ async fn write_labels(
 ) -> Result<()> {
     let k = centroids.k();
     let d = centroids.d();
-    let names_field = Arc::new(Field::new_list_field(DataType::Utf8, true));
-    let z_field = Arc::new(Field::new_list_field(DataType::Float64, true));
     let names: Vec<&str> = (0..k)
         .flat_map(|_| scales.iter().map(|s| s.name.as_str()))
         .collect();
@@ -457,12 +453,8 @@ async fn write_labels(
         Field::new("segment_id", DataType::Int32, false),
         Field::new("segment_label", DataType::Utf8, false),
         Field::new("distinguishing_features", DataType::Utf8, false),
-        Field::new(
-            "feature_names",
-            DataType::List(Arc::clone(&names_field)),
-            false,
-        ),
-        Field::new("centroid_z", DataType::List(Arc::clone(&z_field)), false),
+        Field::new("feature_names", list_type(DataType::Utf8), false),
+        Field::new("centroid_z", list_type(DataType::Float64), false),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from_iter_values(0..k as i32)),
@@ -472,17 +464,11 @@ async fn write_labels(
         Arc::new(StringArray::from_iter_values(
             labels.iter().map(|l| l.1.as_str()),
         )),
-        Arc::new(ListArray::new(
-            names_field,
-            OffsetBuffer::from_lengths(vec![d; k]),
-            Arc::new(StringArray::from(names)),
-            None,
-        )),
-        Arc::new(ListArray::new(
-            z_field,
-            OffsetBuffer::from_lengths(vec![d; k]),
+        Arc::new(uniform_list(Arc::new(StringArray::from(names)), d, k)),
+        Arc::new(uniform_list(
             Arc::new(Float64Array::from(centroids.values().to_vec())),
-            None,
+            d,
+            k,
         )),
     ];
     work.write_batch(

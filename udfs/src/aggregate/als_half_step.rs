@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, ListArray};
-use arrow::buffer::OffsetBuffer;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Int32Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -13,7 +12,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use crate::lists::{f32_list_scalar, i32_list_scalar, list_type};
+use crate::lists::{f32_list_scalar, i32_list_scalar, list_of_rows, list_type};
 use crate::ml::AlsModelSide;
 
 /// `als_half_step(own_idx, other_idx, weight) -> list<float>`: used as
@@ -232,22 +231,6 @@ impl AlsGroups {
     }
 }
 
-/// A list array whose row `r` holds `rows[r]`.
-fn list_of<T: Copy>(
-    rows: &[Vec<T>],
-    item: DataType,
-    values: impl FnOnce(Vec<T>) -> ArrayRef,
-) -> ListArray {
-    let flat: Vec<T> = rows.iter().flatten().copied().collect();
-    let field = Arc::new(Field::new_list_field(item, true));
-    ListArray::new(
-        field,
-        OffsetBuffer::from_lengths(rows.iter().map(Vec::len)),
-        values(flat),
-        None,
-    )
-}
-
 impl GroupsAccumulator for AlsGroups {
     fn update_batch(
         &mut self,
@@ -285,7 +268,7 @@ impl GroupsAccumulator for AlsGroups {
             .zip(pairs)
             .map(|(o, p)| solve_row(&self.side, o, p))
             .collect();
-        Ok(Arc::new(list_of(&solved, DataType::Float32, |v| {
+        Ok(Arc::new(list_of_rows(&solved, DataType::Float32, |v| {
             Arc::new(Float32Array::from(v))
         })))
     }
@@ -303,10 +286,10 @@ impl GroupsAccumulator for AlsGroups {
             .collect();
         Ok(vec![
             Arc::new(Int32Array::from(own)),
-            Arc::new(list_of(&items, DataType::Int32, |v| {
+            Arc::new(list_of_rows(&items, DataType::Int32, |v| {
                 Arc::new(Int32Array::from(v))
             })),
-            Arc::new(list_of(&weights, DataType::Float32, |v| {
+            Arc::new(list_of_rows(&weights, DataType::Float32, |v| {
                 Arc::new(Float32Array::from(v))
             })),
         ])
@@ -394,10 +377,10 @@ impl GroupsAccumulator for AlsGroups {
             .collect();
         Ok(vec![
             Arc::new(own),
-            Arc::new(list_of(&item_rows, DataType::Int32, |v| {
+            Arc::new(list_of_rows(&item_rows, DataType::Int32, |v| {
                 Arc::new(Int32Array::from(v))
             })),
-            Arc::new(list_of(&weight_rows, DataType::Float32, |v| {
+            Arc::new(list_of_rows(&weight_rows, DataType::Float32, |v| {
                 Arc::new(Float32Array::from(v))
             })),
         ])
