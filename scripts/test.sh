@@ -12,10 +12,32 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# Real components for the integration tests, installed once into ~/.cache/persona: an
+# S3-compatible server (MinIO when on PATH, otherwise s3s-fs from crates.io) and pyarrow (from
+# PyPI, to read the outputs with an engine that is not DataFusion).
+CACHE="${PERSONA_CACHE_DIR:-$HOME/.cache/persona}"
+VENV="$CACHE/venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow" 2>/dev/null; then
+  echo "== installing pyarrow into $VENV (once)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=15"
+fi
+export PERSONA_PYTHON="$VENV/bin/python"
+
+echo "== S3 server for the tests"
+S3_TMP="$(mktemp -d)"
+export PERSONA_S3_DIR="${PERSONA_S3_DIR:-$S3_TMP/s3}"
+export PERSONA_S3_PORT="${PERSONA_S3_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+trap 'scripts/s3-server.sh stop; rm -rf "$S3_TMP"' EXIT
+eval "$(scripts/s3-server.sh start)"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo test (release profile)"
+echo "== cargo build + test (release profile)"
+# The integration tests (tests/) run the `persona` binary of another package, which
+# `cargo test` alone does not rebuild: build it first, same profile.
+cargo build --release --workspace --locked --bins
 cargo test --release --workspace --locked
 
 if [ "${PERSONA_SKIP_CLIPPY:-0}" != "1" ]; then

@@ -22,6 +22,8 @@ pub struct PipelineConfig {
     pub recommendations: RecommendationsConfig,
     /// Execution settings.
     pub execution: ExecutionConfig,
+    /// Object storage (`s3://` roots).
+    pub storage: StorageConfig,
 }
 
 /// Which events a run looks at.
@@ -186,6 +188,65 @@ pub struct ExecutionConfig {
     pub target_partitions: usize,
 }
 
+/// How `s3://` roots are reached. Every key falls back to the standard AWS environment variables
+/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); a key set here wins over the environment.
+/// Credentials are never serialised (the manifest embeds the configuration) nor printed.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// S3 endpoint, e.g. `http://127.0.0.1:9000` for MinIO (default: AWS).
+    pub endpoint: Option<String>,
+    /// Region (MinIO accepts any; default `us-east-1`).
+    pub region: Option<String>,
+    /// Allow plain `http://` endpoints (local MinIO).
+    pub allow_http: Option<bool>,
+    /// Bucket-in-hostname addressing (AWS style). Off by default: path-style, as MinIO needs.
+    pub virtual_hosted_style: bool,
+    /// Access key (prefer `AWS_ACCESS_KEY_ID`).
+    #[serde(skip_serializing)]
+    pub access_key_id: Option<String>,
+    /// Secret key (prefer `AWS_SECRET_ACCESS_KEY`).
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<String>,
+    /// Retries of a transient failure (5xx, timeouts, refused connections), with exponential
+    /// backoff.
+    pub max_retries: usize,
+    /// Give up retrying one request after this many seconds.
+    pub retry_timeout_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            allow_http: None,
+            virtual_hosted_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            max_retries: 4,
+            retry_timeout_secs: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "<hidden>");
+        f.debug_struct("StorageConfig")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("access_key_id", &hidden(&self.access_key_id))
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("max_retries", &self.max_retries)
+            .field("retry_timeout_secs", &self.retry_timeout_secs)
+            .finish()
+    }
+}
+
 impl PipelineConfig {
     /// Reads `path`, or the defaults when `None`.
     pub fn load(path: Option<&Path>) -> Result<Self> {
@@ -271,6 +332,26 @@ mod tests {
         assert_eq!(cfg.segments.max_iter, 40);
         assert_eq!(cfg.recommendations.weights.purchase, 9.0);
         assert_eq!(cfg.recommendations.weights.view, 1.0);
+    }
+
+    #[test]
+    fn storage_secrets_are_never_serialised_or_printed() {
+        let cfg = PipelineConfig::parse(
+            "[storage]\nendpoint = \"http://127.0.0.1:9000\"\naccess_key_id = \"AKID\"\nsecret_access_key = \"TOPSECRET\"",
+        )
+        .unwrap();
+        assert_eq!(cfg.storage.secret_access_key.as_deref(), Some("TOPSECRET"));
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(json.contains("127.0.0.1:9000"));
+        assert!(
+            !json.contains("TOPSECRET") && !json.contains("AKID"),
+            "{json}"
+        );
+        let debug = format!("{cfg:?}");
+        assert!(
+            !debug.contains("TOPSECRET") && !debug.contains("AKID"),
+            "{debug}"
+        );
     }
 
     #[test]

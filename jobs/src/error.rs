@@ -31,6 +31,12 @@ pub enum PipelineError {
         #[source]
         source: Box<PipelineError>,
     },
+    /// Another run of the same date holds the output root's lock.
+    #[error("[LOCKED] {0}")]
+    Locked(String),
+    /// An analyst's query is wrong (unknown table or column, bad SQL).
+    #[error("[QUERY] {0}")]
+    Query(String),
     /// A query failed.
     #[error("[QUERY] {0}")]
     DataFusion(#[from] DataFusionError),
@@ -76,6 +82,9 @@ impl PipelineError {
             PipelineError::BadInput(_) => 3,
             PipelineError::Config(_) => 4,
             PipelineError::Storage(_) | PipelineError::Parquet(_) => 5,
+            PipelineError::Locked(_) => 6,
+            PipelineError::Query(_) => 2,
+            PipelineError::DataFusion(e) if is_storage_error(e) => 5,
             PipelineError::DataFusion(e) if is_input_error(e) => 3,
             _ => 1,
         }
@@ -89,6 +98,11 @@ fn is_input_error(e: &DataFusionError) -> bool {
         e.find_root(),
         DataFusionError::ParquetError(_) | DataFusionError::ArrowError(_, _)
     )
+}
+
+/// Whether a query failed reading or writing storage.
+fn is_storage_error(e: &DataFusionError) -> bool {
+    matches!(e.find_root(), DataFusionError::ObjectStore(_))
 }
 
 #[cfg(test)]

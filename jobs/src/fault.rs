@@ -1,14 +1,23 @@
 //! Fault injection for tests: `PERSONA_FAIL_AT=<point>` makes the run fail at that point
 //! (a stage name, or `commit:<table>` just before that table is published), so tests can prove
-//! that a run failing mid-way leaves the previous outputs intact. Unset in production.
+//! that a run failing mid-way leaves the previous outputs intact. `PERSONA_PAUSE_AT=<point>`
+//! instead stops there (printing `paused at <point>` on stderr) so a test can kill the process
+//! at that moment. Both are unset in production.
 
 use crate::error::{PipelineError, Result};
 
 /// The environment variable that names the failure point.
 pub const ENV: &str = "PERSONA_FAIL_AT";
 
-/// Fails if `PERSONA_FAIL_AT` names `point`.
+/// The environment variable that names the pause point.
+pub const PAUSE_ENV: &str = "PERSONA_PAUSE_AT";
+
+/// Fails if `PERSONA_FAIL_AT` names `point`; waits to be killed if `PERSONA_PAUSE_AT` does.
 pub fn check(point: &str) -> Result<()> {
+    if std::env::var(PAUSE_ENV).is_ok_and(|p| p == point) {
+        eprintln!("paused at {point} ({PAUSE_ENV})");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
     match std::env::var(ENV) {
         Ok(target) if target == point => Err(PipelineError::Internal(format!(
             "injected failure at {point} ({ENV})"

@@ -5,20 +5,24 @@
 //! reported with the file, the column, and what was expected. Then each source is registered as
 //! a listing table with the contract's schema (hive partition column `dt`).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::prelude::SessionContext;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+use object_store::ObjectStoreExt;
+use parquet::arrow::parquet_to_arrow_schema;
+use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 
 use crate::contract::{self, Source};
 use crate::error::{PipelineError, Result};
+use crate::storage::Root;
 
 /// The days a run reads: partitions `first..=last`.
 #[derive(Debug, Clone, Copy)]
@@ -55,23 +59,24 @@ pub struct SourceReport {
 /// Validates and registers every source under `root` for `window`.
 pub async fn register_inputs(
     ctx: &SessionContext,
-    root: &Path,
+    root: &Root,
     window: Window,
 ) -> Result<Vec<SourceReport>> {
-    if !root.is_dir() {
+    if let Some(path) = root.local_path()
+        && !path.is_dir()
+    {
         return Err(PipelineError::BadInput(format!(
             "input root {} does not exist or is not a folder (expected web_logs/, app_events/, crm_customers/ under it)",
-            root.display()
+            path.display()
         )));
     }
     let mut reports = Vec::new();
     for source in contract::sources() {
-        let dir = root.join(source.name);
-        if !dir.is_dir() {
+        if !root.exists_dir(source.name).await? {
             if source.required {
                 return Err(PipelineError::BadInput(format!(
                     "input folder {} is missing: expected the {} source as Parquet files (see README, 'Input contract')",
-                    dir.display(),
+                    root.location(source.name),
                     source.name
                 )));
             }
@@ -84,7 +89,7 @@ pub async fn register_inputs(
             });
             continue;
         }
-        let (files, days) = files_in_window(&dir, &source, window)?;
+        let (files, days) = files_in_window(root, &source, window).await?;
         if files.is_empty() {
             let what = if source.partitioned {
                 format!(
@@ -96,13 +101,11 @@ pub async fn register_inputs(
             };
             return Err(PipelineError::BadInput(format!(
                 "{}: {what} (empty window)",
-                dir.display()
+                root.location(source.name)
             )));
         }
-        for file in &files {
-            validate_file(file, &source)?;
-        }
-        register_source(ctx, &dir, &source).await?;
+        validate_files(root, &files, &source).await?;
+        register_source(ctx, root, &source).await?;
         reports.push(SourceReport {
             source: source.name.into(),
             files: files.len(),
@@ -114,14 +117,17 @@ pub async fn register_inputs(
 }
 
 /// The Parquet files of a source that the run reads, and the number of day partitions.
-fn files_in_window(dir: &Path, source: &Source, window: Window) -> Result<(Vec<PathBuf>, usize)> {
+async fn files_in_window(
+    root: &Root,
+    source: &Source,
+    window: Window,
+) -> Result<(Vec<ObjectMeta>, usize)> {
     if !source.partitioned {
-        return Ok((parquet_files(dir)?, 0));
+        return Ok((parquet_files(root, source.name).await?, 0));
     }
     let mut files = Vec::new();
     let mut days = 0;
-    for entry in read_dir(dir)? {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in root.list_dirs(source.name).await? {
         let Some(date) = name
             .strip_prefix("dt=")
             .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
@@ -129,56 +135,95 @@ fn files_in_window(dir: &Path, source: &Source, window: Window) -> Result<(Vec<P
             continue;
         };
         if date >= window.first && date <= window.last {
-            let found = parquet_files(&entry.path())?;
+            let found = parquet_files(root, &format!("{}/{name}", source.name)).await?;
             days += usize::from(!found.is_empty());
             files.extend(found);
         }
     }
-    files.sort();
     Ok((files, days))
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| PipelineError::io(dir, e))?;
-    entries
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| PipelineError::io(dir, e))
-}
-
-/// Parquet files directly in `dir` (hidden and `_`-prefixed files are not data).
-fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = read_dir(dir)?
+/// Parquet files directly in `rel` (hidden and `_`-prefixed files are not data).
+async fn parquet_files(root: &Root, rel: &str) -> Result<Vec<ObjectMeta>> {
+    Ok(root
+        .list_files(rel)
+        .await?
         .into_iter()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            p.is_file() && name.ends_with(".parquet") && !name.starts_with(['.', '_'])
+        .filter(|m| {
+            let name = m.location.filename().unwrap_or_default();
+            name.ends_with(".parquet") && !name.starts_with(['.', '_'])
         })
-        .collect();
-    files.sort();
-    Ok(files)
+        .collect())
 }
 
-/// Checks one file's footer against the contract.
-pub fn validate_file(path: &Path, source: &Source) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| PipelineError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+/// Checks the footers of `files`, a few at a time (one round trip each on S3).
+async fn validate_files(root: &Root, files: &[ObjectMeta], source: &Source) -> Result<()> {
+    let checks = files.iter().map(|meta| async move {
+        let rel = root.relative(meta);
+        let schema = read_schema(root, &rel, meta.size).await?;
+        check_schema(&schema, &root.location(&rel), source)
+    });
+    futures::stream::iter(checks)
+        .buffered(8)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Bytes fetched from the end of a file at first: the footer of a typical file fits, so one
+/// ranged GET usually suffices.
+const FOOTER_PREFETCH: u64 = 64 * 1024;
+
+/// The Arrow schema of the Parquet file `rel`, from its footer alone (one or two ranged reads).
+async fn read_schema(root: &Root, rel: &str, size: u64) -> Result<SchemaRef> {
+    let not_parquet = |why: String| {
         PipelineError::BadInput(format!(
-            "{}: not a readable Parquet file ({e})",
-            path.display()
+            "{}: not a readable Parquet file ({why})",
+            root.location(rel)
         ))
-    })?;
-    let schema = builder.schema();
+    };
+    if size < 12 {
+        return Err(not_parquet(format!("{size} bytes is too short")));
+    }
+    let (store, path) = root.object(rel)?;
+    let start = size.saturating_sub(FOOTER_PREFETCH);
+    let suffix = store
+        .get_range(&path, start..size)
+        .await
+        .map_err(|e| root.error(rel, e))?;
+    let tail: &[u8] = &suffix[suffix.len() - 8..];
+    let footer = FooterTail::try_from(tail).map_err(|e| not_parquet(e.to_string()))?;
+    let needed = footer.metadata_length() as u64 + 8;
+    if needed > size {
+        return Err(not_parquet(format!(
+            "the footer claims {needed} bytes of a {size}-byte file"
+        )));
+    }
+    let metadata = if needed <= suffix.len() as u64 {
+        let from = suffix.len() - needed as usize;
+        ParquetMetaDataReader::decode_metadata(&suffix[from..suffix.len() - 8])
+    } else {
+        let bytes = store
+            .get_range(&path, size - needed..size - 8)
+            .await
+            .map_err(|e| root.error(rel, e))?;
+        ParquetMetaDataReader::decode_metadata(&bytes)
+    }
+    .map_err(|e| not_parquet(e.to_string()))?;
+    let file = metadata.file_metadata();
+    let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+        .map_err(|e| not_parquet(e.to_string()))?;
+    Ok(Arc::new(schema))
+}
+
+/// Checks one file's schema against the contract.
+pub fn check_schema(schema: &Schema, file: &str, source: &Source) -> Result<()> {
     for column in &source.columns {
         match schema.field_with_name(column.name) {
             Err(_) => {
                 let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 return Err(PipelineError::BadInput(format!(
-                    "{}: column '{}' is missing (expected {} column of {}); the file has: {}",
-                    path.display(),
+                    "{file}: column '{}' is missing (expected {} column of {}); the file has: {}",
                     column.name,
                     column.family.describe(),
                     source.name,
@@ -187,8 +232,7 @@ pub fn validate_file(path: &Path, source: &Source) -> Result<()> {
             }
             Ok(field) if !column.family.accepts(field.data_type()) => {
                 return Err(PipelineError::BadInput(format!(
-                    "{}: column '{}' has type {}, expected {}",
-                    path.display(),
+                    "{file}: column '{}' has type {}, expected {}",
                     column.name,
                     field.data_type(),
                     column.family.describe()
@@ -200,8 +244,8 @@ pub fn validate_file(path: &Path, source: &Source) -> Result<()> {
     Ok(())
 }
 
-async fn register_source(ctx: &SessionContext, dir: &Path, source: &Source) -> Result<()> {
-    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+async fn register_source(ctx: &SessionContext, root: &Root, source: &Source) -> Result<()> {
+    let url = ListingTableUrl::parse(root.url(source.name))?;
     let mut options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if source.partitioned {

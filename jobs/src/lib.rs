@@ -5,6 +5,8 @@
 //! - [`sql`]: the SQL stages embedded from `sql/`; [`work`]: where their tables are materialised.
 //! - [`stages`]: the model drivers; [`publish`]: atomic publishing; [`manifest`]: the run record.
 //! - [`pipeline`]: `persona run` end to end; [`generate`]: `persona generate` demo data.
+//! - [`query`]: `persona sql` over the published tables.
+//! - [`storage`]: local and `s3://` roots; [`lock`]: one run per date at a time.
 //! - [`config`], [`session`], [`progress`], [`error`]: the plumbing.
 
 pub mod cluster;
@@ -14,13 +16,16 @@ pub mod error;
 pub mod fault;
 pub mod generate;
 pub mod input;
+pub mod lock;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod publish;
+pub mod query;
 pub mod session;
 pub mod sql;
 pub mod stages;
+pub mod storage;
 pub mod work;
 
 pub use error::{PipelineError, Result};

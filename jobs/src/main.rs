@@ -1,7 +1,7 @@
-//! The `persona` command line: `demo`, `generate`, `run`.
+//! The `persona` command line: `demo`, `generate`, `run`, `sql`, `scheduler`, `executor`.
 //!
 //! Exit codes: 0 success, 1 internal error, 2 bad usage, 3 bad input, 4 bad configuration,
-//! 5 storage error (see the README).
+//! 5 storage error, 6 another run of the same date holds the lock (see the README).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -12,11 +12,13 @@ use clap::{Args, Parser, Subcommand};
 use persona_jobs::cluster::process::{
     ExecutorOptions, SchedulerOptions, run_executor, run_scheduler,
 };
-use persona_jobs::config::PipelineConfig;
+use persona_jobs::config::{PipelineConfig, StorageConfig};
 use persona_jobs::generate::{self, GenerateOptions, Scale};
 use persona_jobs::pipeline::{self, RunOptions, RunSummary};
 use persona_jobs::progress::{Progress, group_digits};
+use persona_jobs::query::{self, Format, SqlOptions};
 use persona_jobs::session::Engine;
+use persona_jobs::storage::Root;
 use persona_jobs::{PipelineError, Result};
 
 /// Persona: nightly customer profiles, segments and recommendations from web logs, app events
@@ -36,10 +38,35 @@ enum Command {
     Generate(GenerateArgs),
     /// Run the nightly job for one date.
     Run(RunArgs),
+    /// Query the published tables with SQL (one query, or an interactive shell).
+    Sql(SqlArgs),
     /// Run a Ballista scheduler with Persona's functions and codecs.
     Scheduler(SchedulerArgs),
     /// Run a Ballista executor with Persona's functions and codecs.
     Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    /// Output root of `persona run`: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    output: String,
+    /// Read each table at this date (YYYY-MM-DD) instead of its latest successful one.
+    #[arg(long, value_parser = parse_date)]
+    date: Option<NaiveDate>,
+    /// Result format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Write the results to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// persona.toml (for the [storage] section).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    config: Option<PathBuf>,
+    /// SQL to run (several statements separated by ';': the last one's result is printed).
+    /// Without it: an interactive shell on a terminal, otherwise the SQL on stdin.
+    #[arg(allow_hyphen_values = true)]
+    query: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -102,9 +129,9 @@ struct GenerateArgs {
     /// Seed: the same seed, scale and dates give the same data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Output folder (the input root of `persona run`).
+    /// Output root (the input root of `persona run`): a folder or s3://BUCKET/PREFIX.
     #[arg(long)]
-    out: PathBuf,
+    out: String,
     /// Last day with events (YYYY-MM-DD).
     #[arg(long, default_value = "2026-11-22", value_parser = parse_date)]
     end_date: NaiveDate,
@@ -115,12 +142,14 @@ struct GenerateArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Input root: a folder with web_logs/, app_events/, crm_customers/ and optionally items/.
+    /// Input root: a folder or s3://BUCKET/PREFIX with web_logs/, app_events/, crm_customers/
+    /// and optionally items/.
     #[arg(long, env = "PERSONA_INPUT")]
-    input: PathBuf,
-    /// Output root: tables are published under OUTPUT/<table>/dt=<date>/.
+    input: String,
+    /// Output root (a folder or s3://BUCKET/PREFIX): tables are published under
+    /// OUTPUT/<table>/dt=<date>/.
     #[arg(long, env = "PERSONA_OUTPUT")]
-    output: PathBuf,
+    output: String,
     /// The run date (YYYY-MM-DD): the last day of the look-back window.
     #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
     date: NaiveDate,
@@ -174,8 +203,12 @@ fn main_inner(cli: Cli) -> Result<()> {
         .map_err(|e| PipelineError::Internal(format!("cannot start the async runtime: {e}")))?;
     match cli.command {
         Command::Generate(args) => {
-            let summary =
-                generate_data(args.scale, args.seed, &args.out, args.end_date, args.days)?;
+            let summary = if args.out.starts_with("s3://") {
+                runtime.block_on(generate_to_bucket(&args))?
+            } else {
+                let out = Path::new(&args.out);
+                generate_data(args.scale, args.seed, out, args.end_date, args.days)?
+            };
             println!(
                 "{}",
                 serde_json::to_string_pretty(&summary).unwrap_or_default()
@@ -195,6 +228,17 @@ fn main_inner(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => runtime.block_on(demo(args)),
+        Command::Sql(args) => {
+            let opts = SqlOptions {
+                output: args.output,
+                date: args.date,
+                format: args.format,
+                out: args.out,
+                query: args.query,
+                config: PipelineConfig::load(args.config.as_deref())?,
+            };
+            runtime.block_on(query::run(&opts))
+        }
         Command::Scheduler(args) => {
             let opts = SchedulerOptions {
                 bind_host: args.bind,
@@ -239,6 +283,29 @@ fn generate_data(
     generate::generate(&opts)
 }
 
+/// `persona generate --out s3://...`: generates into a local temporary folder, then uploads.
+async fn generate_to_bucket(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
+    let bucket = Root::parse(&args.out, &StorageConfig::default())?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| PipelineError::Storage(format!("cannot create a temporary folder: {e}")))?;
+    let summary = generate_data(
+        args.scale,
+        args.seed,
+        scratch.path(),
+        args.end_date,
+        args.days,
+    )?;
+    let local = Root::parse(&scratch.path().to_string_lossy(), &StorageConfig::default())?;
+    let files = local.list_all("").await?;
+    eprintln!("uploading {} files to {}", files.len(), bucket.display());
+    for meta in &files {
+        let rel = local.relative(meta);
+        let data = local.read(&rel).await?.unwrap_or_default();
+        bucket.write(&rel, data).await?;
+    }
+    Ok(summary)
+}
+
 async fn demo(args: DemoArgs) -> Result<()> {
     let date = NaiveDate::from_ymd_opt(2026, 11, 22)
         .ok_or_else(|| PipelineError::Internal("demo date".into()))?;
@@ -251,8 +318,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
         eprintln!("using demo data in {}", input.display());
     }
     let opts = RunOptions {
-        input,
-        output: args.dir.join("output"),
+        input: input.to_string_lossy().into_owned(),
+        output: args.dir.join("output").to_string_lossy().into_owned(),
         date,
         config: PipelineConfig::default(),
         engine: Engine::Local,
@@ -271,11 +338,7 @@ fn print_summary(summary: &RunSummary) {
     );
     println!("\nPublished tables:");
     for (table, rows) in &m.tables {
-        let at = summary
-            .locations
-            .get(table)
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let at = summary.locations.get(table).cloned().unwrap_or_default();
         println!("  {table:<16} {:>10} rows  {at}", group_digits(*rows));
     }
     if let Some(seg) = &m.segments {

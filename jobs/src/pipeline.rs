@@ -10,7 +10,6 @@
 //! the run succeeded or not.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use arrow::array::AsArray;
@@ -22,12 +21,14 @@ use crate::config::{Exclude, PipelineConfig};
 use crate::error::{PipelineError, Result};
 use crate::fault;
 use crate::input::{self, Window};
+use crate::lock::RunLock;
 use crate::manifest::{DropCount, Manifest};
 use crate::progress::Progress;
 use crate::publish::Publisher;
 use crate::session::{self, Engine};
 use crate::sql;
 use crate::stages::{StageMetrics, recommendations, segments};
+use crate::storage::Root;
 use crate::work::WorkArea;
 
 /// The tables `persona run` publishes.
@@ -41,10 +42,10 @@ pub const PUBLISHED: &[&str] = &[
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Input root (local folder).
-    pub input: PathBuf,
-    /// Output root (local folder).
-    pub output: PathBuf,
+    /// Input root (local folder or `s3://bucket/prefix`).
+    pub input: String,
+    /// Output root (local folder or `s3://bucket/prefix`).
+    pub output: String,
     /// The run date: the last day of the window.
     pub date: NaiveDate,
     /// Configuration.
@@ -59,30 +60,57 @@ pub struct RunSummary {
     /// The manifest that was published.
     pub manifest: Manifest,
     /// Where each table's partition is.
-    pub locations: BTreeMap<String, PathBuf>,
+    pub locations: BTreeMap<String, String>,
 }
 
 /// Runs the whole job.
 pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummary> {
-    let ctx = session::new_context(&opts.engine, &opts.config.execution).await?;
-    std::fs::create_dir_all(&opts.output).map_err(|e| PipelineError::io(&opts.output, e))?;
+    let storage = &opts.config.storage;
+    let (input, output) = (
+        Root::parse(&opts.input, storage)?,
+        Root::parse(&opts.output, storage)?,
+    );
+    let ctx = session::new_context(&opts.engine, &opts.config).await?;
+    if let Some(path) = output.local_path() {
+        std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+    }
     let run_id = format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S"),
         std::process::id()
     );
-    let work = WorkArea::create(&opts.output, &run_id)?;
-    let result = run_in(&ctx, opts, &run_id, &work, progress).await;
+    let lock = RunLock::acquire(&output, opts.date, &run_id)
+        .await
+        .map_err(|e| e.in_stage("lock"))?;
+    let result = async {
+        let work = WorkArea::create(&output, &run_id, opts.engine == Engine::Local).await?;
+        let roots = Roots {
+            input: &input,
+            output: &output,
+        };
+        let result = run_in(&ctx, opts, roots, &run_id, &work, progress).await;
+        work.remove().await;
+        result
+    }
+    .await;
     if result.is_err() {
         progress.abandon();
     }
-    work.remove();
+    lock.release().await;
     result
+}
+
+/// The parsed input and output roots of a run.
+#[derive(Clone, Copy)]
+struct Roots<'a> {
+    input: &'a Root,
+    output: &'a Root,
 }
 
 async fn run_in(
     ctx: &SessionContext,
     opts: &RunOptions,
+    roots: Roots<'_>,
     run_id: &str,
     work: &WorkArea,
     progress: &mut Progress,
@@ -94,7 +122,7 @@ async fn run_in(
     let mut stages = Vec::new();
 
     progress.start("inputs");
-    let inputs = input::register_inputs(ctx, &opts.input, window)
+    let inputs = input::register_inputs(ctx, roots.input, window)
         .await
         .map_err(|e| e.in_stage("inputs"))?;
     let files = inputs.iter().map(|r| r.files as u64).sum();
@@ -141,7 +169,7 @@ async fn run_in(
 
     progress.start("publish");
     let t = Instant::now();
-    let mut publisher = Publisher::new(&opts.output, opts.date, work);
+    let mut publisher = Publisher::new(roots.output, opts.date, work);
     let mut tables = BTreeMap::new();
     for table in PUBLISHED {
         let rows = publisher
@@ -154,8 +182,8 @@ async fn run_in(
         run_id: run_id.to_string(),
         date: opts.date.to_string(),
         window: (window.first.to_string(), window.last.to_string()),
-        input: opts.input.display().to_string(),
-        output: opts.output.display().to_string(),
+        input: roots.input.display(),
+        output: roots.output.display(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: started_at.to_rfc3339(),
         finished_at: chrono::Utc::now().to_rfc3339(),
@@ -178,13 +206,16 @@ async fn run_in(
     };
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
-    publisher.stage_manifest(&json)?;
+    publisher.stage_manifest(&json).await?;
     let locations = PUBLISHED
         .iter()
-        .map(|t| (t.to_string(), publisher.partition_dir(t)))
+        .map(|t| (t.to_string(), publisher.partition_location(t)))
         .collect();
     fault::check("commit")?;
-    publisher.commit().map_err(|e| e.in_stage("publish"))?;
+    publisher
+        .commit()
+        .await
+        .map_err(|e| e.in_stage("publish"))?;
     finish(
         progress,
         StageMetrics::new("publish", tables.values().sum(), t.elapsed()),

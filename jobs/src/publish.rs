@@ -2,12 +2,18 @@
 //! partitions.
 //!
 //! Every table is first written completely into the run's work area, with its `_SUCCESS` marker.
-//! Only when all tables and the manifest are staged does [`Publisher::commit`] move each staged
-//! folder into place as `OUTPUT/<table>/dt=<date>/` with one directory rename (atomic on a local
-//! file system). A partition of the same date that already exists (a rerun) is moved aside first
-//! and restored if anything fails before the last table is in place; the run manifest goes last.
+//! Only when all tables and the manifest are staged does [`Publisher::commit`] put each one in
+//! place as `OUTPUT/<table>/dt=<date>/`, the run manifest last:
+//!
+//! - on a local disk, with one directory rename per table (atomic). A partition of the same date
+//!   that already exists (a rerun) is moved aside first and restored if anything fails before the
+//!   last table is in place;
+//! - in object storage, which has no rename: the partition's `_SUCCESS` is removed first (readers
+//!   trust only partitions with `_SUCCESS`, so the partition disappears for them), the old
+//!   objects are copied aside and deleted, the staged objects are copied in (server-side), and
+//!   `_SUCCESS` is written last. A failure restores the old objects; a killed run leaves at most
+//!   a partition without `_SUCCESS`, which readers skip and the next run of that date replaces.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -18,6 +24,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::error::{PipelineError, Result};
 use crate::fault;
+use crate::storage::Root;
 use crate::work::{WorkArea, count_rows_written};
 
 /// The folder under the output root that holds the run manifests.
@@ -28,112 +35,212 @@ pub const SUCCESS: &str = "_SUCCESS";
 /// Stages tables into the work area and commits them.
 #[derive(Debug)]
 pub struct Publisher {
-    output: PathBuf,
+    output: Root,
     partition: String,
-    staging: PathBuf,
+    staging: Root,
     staged: Vec<String>,
 }
 
 impl Publisher {
     /// A publisher for `date` under `output`, staging inside `work`.
-    pub fn new(output: &Path, date: NaiveDate, work: &WorkArea) -> Self {
+    pub fn new(output: &Root, date: NaiveDate, work: &WorkArea) -> Self {
         Self {
-            output: output.to_path_buf(),
+            output: output.clone(),
             partition: format!("dt={date}"),
-            staging: work.dir().join("publish"),
+            staging: work.publish_dir().clone(),
             staged: Vec::new(),
         }
     }
 
+    /// A table's partition for this date, relative to the output root.
+    fn partition_rel(&self, table: &str) -> String {
+        format!("{table}/{}", self.partition)
+    }
+
     /// Where a table's partition for this date is published.
-    pub fn partition_dir(&self, table: &str) -> PathBuf {
-        self.output.join(table).join(&self.partition)
+    pub fn partition_location(&self, table: &str) -> String {
+        self.output.location(&self.partition_rel(table))
     }
 
     /// Writes the registered table `table` (zstd Parquet) with its `_SUCCESS` marker into the
     /// staging area. Returns the rows written.
     pub async fn stage_table(&mut self, ctx: &SessionContext, table: &str) -> Result<u64> {
-        let dir = self.staging.join(table);
         let df = ctx.table(table).await?;
         let schema = df.schema().as_arrow().clone();
         let mut options = TableParquetOptions::default();
         options.global.compression = Some("zstd(3)".into());
         let counts = df
             .write_parquet(
-                &format!("{}/", dir.display()),
+                &self.staging.url(table),
                 DataFrameWriteOptions::new(),
                 Some(options),
             )
             .await?;
         let rows = count_rows_written(&counts);
-        std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
         if rows == 0 {
             // Readers need a file to learn the schema of an empty table.
-            let path = dir.join("part-0.parquet");
-            let file = File::create(&path).map_err(|e| PipelineError::io(&path, e))?;
-            ArrowWriter::try_new(file, std::sync::Arc::new(schema), None)?.close()?;
+            let mut buffer = Vec::new();
+            ArrowWriter::try_new(&mut buffer, std::sync::Arc::new(schema), None)?.close()?;
+            self.staging
+                .write(&format!("{table}/part-0.parquet"), buffer)
+                .await?;
         }
-        write_marker(&dir)?;
+        self.staging
+            .write(&format!("{table}/{SUCCESS}"), Vec::new())
+            .await?;
         self.staged.push(table.to_string());
         Ok(rows)
     }
 
     /// Stages the run manifest (JSON) under `_runs/`.
-    pub fn stage_manifest(&mut self, manifest_json: &str) -> Result<()> {
-        let dir = self.staging.join(RUNS_DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
-        let path = dir.join("manifest.json");
-        std::fs::write(&path, manifest_json).map_err(|e| PipelineError::io(&path, e))?;
-        write_marker(&dir)
+    pub async fn stage_manifest(&mut self, manifest_json: &str) -> Result<()> {
+        self.staging
+            .write(
+                &format!("{RUNS_DIR}/manifest.json"),
+                manifest_json.as_bytes().to_vec(),
+            )
+            .await?;
+        self.staging
+            .write(&format!("{RUNS_DIR}/{SUCCESS}"), Vec::new())
+            .await
     }
 
-    /// Moves every staged table into place, then the manifest. On failure, partitions already
+    /// Puts every staged table in place, then the manifest. On failure, partitions already
     /// replaced are restored and the error is returned.
-    pub fn commit(self) -> Result<()> {
-        let aside = self.staging.join("_replaced");
-        std::fs::create_dir_all(&aside).map_err(|e| PipelineError::io(&aside, e))?;
+    pub async fn commit(self) -> Result<()> {
         let mut order = self.staged.clone();
         order.push(RUNS_DIR.to_string());
-        let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-        for table in &order {
-            match self.swap_in(table, &aside) {
-                Ok(step) => done.push(step),
-                Err(e) => {
-                    rollback(&done);
-                    return Err(e);
+        match (self.output.local_path(), self.staging.local_path()) {
+            (Some(output), Some(staging)) => {
+                commit_by_rename(output, staging, &self.partition, &order)
+            }
+            _ => self.commit_by_copy(&order).await,
+        }
+    }
+
+    /// The object-storage commit (see the module documentation).
+    async fn commit_by_copy(&self, order: &[String]) -> Result<()> {
+        let aside = self.staging.child("_replaced");
+        let mut touched: Vec<(String, bool)> = Vec::new();
+        for table in order {
+            fault::check(&format!("commit:{table}"))?;
+            let target = self.partition_rel(table);
+            let old = self.output.list_all(&target).await?;
+            touched.push((table.clone(), !old.is_empty()));
+            let result = async {
+                for meta in &old {
+                    let rel = self.output.relative(meta);
+                    let name = rel.rsplit('/').next().unwrap_or_default();
+                    self.output
+                        .copy_to(&rel, &aside, &format!("{table}/{name}"))
+                        .await?;
                 }
+                self.output.delete(&format!("{target}/{SUCCESS}")).await?;
+                self.output.delete_tree(&target).await?;
+                let staged = self.staging.child(table);
+                for meta in staged.list_files("").await? {
+                    let name = staged.relative(&meta);
+                    if name != SUCCESS {
+                        staged
+                            .copy_to(&name, &self.output, &format!("{target}/{name}"))
+                            .await?;
+                    }
+                }
+                self.output
+                    .write(&format!("{target}/{SUCCESS}"), Vec::new())
+                    .await
+            }
+            .await;
+            if let Err(e) = result {
+                self.restore_copies(&aside, &touched).await;
+                return Err(e);
             }
         }
         Ok(())
     }
 
-    /// Puts one staged table in place; returns (published dir, where the old one went).
-    fn swap_in(&self, table: &str, aside: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
-        fault::check(&format!("commit:{table}"))?;
-        let target = self.partition_dir(table);
-        let parent = target.parent().unwrap_or(&self.output);
-        std::fs::create_dir_all(parent).map_err(|e| PipelineError::io(parent, e))?;
-        let old = if target.exists() {
-            let old = aside.join(table);
-            std::fs::rename(&target, &old).map_err(|e| PipelineError::io(&target, e))?;
-            Some(old)
-        } else {
-            None
-        };
-        let staged = self.staging.join(table);
-        if let Err(e) = std::fs::rename(&staged, &target) {
-            if let Some(old) = &old {
-                let _ = std::fs::rename(old, &target);
+    /// Undoes an object-storage commit, newest first: removes what was published and copies
+    /// the previous objects back, `_SUCCESS` last.
+    async fn restore_copies(&self, aside: &Root, touched: &[(String, bool)]) {
+        for (table, had_old) in touched.iter().rev() {
+            let target = self.partition_rel(table);
+            let restored = async {
+                self.output.delete(&format!("{target}/{SUCCESS}")).await?;
+                self.output.delete_tree(&target).await?;
+                if *had_old {
+                    let saved = aside.child(table);
+                    let mut names: Vec<String> = saved
+                        .list_files("")
+                        .await?
+                        .iter()
+                        .map(|m| saved.relative(m))
+                        .collect();
+                    names.sort_by_key(|n| n == SUCCESS);
+                    for name in names {
+                        saved
+                            .copy_to(&name, &self.output, &format!("{target}/{name}"))
+                            .await?;
+                    }
+                }
+                Ok::<(), PipelineError>(())
             }
-            return Err(PipelineError::io(&target, e));
+            .await;
+            if let Err(e) = restored {
+                tracing::error!(partition = %self.output.location(&target), error = %e, "rollback: could not restore the previous partition");
+            }
         }
-        Ok((target, old))
     }
 }
 
-fn write_marker(dir: &Path) -> Result<()> {
-    let path = dir.join(SUCCESS);
-    std::fs::write(&path, b"").map_err(|e| PipelineError::io(&path, e))
+/// The local-disk commit (see the module documentation).
+fn commit_by_rename(
+    output: &Path,
+    staging: &Path,
+    partition: &str,
+    order: &[String],
+) -> Result<()> {
+    let aside = staging.join("_replaced");
+    std::fs::create_dir_all(&aside).map_err(|e| PipelineError::io(&aside, e))?;
+    let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    for table in order {
+        match swap_in(output, staging, partition, table, &aside) {
+            Ok(step) => done.push(step),
+            Err(e) => {
+                rollback(&done);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts one staged table in place; returns (published dir, where the old one went).
+fn swap_in(
+    output: &Path,
+    staging: &Path,
+    partition: &str,
+    table: &str,
+    aside: &Path,
+) -> Result<(PathBuf, Option<PathBuf>)> {
+    fault::check(&format!("commit:{table}"))?;
+    let target = output.join(table).join(partition);
+    let parent = target.parent().unwrap_or(output);
+    std::fs::create_dir_all(parent).map_err(|e| PipelineError::io(parent, e))?;
+    let old = if target.exists() {
+        let old = aside.join(table);
+        std::fs::rename(&target, &old).map_err(|e| PipelineError::io(&target, e))?;
+        Some(old)
+    } else {
+        None
+    };
+    let staged = staging.join(table);
+    if let Err(e) = std::fs::rename(&staged, &target) {
+        if let Some(old) = &old {
+            let _ = std::fs::rename(old, &target);
+        }
+        return Err(PipelineError::io(&target, e));
+    }
+    Ok((target, old))
 }
 
 /// Undoes committed swaps, newest first: removes the new partition, restores the old one.

@@ -10,8 +10,9 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::cluster::codec::{PersonaLogicalCodec, PersonaPhysicalCodec};
-use crate::config::ExecutionConfig;
+use crate::config::{ExecutionConfig, PipelineConfig, StorageConfig};
 use crate::error::{PipelineError, Result};
+use crate::storage::s3;
 
 /// Where queries run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -52,20 +53,25 @@ impl std::fmt::Display for Engine {
     }
 }
 
-/// A session on `engine` with Persona's UDFs and UDAFs registered.
-pub async fn new_context(engine: &Engine, cfg: &ExecutionConfig) -> Result<SessionContext> {
+/// A session on `engine` with Persona's UDFs and UDAFs registered, and `s3://` URLs resolved
+/// with the `[storage]` settings.
+pub async fn new_context(engine: &Engine, pipeline: &PipelineConfig) -> Result<SessionContext> {
+    let (cfg, storage) = (&pipeline.execution, &pipeline.storage);
     let mut ctx = match engine {
-        Engine::Local => SessionContext::new_with_state(local_state(cfg)?),
-        Engine::Standalone => SessionContext::standalone_with_state(ballista_state(cfg)?).await?,
+        Engine::Local => SessionContext::new_with_state(local_state(cfg, storage)?),
+        Engine::Standalone => {
+            SessionContext::standalone_with_state(ballista_state(cfg, storage)?).await?
+        }
         Engine::Ballista(addr) => {
             probe_scheduler(addr).await?;
-            SessionContext::remote_with_state(&format!("df://{addr}"), ballista_state(cfg)?)
-                .await
-                .map_err(|e| {
-                    PipelineError::Storage(format!(
-                        "cannot use the Ballista scheduler at {addr}: {e}"
-                    ))
-                })?
+            SessionContext::remote_with_state(
+                &format!("df://{addr}"),
+                ballista_state(cfg, storage)?,
+            )
+            .await
+            .map_err(|e| {
+                PipelineError::Storage(format!("cannot use the Ballista scheduler at {addr}: {e}"))
+            })?
         }
     };
     // Ballista replaces the function registry of the state it is given: register on the
@@ -99,11 +105,12 @@ fn session_config(cfg: &ExecutionConfig, base: SessionConfig) -> SessionConfig {
 }
 
 /// The state of a local session.
-pub fn local_state(cfg: &ExecutionConfig) -> Result<SessionState> {
+pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
     let config = session_config(cfg, SessionConfig::new());
     with_functions(
         SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(s3::runtime_env(storage, None)?)
             .with_default_features()
             .build(),
     )
@@ -111,13 +118,14 @@ pub fn local_state(cfg: &ExecutionConfig) -> Result<SessionState> {
 
 /// The state of a Ballista client, scheduler or executor: Ballista's configuration, Persona's
 /// codecs and functions.
-pub fn ballista_state(cfg: &ExecutionConfig) -> Result<SessionState> {
+pub fn ballista_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
     let config = session_config(cfg, SessionConfig::new_with_ballista())
         .with_ballista_logical_extension_codec(Arc::new(PersonaLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PersonaPhysicalCodec::default()));
     with_functions(
         SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(s3::runtime_env(storage, None)?)
             .with_default_features()
             .build(),
     )

@@ -3,9 +3,7 @@
 //! run ends. Materialising (rather than caching in memory) is what lets the same stages run on a
 //! Ballista cluster, where in-memory tables do not exist.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
@@ -16,6 +14,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
 
 use crate::error::{PipelineError, Result};
+use crate::storage::Root;
 
 /// Work folders untouched for this long belong to runs that died; the next run removes them.
 const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
@@ -23,22 +22,57 @@ const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
 /// A run's scratch space.
 #[derive(Debug)]
 pub struct WorkArea {
-    dir: PathBuf,
+    /// Where intermediate tables go.
+    dir: Root,
+    /// Where tables are staged for publishing: always under the output root, so that the
+    /// commit can move or copy them within one store.
+    publish: Root,
+    /// Every folder this run created, removed at the end.
+    owned: Vec<Root>,
 }
 
 impl WorkArea {
     /// Creates `output/_work/run-<run_id>/`, first removing stale work folders of dead runs.
-    pub fn create(output: &Path, run_id: &str) -> Result<Self> {
-        let parent = output.join("_work");
-        remove_stale(&parent);
-        let dir = parent.join(format!("run-{run_id}"));
-        std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
-        Ok(Self { dir })
+    ///
+    /// With `local_scratch` (a run in this process) and an output in object storage, the
+    /// intermediate tables go to a local temporary folder instead, which is much faster to
+    /// write and re-read; a Ballista run keeps them on the shared output storage, where every
+    /// executor can read them.
+    pub async fn create(output: &Root, run_id: &str, local_scratch: bool) -> Result<Self> {
+        let parent = output.child("_work");
+        remove_stale(&parent).await;
+        let run_dir = parent.child(&format!("run-{run_id}"));
+        let mut owned = vec![run_dir.clone()];
+        let dir = if local_scratch && output.is_object_store() {
+            let scratch = std::env::temp_dir().join("persona-work");
+            let scratch = Root::parse(&scratch.to_string_lossy(), &Default::default())?;
+            remove_stale(&scratch).await;
+            let dir = scratch.child(&format!("run-{run_id}"));
+            owned.push(dir.clone());
+            dir
+        } else {
+            run_dir.clone()
+        };
+        for root in &owned {
+            if let Some(path) = root.local_path() {
+                std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+            }
+        }
+        Ok(Self {
+            dir,
+            publish: run_dir.child("publish"),
+            owned,
+        })
     }
 
-    /// The folder of this run.
-    pub fn dir(&self) -> &Path {
+    /// The folder of this run's intermediate tables.
+    pub fn dir(&self) -> &Root {
         &self.dir
+    }
+
+    /// The folder where tables are staged for publishing (under the output root).
+    pub fn publish_dir(&self) -> &Root {
+        &self.publish
     }
 
     /// Writes a DataFrame as the table `name` (Parquet, snappy) and registers it under that
@@ -50,15 +84,16 @@ impl WorkArea {
         df: DataFrame,
     ) -> Result<u64> {
         let schema = df.schema().as_arrow().clone();
-        let path = self.dir.join(name);
-        let url = format!("{}/", path.display());
+        let url = self.dir.url(name);
         let mut options = TableParquetOptions::default();
         options.global.compression = Some("snappy".into());
         let counts = df
             .write_parquet(&url, DataFrameWriteOptions::new(), Some(options))
             .await?;
         let rows = count_rows_written(&counts);
-        std::fs::create_dir_all(&path).map_err(|e| PipelineError::io(&path, e))?;
+        if let Some(path) = self.dir.child(name).local_path() {
+            std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+        }
         ctx.deregister_table(name)?;
         ctx.register_parquet(name, &url, ParquetReadOptions::default().schema(&schema))
             .await?;
@@ -73,18 +108,17 @@ impl WorkArea {
         name: &str,
         batch: &RecordBatch,
     ) -> Result<u64> {
-        let path = self.dir.join(name);
-        std::fs::create_dir_all(&path).map_err(|e| PipelineError::io(&path, e))?;
-        let file_path = path.join("part-0.parquet");
-        let file = File::create(&file_path).map_err(|e| PipelineError::io(&file_path, e))?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), None)?;
+        let mut buffer = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), None)?;
         writer.write(batch)?;
         writer.close()?;
-        let url = format!("{}/", path.display());
+        self.dir
+            .write(&format!("{name}/part-0.parquet"), buffer)
+            .await?;
         ctx.deregister_table(name)?;
         ctx.register_parquet(
             name,
-            &url,
+            &self.dir.url(name),
             ParquetReadOptions::default().schema(&batch.schema()),
         )
         .await?;
@@ -92,9 +126,11 @@ impl WorkArea {
     }
 
     /// Removes the work area.
-    pub fn remove(&self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove the work area");
+    pub async fn remove(&self) {
+        for root in &self.owned {
+            if let Err(e) = root.delete_tree("").await {
+                tracing::warn!(dir = %root.display(), error = %e, "could not remove the work area");
+            }
         }
     }
 }
@@ -111,20 +147,30 @@ pub fn count_rows_written(batches: &[RecordBatch]) -> u64 {
         .sum()
 }
 
-fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
+/// Removes the work folders under `parent` whose newest file is older than [`STALE_AFTER`].
+async fn remove_stale(parent: &Root) {
+    let Ok(runs) = parent.list_dirs("").await else {
         return;
     };
-    for entry in entries.flatten() {
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > STALE_AFTER);
+    for run in runs {
+        let Ok(files) = parent.list_all(&run).await else {
+            continue;
+        };
+        // An empty local folder still has its own modification time; an empty S3 prefix does
+        // not exist at all.
+        let newest = files.iter().map(|m| m.last_modified).max().or_else(|| {
+            let path = parent.child(&run).local_path()?.to_path_buf();
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+            Some(chrono::DateTime::<chrono::Utc>::from(modified))
+        });
+        let old = newest.is_some_and(|t| {
+            (chrono::Utc::now() - t)
+                .to_std()
+                .is_ok_and(|age| age > STALE_AFTER)
+        });
         if old {
-            tracing::info!(dir = %entry.path().display(), "removing the work area of an earlier, interrupted run");
-            let _ = std::fs::remove_dir_all(entry.path());
+            tracing::info!(dir = %parent.location(&run), "removing the work area of an earlier, interrupted run");
+            let _ = parent.delete_tree(&run).await;
         }
     }
 }

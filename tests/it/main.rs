@@ -12,4 +12,6 @@ mod bad_input;
 mod distributed;
 mod end_to_end;
 mod generate;
+mod s3;
+mod sql;
 mod support;

@@ -5,17 +5,21 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ballista_core::RuntimeProducer;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
 use crate::cluster::codec::{PersonaLogicalCodec, PersonaPhysicalCodec};
-use crate::config::ExecutionConfig;
+use crate::config::{ExecutionConfig, StorageConfig};
 use crate::error::{PipelineError, Result};
 use crate::session::ballista_state;
+use crate::storage::s3;
 
 /// Where a scheduler listens.
 #[derive(Debug, Clone)]
@@ -41,7 +45,14 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
         bind_port: opts.port,
         external_host: opts.bind_host.clone(),
         override_session_builder: Some(Arc::new(|config: SessionConfig| {
-            let mut state = ballista_core::utils::default_session_builder(config)?;
+            // S3 from the standard AWS variables of the scheduler's environment: it lists the
+            // files of the tables it plans.
+            let runtime = s3::runtime_env(&StorageConfig::default(), None)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let state = ballista_core::utils::default_session_builder(config)?;
+            let mut state = SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build();
             persona_udfs::register_all(&mut state)?;
             Ok(state)
         })),
@@ -81,7 +92,15 @@ pub struct ExecutorOptions {
 
 /// Runs an executor until the process is stopped.
 pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
-    let state = ballista_state(&ExecutionConfig::default())?;
+    let storage = StorageConfig::default();
+    let state = ballista_state(&ExecutionConfig::default(), &storage)?;
+    // Tasks read and write `s3://` with the standard AWS variables of the executor's
+    // environment; spills go to the work dir, as with Ballista's own executor.
+    let temp_dir = opts.work_dir.clone();
+    let runtime_producer: RuntimeProducer = Arc::new(move |_: &SessionConfig| {
+        s3::runtime_env(&storage, temp_dir.as_deref())
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    });
     let mut config = ExecutorProcessConfig {
         bind_host: opts.bind_host.clone(),
         external_host: Some(
@@ -96,6 +115,7 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
         scheduler_connect_timeout_seconds: 30,
         work_dir: opts.work_dir.clone(),
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
+        override_runtime_producer: Some(runtime_producer),
         override_logical_codec: Some(Arc::new(PersonaLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PersonaPhysicalCodec::default())),
         ..Default::default()

@@ -1,0 +1,124 @@
+//! The published tables as an analyst sees them: every table under the output root by name at
+//! its latest successful date (or the pinned `--date`), and `<table>_history` with every
+//! successful date and a `dt` column. A partition counts only once its `_SUCCESS` marker is
+//! there, so a run that is publishing (or died publishing) is never read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::{DataFrame, SessionContext, lit};
+
+use crate::error::{PipelineError, Result};
+use crate::publish::SUCCESS;
+use crate::storage::Root;
+
+/// One registered table.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// Name in SQL.
+    pub name: String,
+    /// The date the plain name reads.
+    pub date: NaiveDate,
+    /// Every successful date (the `_history` table).
+    pub dates: Vec<NaiveDate>,
+}
+
+/// The successful dates of every table under `output`.
+async fn successful_partitions(output: &Root) -> Result<BTreeMap<String, Vec<NaiveDate>>> {
+    let mut tables = BTreeMap::new();
+    for table in output.list_dirs("").await? {
+        if table.starts_with(['_', '.']) {
+            continue;
+        }
+        let mut dates = Vec::new();
+        for partition in output.list_dirs(&table).await? {
+            let Some(date) = partition
+                .strip_prefix("dt=")
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            else {
+                continue;
+            };
+            let files = output.list_files(&format!("{table}/{partition}")).await?;
+            if files.iter().any(|m| m.location.filename() == Some(SUCCESS)) {
+                dates.push(date);
+            }
+        }
+        if !dates.is_empty() {
+            dates.sort();
+            tables.insert(table, dates);
+        }
+    }
+    Ok(tables)
+}
+
+/// Registers the tables of `output` on `ctx`; `pinned` reads that date instead of the latest.
+pub async fn register_outputs(
+    ctx: &SessionContext,
+    output: &Root,
+    pinned: Option<NaiveDate>,
+) -> Result<Vec<TableInfo>> {
+    let tables = successful_partitions(output).await?;
+    if tables.is_empty() {
+        return Err(PipelineError::BadInput(format!(
+            "no published tables under {} (looked for <table>/dt=<date>/{SUCCESS}); run `persona run --output {}` first",
+            output.display(),
+            output.display()
+        )));
+    }
+    let mut infos = Vec::new();
+    for (name, dates) in tables {
+        let date = match pinned {
+            None => dates.last().copied(),
+            Some(d) => dates.iter().copied().find(|x| *x == d),
+        };
+        let Some(date) = date else {
+            continue;
+        };
+        let latest = partition_frame(ctx, output, &name, date).await?;
+        ctx.register_table(name.as_str(), latest.into_view())?;
+        let mut history: Option<DataFrame> = None;
+        for d in &dates {
+            let frame = partition_frame(ctx, output, &name, *d)
+                .await?
+                .with_column("dt", lit(d.to_string()))?;
+            history = Some(match history {
+                None => frame,
+                Some(h) => h.union(frame)?,
+            });
+        }
+        if let Some(history) = history {
+            ctx.register_table(format!("{name}_history").as_str(), history.into_view())?;
+        }
+        infos.push(TableInfo { name, date, dates });
+    }
+    if infos.is_empty() {
+        let day = pinned.map(|d| d.to_string()).unwrap_or_default();
+        return Err(PipelineError::BadInput(format!(
+            "no table under {} has a successful partition for {day}",
+            output.display()
+        )));
+    }
+    Ok(infos)
+}
+
+/// One successful partition as a DataFrame.
+async fn partition_frame(
+    ctx: &SessionContext,
+    output: &Root,
+    table: &str,
+    date: NaiveDate,
+) -> Result<DataFrame> {
+    let url = ListingTableUrl::parse(output.url(&format!("{table}/dt={date}")))?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(ctx.read_table(Arc::new(ListingTable::try_new(config)?))?)
+}

@@ -1,0 +1,180 @@
+//! The job against a real S3-compatible server over HTTP (started by scripts/s3-server.sh from
+//! scripts/test.sh, which exports AWS_ENDPOINT_URL, the keys and PERSONA_S3_BUCKET). Without
+//! the server these tests fail: they are not skipped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::sql::sql_csv;
+use crate::support::{DATE, free_port, ok, persona, persona_bin, run_job_with, temp, tiny_input};
+
+/// The test bucket (the server is started by scripts/test.sh).
+fn bucket() -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "AWS_ENDPOINT_URL must name the local S3 server: run the tests with scripts/test.sh \
+         (or `eval \"$(scripts/s3-server.sh start)\"` first)"
+    );
+    std::env::var("PERSONA_S3_BUCKET").expect("PERSONA_S3_BUCKET (scripts/s3-server.sh env)")
+}
+
+/// A fresh prefix in the bucket for one test.
+fn prefix(test: &str) -> String {
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("s3://{}/tests/{test}-{unique}", bucket())
+}
+
+/// Generates the tiny dataset into `root/input`.
+fn generate_into(root: &str) -> String {
+    let input = format!("{root}/input");
+    ok(&persona(
+        &[
+            "generate",
+            "--scale",
+            "tiny",
+            "--seed",
+            "42",
+            "--out",
+            &input,
+            "--end-date",
+            DATE,
+        ],
+        &[],
+    ));
+    input
+}
+
+fn run(input: &str, output: &str, date: &str, env: &[(&str, &str)]) -> std::process::Output {
+    persona(
+        &["run", "--input", input, "--output", output, "--date", date],
+        env,
+    )
+}
+
+#[test]
+fn bucket_to_bucket_gives_the_same_tables_as_the_local_disk() {
+    let root = prefix("same-as-local");
+    let input = generate_into(&root);
+    let output = format!("{root}/output");
+    ok(&run(&input, &output, DATE, &[]));
+
+    let local = temp();
+    ok(&run_job_with(tiny_input(), local.path(), &[], &[]));
+    let local = local.path().to_str().unwrap();
+
+    for q in [
+        "SELECT * FROM user_features ORDER BY customer_id",
+        "SELECT customer_id, segment_id, segment_label, distance_to_centroid FROM user_profiles ORDER BY customer_id",
+        "SELECT * FROM segments ORDER BY segment_id",
+        "SELECT customer_id, rank, item_id, score, source FROM recommendations ORDER BY customer_id, rank",
+    ] {
+        let (from_s3, from_disk) = (sql_csv(&output, q), sql_csv(local, q));
+        assert!(from_s3.len() > 1, "{q}: no rows from S3");
+        assert_eq!(from_s3, from_disk, "{q}: S3 and local disk differ");
+    }
+    // The manifest and markers are in the bucket; the work area is gone.
+    let m = sql_csv(&output, "SELECT COUNT(*) AS n FROM segments_history");
+    assert_eq!(m[0], "n");
+}
+
+#[test]
+fn a_run_killed_mid_publish_leaves_the_previous_date_readable_and_no_partial_partition() {
+    let root = prefix("killed");
+    let input = generate_into(&root);
+    let output = format!("{root}/output");
+    ok(&run(&input, &output, "2026-11-21", &[]));
+    let before = sql_csv(&output, "SELECT * FROM segments ORDER BY segment_id");
+
+    // Stop the next night's run just before its third table is committed, and kill it there.
+    let mut child = Command::new(persona_bin())
+        .args([
+            "run", "--input", &input, "--output", &output, "--date", DATE,
+        ])
+        .env("PERSONA_PAUSE_AT", "commit:segments")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut paused = false;
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().contains("paused at commit:segments") {
+            paused = true;
+            break;
+        }
+    }
+    assert!(paused, "the run never reached the commit of segments");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Readers see the previous date's segments, unchanged, and no partial partition of DATE:
+    // segments and recommendations were not committed, so their latest is still the day before.
+    assert_eq!(
+        sql_csv(&output, "SELECT * FROM segments ORDER BY segment_id"),
+        before
+    );
+    let latest = sql_csv(&output, "SELECT DISTINCT dt FROM recommendations_history");
+    assert_eq!(latest, vec!["dt", "2026-11-21"]);
+
+    // The next run of that date takes over the dead run's lock and publishes.
+    ok(&run(&input, &output, DATE, &[]));
+    let dates = sql_csv(
+        &output,
+        "SELECT DISTINCT dt FROM segments_history ORDER BY dt",
+    );
+    assert_eq!(dates, vec!["dt", "2026-11-21", DATE]);
+}
+
+#[test]
+fn storage_mistakes_give_one_line_with_the_url_and_a_hint() {
+    let root = prefix("errors");
+    let input = generate_into(&root);
+
+    let secret = "wrong-secret-value";
+    let denied = run(
+        &input,
+        &format!("{root}/out"),
+        DATE,
+        &[("AWS_SECRET_ACCESS_KEY", secret)],
+    );
+    assert_eq!(denied.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        err.contains("access denied") && err.contains(&root),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "the secret leaked: {err}");
+
+    let missing = run(
+        "s3://no-such-bucket-persona/input",
+        &format!("{root}/out"),
+        DATE,
+        &[],
+    );
+    assert_eq!(missing.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("bucket 'no-such-bucket-persona' does not exist"),
+        "{err}"
+    );
+
+    let port = free_port().to_string();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let down = run(
+        &input,
+        &format!("{root}/out"),
+        DATE,
+        &[("AWS_ENDPOINT_URL", endpoint.as_str())],
+    );
+    assert_eq!(down.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        err.contains("cannot reach the S3 endpoint") && err.contains(&endpoint),
+        "{err}"
+    );
+}

@@ -1,0 +1,251 @@
+//! `persona sql` as an analyst runs it, and the outputs read by an engine that is not
+//! DataFusion (pyarrow).
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::{DATE, ok, persona, run_job_with, temp, tiny_input};
+
+/// The day before [`DATE`]: a second published date for the `_history` tables.
+const PREVIOUS: &str = "2026-11-21";
+
+/// `persona sql --output ROOT QUERY` with extra arguments.
+pub fn sql(output: &str, query: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["sql", "--output", output];
+    args.extend_from_slice(extra);
+    args.push(query);
+    persona(&args, &[])
+}
+
+/// The CSV result of a query (header first).
+pub fn sql_csv(output: &str, query: &str) -> Vec<String> {
+    ok(&sql(output, query, &["--format", "csv"]))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Published outputs for [`PREVIOUS`] and [`DATE`], made once per test process.
+fn two_dates() -> &'static Path {
+    static OUT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    OUT.get_or_init(|| {
+        let dir = temp().keep();
+        for date in [PREVIOUS, DATE] {
+            let (input, output) = (
+                tiny_input().to_str().expect("utf8"),
+                dir.to_str().expect("utf8"),
+            );
+            ok(&persona(
+                &["run", "--input", input, "--output", output, "--date", date],
+                &[],
+            ));
+        }
+        dir
+    })
+}
+
+fn manifest_rows(output: &Path, date: &str, table: &str) -> u64 {
+    let text = std::fs::read_to_string(output.join(format!("_runs/dt={date}/manifest.json")))
+        .expect("manifest");
+    let m: serde_json::Value = serde_json::from_str(&text).expect("json");
+    m["tables"][table].as_u64().expect("table rows")
+}
+
+#[test]
+fn tables_are_registered_at_their_latest_date_and_with_history() {
+    let out = two_dates();
+    let root = out.to_str().unwrap();
+    for table in [
+        "user_features",
+        "user_profiles",
+        "segments",
+        "recommendations",
+    ] {
+        let rows = sql_csv(root, &format!("SELECT COUNT(*) AS n FROM {table}"));
+        assert_eq!(rows[0], "n");
+        assert_eq!(
+            rows[1].parse::<u64>().unwrap(),
+            manifest_rows(out, DATE, table),
+            "{table} at the latest date"
+        );
+    }
+    let dates = sql_csv(
+        root,
+        "SELECT dt, COUNT(*) AS n FROM segments_history GROUP BY dt ORDER BY dt",
+    );
+    assert_eq!(dates.len(), 3, "{dates:?}");
+    assert!(dates[1].starts_with(PREVIOUS) && dates[2].starts_with(DATE));
+
+    // --date pins a day.
+    let pinned = ok(&sql(
+        root,
+        "SELECT COUNT(*) AS n FROM user_profiles",
+        &["--format", "csv", "--date", PREVIOUS],
+    ));
+    assert_eq!(
+        pinned.lines().nth(1).unwrap().parse::<u64>().unwrap(),
+        manifest_rows(out, PREVIOUS, "user_profiles")
+    );
+}
+
+#[test]
+fn a_partition_without_success_is_never_read() {
+    let out = temp();
+    crate::support::copy_dir(two_dates(), out.path());
+    // A newer partition that is still being published (no _SUCCESS yet).
+    let partial = out.path().join("segments/dt=2026-11-30");
+    crate::support::copy_dir(&out.path().join(format!("segments/dt={DATE}")), &partial);
+    std::fs::remove_file(partial.join("_SUCCESS")).unwrap();
+    let root = out.path().to_str().unwrap();
+    let dates = sql_csv(root, "SELECT DISTINCT dt FROM segments_history ORDER BY dt");
+    assert_eq!(dates, vec!["dt", PREVIOUS, DATE]);
+}
+
+#[test]
+fn formats_table_json_and_parquet() {
+    let root = two_dates().to_str().unwrap();
+    let q = "SELECT segment_id, size FROM segments ORDER BY segment_id LIMIT 2";
+    let table = ok(&sql(root, q, &[]));
+    assert!(
+        table.contains("| segment_id | size |") && table.contains("(2 rows)"),
+        "{table}"
+    );
+    let json = ok(&sql(root, q, &["--format", "json"]));
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["segment_id"], 0);
+    let dir = temp();
+    let file = dir.path().join("seg.parquet");
+    ok(&sql(
+        root,
+        q,
+        &["--format", "parquet", "--out", file.to_str().unwrap()],
+    ));
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap();
+    use parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 2);
+    // Several statements: the last one's result is printed.
+    let last = sql_csv(root, "SELECT 1 AS a; SELECT 2 AS b");
+    assert_eq!(last, vec!["b", "2"]);
+}
+
+#[test]
+fn every_example_query_runs() {
+    let out = two_dates();
+    let root = out.to_str().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/examples");
+    let mut names: Vec<_> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for path in names {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows = sql_csv(root, &text);
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        match name.as_str() {
+            "segment_sizes_over_time" => {
+                let k =
+                    manifest_rows(out, DATE, "segments") + manifest_rows(out, PREVIOUS, "segments");
+                assert_eq!(rows.len() as u64, k + 1, "{name}: {rows:?}");
+            }
+            "top_items_per_segment" => {
+                assert_eq!(
+                    rows[0],
+                    "segment_id,segment_label,item_id,customers,from_model"
+                );
+                assert!(rows.len() > 1, "{name}: no rows");
+            }
+            "segment_changes" => {
+                assert!(rows[0].starts_with("customer_id,previous_dt"), "{rows:?}");
+                // Every listed customer really changed segment.
+                for row in &rows[1..] {
+                    let f: Vec<&str> = row.split(',').collect();
+                    assert_eq!(f[1], PREVIOUS);
+                    assert_ne!(f[2], f[5], "{row}");
+                }
+            }
+            "recommendation_sources" => {
+                assert!(rows[1..].iter().any(|r| r.contains(",als,")), "{rows:?}");
+            }
+            other => panic!("example {other} has no test: add one here"),
+        }
+    }
+}
+
+#[test]
+fn mistakes_read_like_an_analysts_tool() {
+    let root = two_dates().to_str().unwrap();
+    let typo = sql(root, "SELECT * FROM segmnts", &[]);
+    assert_eq!(typo.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(err.contains("Did you mean 'segments'"), "{err}");
+
+    let column = sql(root, "SELECT segmnt_id FROM segments", &[]);
+    assert_eq!(column.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&column.stderr);
+    assert!(err.contains("segment_id"), "{err}");
+
+    let empty = temp();
+    let none = sql(empty.path().to_str().unwrap(), "SELECT 1", &[]);
+    assert_eq!(none.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains("no published tables under") && err.contains("persona run"),
+        "{err}"
+    );
+}
+
+/// pyarrow reads every published table: row counts match the manifest and the types are the
+/// documented ones. The interpreter comes from `PERSONA_PYTHON` (a virtualenv with pyarrow that
+/// scripts/test.sh makes); without it this test fails rather than pretending to pass.
+#[test]
+fn outputs_are_readable_by_pyarrow() {
+    let python = std::env::var("PERSONA_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "PERSONA_PYTHON is not set: run the tests with scripts/test.sh (it installs pyarrow)"
+        )
+    });
+    let out = temp();
+    ok(&run_job_with(tiny_input(), out.path(), &[], &[]));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("read_outputs.py");
+    let result = std::process::Command::new(python)
+        .arg(script)
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = ok(&result);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for table in [
+        "user_features",
+        "user_profiles",
+        "segments",
+        "recommendations",
+    ] {
+        assert_eq!(
+            report[table]["rows"].as_u64().unwrap(),
+            manifest_rows(out.path(), DATE, table),
+            "{table}: {report}"
+        );
+    }
+    let types = &report["recommendations"]["types"];
+    assert_eq!(types["customer_id"], "string", "{types}");
+    assert_eq!(types["item_id"], "string", "{types}");
+    assert_eq!(types["score"], "float", "{types}");
+    assert_eq!(report["segments"]["types"]["segment_label"], "string");
+    assert!(
+        report["recommendations"]["compression"]
+            .as_str()
+            .unwrap()
+            .contains("ZSTD"),
+        "{report}"
+    );
+    assert!(
+        report["recommendations"]["has_statistics"]
+            .as_bool()
+            .unwrap()
+    );
+}
