@@ -34,6 +34,14 @@ pub enum PipelineError {
     /// Another run of the same date holds the output root's lock.
     #[error("[LOCKED] {0}")]
     Locked(String),
+    /// SIGINT or SIGTERM stopped the run before it published anything.
+    #[error("[INTERRUPTED] {signal} received: the run stopped, nothing was published")]
+    Interrupted {
+        /// The signal's name.
+        signal: &'static str,
+        /// 128 + the signal's number.
+        exit_code: u8,
+    },
     /// An analyst's query is wrong (unknown table or column, bad SQL).
     #[error("[QUERY] {0}")]
     Query(String),
@@ -84,6 +92,7 @@ impl PipelineError {
             PipelineError::Storage(_) | PipelineError::Parquet(_) => 5,
             PipelineError::Locked(_) => 6,
             PipelineError::Query(_) => 2,
+            PipelineError::Interrupted { exit_code, .. } => *exit_code,
             PipelineError::DataFusion(e) if is_storage_error(e) => 5,
             PipelineError::DataFusion(e) if is_input_error(e) => 3,
             _ => 1,

@@ -23,6 +23,7 @@ pub mod progress;
 pub mod publish;
 pub mod query;
 pub mod session;
+pub mod signals;
 pub mod sql;
 pub mod stages;
 pub mod storage;

@@ -26,6 +26,7 @@ use crate::manifest::{DropCount, Manifest};
 use crate::progress::Progress;
 use crate::publish::Publisher;
 use crate::session::{self, Engine};
+use crate::signals;
 use crate::sql;
 use crate::stages::{StageMetrics, recommendations, segments};
 use crate::storage::Root;
@@ -88,7 +89,10 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
             input: &input,
             output: &output,
         };
-        let result = run_in(&ctx, opts, roots, &run_id, &work, progress).await;
+        let result = tokio::select! {
+            result = run_in(&ctx, opts, roots, &run_id, &work, progress) => result,
+            stop = signals::interrupted() => Err(stop),
+        };
         work.remove().await;
         result
     }
@@ -212,6 +216,7 @@ async fn run_in(
         .map(|t| (t.to_string(), publisher.partition_location(t)))
         .collect();
     fault::check("commit")?;
+    signals::commit_started();
     publisher
         .commit()
         .await

@@ -13,5 +13,6 @@ mod distributed;
 mod end_to_end;
 mod generate;
 mod s3;
+mod signals;
 mod sql;
 mod support;
