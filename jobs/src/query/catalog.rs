@@ -17,6 +17,9 @@ use crate::error::{PipelineError, Result};
 use crate::publish::SUCCESS;
 use crate::storage::Root;
 
+/// Bytes read from the end of a file to find its footer (one request when the footer fits).
+const FOOTER_PREFETCH: usize = 64 * 1024;
+
 /// One registered table.
 #[derive(Debug, Clone)]
 pub struct TableInfo {
@@ -114,8 +117,10 @@ async fn partition_frame(
     date: NaiveDate,
 ) -> Result<DataFrame> {
     let url = ListingTableUrl::parse(output.url(&format!("{table}/dt={date}")))?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    // DataFusion prefetches 512 KiB from the end of a file to find its footer, i.e. whole files
+    // at our sizes; the footers of published tables are a few KiB.
+    let format = ParquetFormat::default().with_metadata_size_hint(Some(FOOTER_PREFETCH));
+    let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .infer_schema(&ctx.state())
