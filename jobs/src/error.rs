@@ -109,6 +109,11 @@ fn is_input_error(e: &DataFusionError) -> bool {
     )
 }
 
+/// The first line of a (possibly multi-line) message, for one-line errors.
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
 /// Whether a query failed reading or writing storage.
 fn is_storage_error(e: &DataFusionError) -> bool {
     matches!(e.find_root(), DataFusionError::ObjectStore(_))

@@ -128,10 +128,7 @@ async fn files_in_window(
     let mut files = Vec::new();
     let mut days = 0;
     for name in root.list_dirs(source.name).await? {
-        let Some(date) = name
-            .strip_prefix("dt=")
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        else {
+        let Some(date) = partition_date(&name) else {
             continue;
         };
         if date >= window.first && date <= window.last {
@@ -141,6 +138,13 @@ async fn files_in_window(
         }
     }
     Ok((files, days))
+}
+
+/// The date of a hive partition folder named `dt=YYYY-MM-DD` (inputs and outputs alike).
+pub fn partition_date(folder: &str) -> Option<NaiveDate> {
+    folder
+        .strip_prefix("dt=")
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
 }
 
 /// Parquet files directly in `rel` (hidden and `_`-prefixed files are not data).

@@ -125,30 +125,14 @@ impl Publisher {
         for table in order {
             fault::check(&format!("commit:{table}"))?;
             let target = self.partition_rel(table);
-            let old = self.output.list_all(&target).await?;
-            touched.push((table.clone(), !old.is_empty()));
+            let had_old = self.output.exists_dir(&target).await?;
+            touched.push((table.clone(), had_old));
             let result = async {
-                for meta in &old {
-                    let rel = self.output.relative(meta);
-                    let name = rel.rsplit('/').next().unwrap_or_default();
-                    self.output
-                        .copy_to(&rel, &aside, &format!("{table}/{name}"))
-                        .await?;
+                if had_old {
+                    copy_partition(&self.output.child(&target), &aside, table).await?;
                 }
-                self.output.delete(&format!("{target}/{SUCCESS}")).await?;
-                self.output.delete_tree(&target).await?;
-                let staged = self.staging.child(table);
-                for meta in staged.list_files("").await? {
-                    let name = staged.relative(&meta);
-                    if name != SUCCESS {
-                        staged
-                            .copy_to(&name, &self.output, &format!("{target}/{name}"))
-                            .await?;
-                    }
-                }
-                self.output
-                    .write(&format!("{target}/{SUCCESS}"), Vec::new())
-                    .await
+                self.clear_partition(&target).await?;
+                copy_partition(&self.staging.child(table), &self.output, &target).await
             }
             .await;
             if let Err(e) = result {
@@ -159,28 +143,21 @@ impl Publisher {
         Ok(())
     }
 
+    /// Hides the partition `target` from readers (its `_SUCCESS` first), then removes it.
+    async fn clear_partition(&self, target: &str) -> Result<()> {
+        self.output.delete(&format!("{target}/{SUCCESS}")).await?;
+        self.output.delete_tree(target).await
+    }
+
     /// Undoes an object-storage commit, newest first: removes what was published and copies
     /// the previous objects back, `_SUCCESS` last.
     async fn restore_copies(&self, aside: &Root, touched: &[(String, bool)]) {
         for (table, had_old) in touched.iter().rev() {
             let target = self.partition_rel(table);
             let restored = async {
-                self.output.delete(&format!("{target}/{SUCCESS}")).await?;
-                self.output.delete_tree(&target).await?;
+                self.clear_partition(&target).await?;
                 if *had_old {
-                    let saved = aside.child(table);
-                    let mut names: Vec<String> = saved
-                        .list_files("")
-                        .await?
-                        .iter()
-                        .map(|m| saved.relative(m))
-                        .collect();
-                    names.sort_by_key(|n| n == SUCCESS);
-                    for name in names {
-                        saved
-                            .copy_to(&name, &self.output, &format!("{target}/{name}"))
-                            .await?;
-                    }
+                    copy_partition(&aside.child(table), &self.output, &target).await?;
                 }
                 Ok::<(), PipelineError>(())
             }
@@ -190,6 +167,23 @@ impl Publisher {
             }
         }
     }
+}
+
+/// Copies every object under `from` to the same relative path under `to` in `dest` (one
+/// store, server-side), the `_SUCCESS` marker last, so that readers see the copy only once it
+/// is complete.
+async fn copy_partition(from: &Root, dest: &Root, to: &str) -> Result<()> {
+    let mut names: Vec<String> = from
+        .list_all("")
+        .await?
+        .iter()
+        .map(|m| from.relative(m))
+        .collect();
+    names.sort_by_key(|n| n == SUCCESS);
+    for name in names {
+        from.copy_to(&name, dest, &format!("{to}/{name}")).await?;
+    }
+    Ok(())
 }
 
 /// The local-disk commit (see the module documentation).

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 
 use crate::sql::sql_csv;
 use crate::support::{
-    DATE, LocalCluster, free_port, ok, persona, persona_bin, run_job_with, temp, tiny_input,
+    DATE, LocalCluster, free_port, generate_tiny, ok, persona_bin, run_at, run_job_with, temp,
+    tiny_input,
 };
 
 /// The test bucket (the server is started by scripts/test.sh).
@@ -33,28 +34,12 @@ fn prefix(test: &str) -> String {
 /// Generates the tiny dataset into `root/input`.
 fn generate_into(root: &str) -> String {
     let input = format!("{root}/input");
-    ok(&persona(
-        &[
-            "generate",
-            "--scale",
-            "tiny",
-            "--seed",
-            "42",
-            "--out",
-            &input,
-            "--end-date",
-            DATE,
-        ],
-        &[],
-    ));
+    generate_tiny(&input);
     input
 }
 
 fn run(input: &str, output: &str, date: &str, env: &[(&str, &str)]) -> std::process::Output {
-    persona(
-        &["run", "--input", input, "--output", output, "--date", date],
-        env,
-    )
+    run_at(input, output, date, &[], env)
 }
 
 #[test]
@@ -63,7 +48,6 @@ fn bucket_to_bucket_gives_the_same_tables_as_the_local_disk() {
     let input = generate_into(&root);
     let output = format!("{root}/output");
     ok(&run(&input, &output, DATE, &[]));
-
     assert_same_tables_as_local(&output);
 }
 
@@ -93,12 +77,7 @@ fn a_ballista_cluster_runs_bucket_to_bucket_like_the_local_disk() {
     let input = generate_into(&root);
     let output = format!("{root}/output");
     let engine = cluster.engine();
-    ok(&persona(
-        &[
-            "run", "--input", &input, "--output", &output, "--date", DATE, "--engine", &engine,
-        ],
-        &[],
-    ));
+    ok(&run_at(&input, &output, DATE, &["--engine", &engine], &[]));
     assert_same_tables_as_local(&output);
 }
 

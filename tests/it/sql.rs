@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{DATE, ok, persona, run_job_with, temp, tiny_input};
+use crate::support::{DATE, ok, persona, run_at, run_job_with, temp, tiny_input};
 
 /// The day before [`DATE`]: a second published date for the `_history` tables.
 const PREVIOUS: &str = "2026-11-21";
@@ -30,15 +30,12 @@ fn two_dates() -> &'static Path {
     static OUT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     OUT.get_or_init(|| {
         let dir = temp().keep();
+        let (input, output) = (
+            tiny_input().to_str().expect("utf8"),
+            dir.to_str().expect("utf8"),
+        );
         for date in [PREVIOUS, DATE] {
-            let (input, output) = (
-                tiny_input().to_str().expect("utf8"),
-                dir.to_str().expect("utf8"),
-            );
-            ok(&persona(
-                &["run", "--input", input, "--output", output, "--date", date],
-                &[],
-            ));
+            ok(&run_at(input, output, date, &[], &[]));
         }
         dir
     })

@@ -59,22 +59,27 @@ pub fn tiny_input() -> &'static Path {
             .expect("tempdir")
             .keep();
         let out = dir.join("input");
-        ok(&persona(
-            &[
-                "generate",
-                "--scale",
-                "tiny",
-                "--seed",
-                "42",
-                "--out",
-                out.to_str().expect("utf8"),
-                "--end-date",
-                DATE,
-            ],
-            &[],
-        ));
+        generate_tiny(out.to_str().expect("utf8"));
         out
     })
+}
+
+/// Generates the tiny dataset (seed 42, ending on [`DATE`]) into `out`: a folder or `s3://`.
+pub fn generate_tiny(out: &str) {
+    ok(&persona(
+        &[
+            "generate",
+            "--scale",
+            "tiny",
+            "--seed",
+            "42",
+            "--out",
+            out,
+            "--end-date",
+            DATE,
+        ],
+        &[],
+    ));
 }
 
 /// A fresh temporary folder, removed when dropped.
@@ -96,7 +101,18 @@ pub fn run_job_with(input: &Path, output: &Path, extra: &[&str], env: &[(&str, &
         input.to_str().expect("utf8"),
         output.to_str().expect("utf8"),
     );
-    let mut args = vec!["run", "--input", input, "--output", output, "--date", DATE];
+    run_at(input, output, DATE, extra, env)
+}
+
+/// Runs the job from root `input` into root `output` (folders or `s3://`) for `date`.
+pub fn run_at(
+    input: &str,
+    output: &str,
+    date: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut args = vec!["run", "--input", input, "--output", output, "--date", date];
     args.extend_from_slice(extra);
     persona(&args, env)
 }

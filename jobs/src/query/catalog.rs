@@ -14,6 +14,7 @@ use datafusion::datasource::listing::{
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
 use crate::error::{PipelineError, Result};
+use crate::input::partition_date;
 use crate::publish::SUCCESS;
 use crate::storage::Root;
 
@@ -40,10 +41,7 @@ async fn successful_partitions(output: &Root) -> Result<BTreeMap<String, Vec<Nai
         }
         let mut dates = Vec::new();
         for partition in output.list_dirs(&table).await? {
-            let Some(date) = partition
-                .strip_prefix("dt=")
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            else {
+            let Some(date) = partition_date(&partition) else {
                 continue;
             };
             let files = output.list_files(&format!("{table}/{partition}")).await?;
@@ -82,13 +80,14 @@ pub async fn register_outputs(
         let Some(date) = date else {
             continue;
         };
-        let latest = partition_frame(ctx, output, &name, date).await?;
-        ctx.register_table(name.as_str(), latest.into_view())?;
+        // Each partition is read (its footers fetched) once, for both registrations.
         let mut history: Option<DataFrame> = None;
         for d in &dates {
-            let frame = partition_frame(ctx, output, &name, *d)
-                .await?
-                .with_column("dt", lit(d.to_string()))?;
+            let frame = partition_frame(ctx, output, &name, *d).await?;
+            if *d == date {
+                ctx.register_table(name.as_str(), frame.clone().into_view())?;
+            }
+            let frame = frame.with_column("dt", lit(d.to_string()))?;
             history = Some(match history {
                 None => frame,
                 Some(h) => h.union(frame)?,

@@ -18,7 +18,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 
 use crate::config::PipelineConfig;
-use crate::error::{PipelineError, Result};
+use crate::error::{PipelineError, Result, first_line};
 use crate::session::{self, Engine};
 use crate::storage::Root;
 
@@ -147,10 +147,6 @@ fn missing_table(message: &str) -> Option<String> {
             .unwrap_or(qualified)
             .to_string(),
     )
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 /// `persona sql`.

@@ -18,7 +18,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::config::StorageConfig;
-use crate::error::{PipelineError, Result};
+use crate::error::{PipelineError, Result, first_line};
 
 /// An input or output root.
 #[derive(Debug, Clone)]
@@ -155,9 +155,7 @@ impl Root {
     }
 
     async fn list_level(&self, rel: &str) -> Result<object_store::ListResult> {
-        if let Some(dir) = self.local_path().map(|p| p.join(rel))
-            && !dir.is_dir()
-        {
+        if self.missing_local_dir(rel) {
             return Ok(object_store::ListResult {
                 common_prefixes: Vec::new(),
                 objects: Vec::new(),
@@ -170,11 +168,15 @@ impl Root {
             .map_err(|e| self.error(rel, e))
     }
 
+    /// Whether `rel` is a local folder that does not exist (object_store's local listing
+    /// errors on those where S3 simply lists nothing).
+    fn missing_local_dir(&self, rel: &str) -> bool {
+        self.local_path().is_some_and(|p| !p.join(rel).is_dir())
+    }
+
     /// Every object under `rel`, at any depth.
     pub async fn list_all(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
-        if let Some(dir) = self.local_path().map(|p| p.join(rel))
-            && !dir.is_dir()
-        {
+        if self.missing_local_dir(rel) {
             return Ok(Vec::new());
         }
         let path = self.object_path(rel)?;
@@ -339,10 +341,6 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 #[cfg(test)]
