@@ -1,8 +1,11 @@
 -- input: user_profiles, segment_labels                output: segments
 --
--- One row per segment: size and share of customers, its readable label and distinguishing
--- features (in standard deviations from the population), and the segment's means of the main
--- features in their original units (rounded to 6 decimals, so reruns are byte-identical).
+-- One row per segment: size and share of customers, its readable label, the features that
+-- most distinguish it (in standard deviations from the population), and its centroid: the mean
+-- of each clustering feature over its members in original units (`centroid`, in the order of
+-- `feature_names`) and in standard deviations (`centroid_z`); then the segment's means of the
+-- main profile features in their original units (rounded to 6 decimals, so reruns are
+-- byte-identical), clustering features or not.
 SELECT
   p.segment_id,
   l.segment_label,
@@ -10,6 +13,7 @@ SELECT
   COUNT(*) * 1.0 / SUM(COUNT(*)) OVER ()           AS share,
   l.distinguishing_features,
   l.feature_names,
+  l.centroid,
   l.centroid_z,
   ROUND(AVG(p.recency_days), 6) AS avg_recency_days,
   ROUND(AVG(p.sessions), 6) AS avg_sessions,
@@ -22,4 +26,4 @@ SELECT
   ROUND(AVG(p.annual_income), 6) AS avg_annual_income
 FROM user_profiles p
 JOIN segment_labels l ON p.segment_id = l.segment_id
-GROUP BY p.segment_id, l.segment_label, l.distinguishing_features, l.feature_names, l.centroid_z
+GROUP BY p.segment_id, l.segment_label, l.distinguishing_features, l.feature_names, l.centroid, l.centroid_z

@@ -40,12 +40,18 @@ impl Default for WindowConfig {
     }
 }
 
-/// K-Means settings.
+/// K-Means settings: `[segments]` of persona.toml, and the flags of `persona kmeans`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SegmentsConfig {
-    /// Number of segments.
-    pub k: usize,
+    /// Number of segments, or `"auto"`: try `k_min..=k_max` and keep the best silhouette.
+    pub k: KChoice,
+    /// Smallest k tried by `k = "auto"`.
+    pub k_min: usize,
+    /// Largest k tried by `k = "auto"`.
+    pub k_max: usize,
+    /// Points sampled to score each candidate k by silhouette.
+    pub silhouette_sample: usize,
     /// Maximum Lloyd iterations.
     pub max_iter: usize,
     /// Stop when no centroid moves more than this (in standard deviations).
@@ -56,8 +62,20 @@ pub struct SegmentsConfig {
     pub features: Vec<String>,
     /// Features transformed with `ln(1 + x)` before standardising (heavy-tailed money/counts).
     pub log_features: Vec<String>,
+    /// Standardise every feature to z-scores (mean 0, standard deviation 1) before clustering.
+    pub standardize: bool,
+    /// Initialisation.
+    pub init: Init,
+    /// Sampling rounds of k-means‖ (Spark's `initSteps`).
+    pub init_steps: usize,
     /// Points sampled for the k-means++ initialisation.
     pub init_sample: usize,
+    /// Independent restarts (seeds `seed`, `seed + 1`, …); the lowest inertia wins.
+    pub n_init: usize,
+    /// Distance between customers.
+    pub distance: Distance,
+    /// Optional numeric column weighing each row (sums, counts and inertia are weighted).
+    pub weight_column: Option<String>,
 }
 
 impl Default for SegmentsConfig {
@@ -86,15 +104,98 @@ impl Default for SegmentsConfig {
             "app_views",
         ];
         Self {
-            k: 6,
+            k: KChoice::Fixed(6),
+            k_min: 2,
+            k_max: 10,
+            silhouette_sample: 2_000,
             max_iter: 40,
             tol: 1e-4,
             seed: 42,
             features: features.iter().map(|s| s.to_string()).collect(),
             log_features: log_features.iter().map(|s| s.to_string()).collect(),
+            standardize: true,
+            init: Init::KMeansParallel,
+            init_steps: 2,
             init_sample: 20_000,
+            n_init: 1,
+            distance: Distance::Euclidean,
+            weight_column: None,
         }
     }
+}
+
+/// How many segments: a number, or `auto` (chosen by silhouette).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "KValue", into = "KValue")]
+pub enum KChoice {
+    /// Exactly this many.
+    Fixed(usize),
+    /// Try `k_min..=k_max`.
+    Auto,
+}
+
+/// The TOML spelling of [`KChoice`]: an integer or the string "auto".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum KValue {
+    Number(usize),
+    Word(String),
+}
+
+impl TryFrom<KValue> for KChoice {
+    type Error = String;
+    fn try_from(v: KValue) -> std::result::Result<Self, String> {
+        match v {
+            KValue::Number(k) => Ok(KChoice::Fixed(k)),
+            KValue::Word(w) => w.parse(),
+        }
+    }
+}
+
+impl From<KChoice> for KValue {
+    fn from(k: KChoice) -> Self {
+        match k {
+            KChoice::Fixed(k) => KValue::Number(k),
+            KChoice::Auto => KValue::Word("auto".into()),
+        }
+    }
+}
+
+impl std::str::FromStr for KChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "auto" {
+            return Ok(KChoice::Auto);
+        }
+        s.parse()
+            .map(KChoice::Fixed)
+            .map_err(|_| format!("k must be a whole number or \"auto\", not \"{s}\""))
+    }
+}
+
+/// K-Means initialisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Init {
+    /// k-means‖ (Bahmani et al.; Spark's default): a few distributed sampling rounds, then
+    /// weighted k-means++ on the sampled candidates.
+    #[serde(rename = "k-means||")]
+    #[value(name = "k-means||")]
+    KMeansParallel,
+    /// Greedy k-means++ (scikit-learn's default) on a reproducible sample of `init_sample` points.
+    #[serde(rename = "k-means++")]
+    #[value(name = "k-means++")]
+    KMeansPlusPlus,
+}
+
+/// K-Means distance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Distance {
+    /// Squared Euclidean distance (standard Lloyd).
+    Euclidean,
+    /// Cosine distance (1 − cos): points and centroids are scaled to unit length (spherical
+    /// k-means), so only the direction of the feature vector counts.
+    Cosine,
 }
 
 /// Which items never to recommend to a customer.
@@ -273,7 +374,22 @@ impl PipelineConfig {
                 self.window.lookback_days >= 1,
                 "window.lookback_days must be at least 1",
             ),
-            (self.segments.k >= 2, "segments.k must be at least 2"),
+            (
+                !matches!(self.segments.k, KChoice::Fixed(k) if k < 2),
+                "segments.k must be at least 2 (or \"auto\")",
+            ),
+            (
+                self.segments.k_min >= 2 && self.segments.k_min <= self.segments.k_max,
+                "segments.k_min must be at least 2 and at most segments.k_max",
+            ),
+            (
+                self.segments.n_init >= 1,
+                "segments.n_init must be at least 1",
+            ),
+            (
+                self.segments.silhouette_sample >= 10,
+                "segments.silhouette_sample must be at least 10",
+            ),
             (
                 self.segments.max_iter >= 1,
                 "segments.max_iter must be at least 1",
@@ -328,7 +444,7 @@ mod tests {
         let cfg =
             PipelineConfig::parse("[segments]\nk = 4\n[recommendations.weights]\npurchase = 9.0")
                 .unwrap();
-        assert_eq!(cfg.segments.k, 4);
+        assert_eq!(cfg.segments.k, KChoice::Fixed(4));
         assert_eq!(cfg.segments.max_iter, 40);
         assert_eq!(cfg.recommendations.weights.purchase, 9.0);
         assert_eq!(cfg.recommendations.weights.view, 1.0);
@@ -351,6 +467,27 @@ mod tests {
         assert!(
             !debug.contains("TOPSECRET") && !debug.contains("AKID"),
             "{debug}"
+        );
+    }
+
+    #[test]
+    fn k_is_a_number_or_auto() {
+        let cfg = PipelineConfig::parse(
+            "[segments]\nk = \"auto\"\ninit = \"k-means++\"\ndistance = \"cosine\"",
+        )
+        .unwrap();
+        assert_eq!(cfg.segments.k, KChoice::Auto);
+        assert_eq!(cfg.segments.init, Init::KMeansPlusPlus);
+        assert_eq!(cfg.segments.distance, Distance::Cosine);
+        assert!(
+            PipelineConfig::parse("[segments]\nk = \"many\"")
+                .unwrap_err()
+                .contains("auto")
+        );
+        let json = serde_json::to_string(&cfg.segments).unwrap();
+        assert!(
+            json.contains("\"k\":\"auto\"") && json.contains("k-means++"),
+            "{json}"
         );
     }
 

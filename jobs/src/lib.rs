@@ -3,7 +3,8 @@
 //!
 //! - [`contract`]: the input sources and their columns; [`input`] validates and registers them.
 //! - [`sql`]: the SQL stages embedded from `sql/`; [`work`]: where their tables are materialised.
-//! - [`stages`]: the model drivers; [`publish`]: atomic publishing; [`manifest`]: the run record.
+//! - [`stages`]: the model stages of `persona run`; [`kmeans`]: distributed K-Means (also
+//!   `persona kmeans`); [`publish`]: atomic publishing; [`manifest`]: the run record.
 //! - [`pipeline`]: `persona run` end to end; [`generate`]: `persona generate` demo data.
 //! - [`query`]: `persona sql` over the published tables.
 //! - [`storage`]: local and `s3://` roots; [`lock`]: one run per date at a time.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod fault;
 pub mod generate;
 pub mod input;
+pub mod kmeans;
 pub mod lock;
 pub mod manifest;
 pub mod pipeline;

@@ -1,4 +1,5 @@
-//! The `persona` command line: `demo`, `generate`, `run`, `sql`, `scheduler`, `executor`.
+//! The `persona` command line: `demo`, `generate`, `run`, `sql`, `kmeans`, `scheduler`,
+//! `executor`.
 //!
 //! Exit codes: 0 success, 1 internal error, 2 bad usage, 3 bad input, 4 bad configuration,
 //! 5 storage error, 6 another run of the same date holds the lock (see the README).
@@ -12,8 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use persona_jobs::cluster::process::{
     ExecutorOptions, SchedulerOptions, run_executor, run_scheduler,
 };
-use persona_jobs::config::{PipelineConfig, StorageConfig};
+use persona_jobs::config::{
+    Distance, Init, KChoice, PipelineConfig, SegmentsConfig, StorageConfig,
+};
 use persona_jobs::generate::{self, GenerateOptions, Scale};
+use persona_jobs::kmeans;
 use persona_jobs::pipeline::{self, RunOptions, RunSummary};
 use persona_jobs::progress::{Progress, group_digits};
 use persona_jobs::query::{self, Format, SqlOptions};
@@ -40,6 +44,8 @@ enum Command {
     Run(RunArgs),
     /// Query the published tables with SQL (one query, or an interactive shell).
     Sql(SqlArgs),
+    /// Cluster any Parquet table with K-Means (the engine behind the nightly segments).
+    Kmeans(KMeansArgs),
     /// Run a Ballista scheduler with Persona's functions and codecs.
     Scheduler(SchedulerArgs),
     /// Run a Ballista executor with Persona's functions and codecs.
@@ -67,6 +73,65 @@ struct SqlArgs {
     /// Without it: an interactive shell on a terminal, otherwise the SQL on stdin.
     #[arg(allow_hyphen_values = true)]
     query: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct KMeansArgs {
+    /// Parquet file or folder to cluster: local, or s3://BUCKET/KEY.
+    #[arg(long)]
+    input: String,
+    /// Output folder (local or s3://): assignments/, centroids/ and report/report.json.
+    #[arg(long)]
+    output: String,
+    /// Numeric columns to cluster on, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    features: Vec<String>,
+    /// Number of clusters, or "auto" (tries --k-min..=--k-max, keeps the best silhouette).
+    #[arg(long, default_value = "8")]
+    k: KChoice,
+    /// Smallest k tried by --k auto.
+    #[arg(long, default_value_t = 2)]
+    k_min: usize,
+    /// Largest k tried by --k auto.
+    #[arg(long, default_value_t = 10)]
+    k_max: usize,
+    /// Maximum Lloyd iterations.
+    #[arg(long, default_value_t = 100)]
+    max_iter: usize,
+    /// Stop when no centroid moves more than this (0: always run --max-iter iterations).
+    #[arg(long, default_value_t = 1e-4)]
+    tol: f64,
+    /// Seed of the initialisation (restart r uses seed + r).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Independent restarts; the lowest inertia wins.
+    #[arg(long, default_value_t = 1)]
+    n_init: usize,
+    /// Initialisation.
+    #[arg(long, value_enum, default_value = "k-means||")]
+    init: Init,
+    /// Distance.
+    #[arg(long, value_enum, default_value = "euclidean")]
+    distance: Distance,
+    /// Numeric column weighing each row.
+    #[arg(long)]
+    weight: Option<String>,
+    /// Features to transform with ln(1 + x) first (heavy-tailed money and counts).
+    #[arg(long, value_delimiter = ',')]
+    log: Vec<String>,
+    /// Cluster the raw values instead of z-scores.
+    #[arg(long)]
+    no_standardize: bool,
+    /// Start from these centroids (Parquet with the feature columns, one row per centroid)
+    /// instead of initialising; e.g. yesterday's centroids, or a peer's for a benchmark.
+    #[arg(long)]
+    init_from: Option<String>,
+    /// persona.toml (for the [storage] and [execution] sections).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where queries run: local, standalone or ballista://HOST:PORT.
+    #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
+    engine: Engine,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +304,12 @@ fn main_inner(cli: Cli) -> Result<()> {
             };
             runtime.block_on(query::run(&opts))
         }
+        Command::Kmeans(args) => {
+            let opts = kmeans_options(args)?;
+            let summary = runtime.block_on(kmeans::command::run(&opts))?;
+            print_kmeans(&summary);
+            Ok(())
+        }
         Command::Scheduler(args) => {
             let opts = SchedulerOptions {
                 bind_host: args.bind,
@@ -260,6 +331,80 @@ fn main_inner(cli: Cli) -> Result<()> {
             runtime.block_on(run_executor(&opts))
         }
     }
+}
+
+fn kmeans_options(args: KMeansArgs) -> Result<kmeans::command::KMeansOptions> {
+    let pipeline = PipelineConfig::load(args.config.as_deref())?;
+    let kmeans = SegmentsConfig {
+        k: args.k,
+        k_min: args.k_min,
+        k_max: args.k_max,
+        max_iter: args.max_iter,
+        tol: args.tol,
+        seed: args.seed,
+        features: args.features,
+        log_features: args.log,
+        standardize: !args.no_standardize,
+        init: args.init,
+        n_init: args.n_init,
+        distance: args.distance,
+        weight_column: args.weight,
+        ..pipeline.segments.clone()
+    };
+    let check = PipelineConfig {
+        segments: kmeans.clone(),
+        ..PipelineConfig::default()
+    };
+    check
+        .validate()
+        .map_err(|e| PipelineError::Config(e.replace("segments.", "--").replace('_', "-")))?;
+    Ok(kmeans::command::KMeansOptions {
+        input: args.input,
+        output: args.output,
+        kmeans,
+        pipeline,
+        engine: args.engine,
+        init_from: args.init_from,
+    })
+}
+
+fn print_kmeans(summary: &kmeans::command::KMeansSummary) {
+    let r = &summary.report;
+    let fit = &r.fit;
+    let per_iteration = fit.seconds_per_iteration.iter().sum::<f64>()
+        / fit.seconds_per_iteration.len().max(1) as f64;
+    println!(
+        "\nK-Means on {} rows: k={} ({}), {} iterations{}, inertia {:.6e}, {:.3}s per iteration, {:.1}s in all",
+        group_digits(r.rows),
+        fit.k,
+        fit.k_choice,
+        fit.iterations,
+        if fit.converged { " (converged)" } else { "" },
+        fit.final_inertia,
+        per_iteration,
+        r.seconds
+    );
+    for c in &fit.candidates {
+        println!(
+            "  k={:<3} silhouette {:+.4}  inertia {:.6e}",
+            c.k, c.silhouette, c.inertia
+        );
+    }
+    println!();
+    let total: u64 = summary.segments.iter().map(|s| s.size).sum();
+    for s in &summary.segments {
+        let share = 100.0 * s.size as f64 / total.max(1) as f64;
+        println!(
+            "  {:>2}  {:<44} {:>10} ({share:4.1}%)",
+            s.id,
+            s.label,
+            group_digits(s.size)
+        );
+    }
+    println!(
+        "\nOutputs: {0}/assignments/, {0}/centroids/, {0}/report/report.json",
+        summary.output
+    );
 }
 
 fn generate_data(

@@ -36,9 +36,12 @@ pub const SUCCESS: &str = "_SUCCESS";
 #[derive(Debug)]
 pub struct Publisher {
     output: Root,
-    partition: String,
+    /// `dt=<date>` for the nightly tables; `None` publishes `OUTPUT/<table>/` itself.
+    partition: Option<String>,
     staging: Root,
     staged: Vec<String>,
+    /// Folder and file name of the manifest.
+    manifest: (String, String),
 }
 
 impl Publisher {
@@ -46,15 +49,31 @@ impl Publisher {
     pub fn new(output: &Root, date: NaiveDate, work: &WorkArea) -> Self {
         Self {
             output: output.clone(),
-            partition: format!("dt={date}"),
+            partition: Some(format!("dt={date}")),
             staging: work.publish_dir().clone(),
             staged: Vec::new(),
+            manifest: (RUNS_DIR.to_string(), "manifest.json".to_string()),
         }
     }
 
-    /// A table's partition for this date, relative to the output root.
+    /// A publisher of whole tables `OUTPUT/<table>/` (no date partition), for standalone
+    /// commands, with the report at `OUTPUT/<folder>/<file>`.
+    pub fn unpartitioned(output: &Root, work: &WorkArea, folder: &str, file: &str) -> Self {
+        Self {
+            output: output.clone(),
+            partition: None,
+            staging: work.publish_dir().clone(),
+            staged: Vec::new(),
+            manifest: (folder.to_string(), file.to_string()),
+        }
+    }
+
+    /// A table's partition for this date (or the table's folder), relative to the output root.
     fn partition_rel(&self, table: &str) -> String {
-        format!("{table}/{}", self.partition)
+        match &self.partition {
+            Some(p) => format!("{table}/{p}"),
+            None => table.to_string(),
+        }
     }
 
     /// Where a table's partition for this date is published.
@@ -92,16 +111,17 @@ impl Publisher {
         Ok(rows)
     }
 
-    /// Stages the run manifest (JSON) under `_runs/`.
+    /// Stages the run manifest (JSON), under `_runs/` for the nightly job.
     pub async fn stage_manifest(&mut self, manifest_json: &str) -> Result<()> {
+        let (folder, file) = &self.manifest;
         self.staging
             .write(
-                &format!("{RUNS_DIR}/manifest.json"),
+                &format!("{folder}/{file}"),
                 manifest_json.as_bytes().to_vec(),
             )
             .await?;
         self.staging
-            .write(&format!("{RUNS_DIR}/{SUCCESS}"), Vec::new())
+            .write(&format!("{folder}/{SUCCESS}"), Vec::new())
             .await
     }
 
@@ -109,10 +129,14 @@ impl Publisher {
     /// replaced are restored and the error is returned.
     pub async fn commit(self) -> Result<()> {
         let mut order = self.staged.clone();
-        order.push(RUNS_DIR.to_string());
+        order.push(self.manifest.0.clone());
         match (self.output.local_path(), self.staging.local_path()) {
             (Some(output), Some(staging)) => {
-                commit_by_rename(output, staging, &self.partition, &order)
+                let targets: Vec<(String, String)> = order
+                    .iter()
+                    .map(|t| (t.clone(), self.partition_rel(t)))
+                    .collect();
+                commit_by_rename(output, staging, &targets)
             }
             _ => self.commit_by_copy(&order).await,
         }
@@ -186,18 +210,14 @@ async fn copy_partition(from: &Root, dest: &Root, to: &str) -> Result<()> {
     Ok(())
 }
 
-/// The local-disk commit (see the module documentation).
-fn commit_by_rename(
-    output: &Path,
-    staging: &Path,
-    partition: &str,
-    order: &[String],
-) -> Result<()> {
+/// The local-disk commit (see the module documentation): each staged folder `(name, target)`
+/// is renamed to `OUTPUT/<target>`.
+fn commit_by_rename(output: &Path, staging: &Path, targets: &[(String, String)]) -> Result<()> {
     let aside = staging.join("_replaced");
     std::fs::create_dir_all(&aside).map_err(|e| PipelineError::io(&aside, e))?;
     let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-    for table in order {
-        match swap_in(output, staging, partition, table, &aside) {
+    for (table, target) in targets {
+        match swap_in(output, staging, table, target, &aside) {
             Ok(step) => done.push(step),
             Err(e) => {
                 rollback(&done);
@@ -212,12 +232,12 @@ fn commit_by_rename(
 fn swap_in(
     output: &Path,
     staging: &Path,
-    partition: &str,
     table: &str,
+    target: &str,
     aside: &Path,
 ) -> Result<(PathBuf, Option<PathBuf>)> {
     fault::check(&format!("commit:{table}"))?;
-    let target = output.join(table).join(partition);
+    let target = output.join(target);
     let parent = target.parent().unwrap_or(output);
     std::fs::create_dir_all(parent).map_err(|e| PipelineError::io(parent, e))?;
     let old = if target.exists() {

@@ -29,6 +29,8 @@ pub struct WorkArea {
     publish: Root,
     /// Every folder this run created, removed at the end.
     owned: Vec<Root>,
+    /// Whether the queries run in this process (not on a Ballista cluster).
+    in_process: bool,
 }
 
 impl WorkArea {
@@ -62,6 +64,7 @@ impl WorkArea {
             dir,
             publish: run_dir.child("publish"),
             owned,
+            in_process: local_scratch,
         })
     }
 
@@ -97,6 +100,40 @@ impl WorkArea {
         ctx.deregister_table(name)?;
         ctx.register_parquet(name, &url, ParquetReadOptions::default().schema(&schema))
             .await?;
+        Ok(rows)
+    }
+
+    /// Materialises a table that an iterative stage re-reads on every pass (the K-Means
+    /// points). In this process it is kept in memory, partitioned for the cores, so each pass
+    /// costs only the computation, as Spark's cached RDDs do for MLlib; on a cluster, where
+    /// in-memory tables do not exist, it is written as Parquet like any other table.
+    pub async fn materialize_reused(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        df: DataFrame,
+    ) -> Result<u64> {
+        if !self.in_process {
+            return self.materialize(ctx, name, df).await;
+        }
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        // One partition per core, whatever the file layout (one row group is one scan
+        // partition), so every pass uses all cores.
+        let cores = ctx.copied_config().target_partitions();
+        let partitions = df
+            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(
+                cores,
+            ))?
+            .collect_partitioned()
+            .await?;
+        let rows = partitions
+            .iter()
+            .flatten()
+            .map(|b| b.num_rows() as u64)
+            .sum();
+        let table = datafusion::datasource::MemTable::try_new(schema, partitions)?;
+        ctx.deregister_table(name)?;
+        ctx.register_table(name, std::sync::Arc::new(table))?;
         Ok(rows)
     }
 

@@ -176,7 +176,7 @@ async fn run_publishes_complete_consistent_tables() {
         "every web-log row is kept or counted as dropped"
     );
     assert!(
-        m["segments"]["inertia"]
+        m["segments"]["fit"]["inertia"]
             .as_array()
             .is_some_and(|a| !a.is_empty())
     );
@@ -297,4 +297,11 @@ async fn missing_catalog_falls_back_to_items_seen_in_events() {
     )
     .await;
     assert_eq!(batches.len(), 1);
+    // Without a catalog there are no categories: segmentation leaves that feature out and says
+    // so in the manifest, rather than failing the night.
+    let m = manifest(out.path());
+    assert_eq!(
+        m["segments"]["dropped_features"],
+        serde_json::json!(["top_category_share"])
+    );
 }

@@ -12,6 +12,7 @@ mod bad_input;
 mod distributed;
 mod end_to_end;
 mod generate;
+mod kmeans;
 mod s3;
 mod signals;
 mod sql;

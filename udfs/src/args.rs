@@ -18,6 +18,17 @@ pub(crate) fn float64(func: &str, arg: &ArrayRef) -> Result<Float64Array> {
     }
 }
 
+/// Casts an argument to Int64 and returns it as a typed array.
+pub(crate) fn int64(func: &str, arg: &ArrayRef) -> Result<arrow::array::Int64Array> {
+    match cast(arg, &DataType::Int64) {
+        Ok(a) => Ok(a.as_primitive::<arrow::datatypes::Int64Type>().clone()),
+        Err(e) => exec_err!(
+            "{func}: expected an integer argument, found {}: {e}",
+            arg.data_type()
+        ),
+    }
+}
+
 /// Casts an argument to Int32 and returns it as a typed array.
 pub(crate) fn int32(func: &str, arg: &ArrayRef) -> Result<Int32Array> {
     match cast(arg, &DataType::Int32) {

@@ -52,6 +52,7 @@ pub fn encode_udaf(udaf: &AggregateUDF, buf: &mut Vec<u8>) {
     let any: &dyn std::any::Any = udaf.inner().as_ref();
     if let Some(f) = any.downcast_ref::<KMeansStep>() {
         write_centroids(buf, f.centroids());
+        buf.push(u8::from(f.is_weighted()));
     } else if let Some(f) = any.downcast_ref::<AlsHalfStep>() {
         let s = f.side();
         write_factors(buf, &s.other);
@@ -68,7 +69,14 @@ pub fn encode_udaf(udaf: &AggregateUDF, buf: &mut Vec<u8>) {
 pub fn decode_udaf(name: &str, buf: &[u8]) -> Result<Option<Arc<AggregateUDF>>> {
     let mut r = Reader { buf, pos: 0 };
     let udaf = match name {
-        "kmeans_step" => AggregateUDF::from(KMeansStep::new(r.centroids()?)),
+        "kmeans_step" => {
+            let centroids = r.centroids()?;
+            if r.take(1)?[0] != 0 {
+                AggregateUDF::from(KMeansStep::weighted(centroids))
+            } else {
+                AggregateUDF::from(KMeansStep::new(centroids))
+            }
+        }
         "als_half_step" => {
             let other = Arc::new(r.factors()?);
             let gram = Arc::new(r.factors()?);
@@ -192,6 +200,14 @@ mod tests {
         encode_udaf(&udaf, &mut buf);
         let back = decode_udaf("kmeans_step", &buf).unwrap().unwrap();
         assert_eq!(back.as_ref(), &udaf);
+        let weighted = AggregateUDF::from(KMeansStep::weighted(
+            Centroids::new(1, 2, vec![0.5, -3.0]).unwrap(),
+        ));
+        buf.clear();
+        encode_udaf(&weighted, &mut buf);
+        let back = decode_udaf("kmeans_step", &buf).unwrap().unwrap();
+        assert_eq!(back.as_ref(), &weighted);
+        assert_ne!(back.as_ref(), &udaf);
 
         let f = Arc::new(Factors::new(2, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap());
         let side = AlsModelSide {

@@ -6,7 +6,7 @@
 //!
 //! Families:
 //! - [`scalar`]: web-log parsing (`is_crawler`, `url_page_type`, `url_item_id`) and model
-//!   application (`kmeans_assign`, `als_top_n`).
+//!   application (`kmeans_assign`, `als_top_n`), and reproducible sampling (`unit_hash`).
 //! - [`aggregate`]: one distributed pass of a model fit (`kmeans_step`, `als_half_step`).
 //! - [`ml`]: the numeric kernels and the model state those functions carry.
 //!

@@ -1,8 +1,8 @@
-//! `kmeans_step(x1, …, xd)`: one Lloyd iteration as an aggregate.
+//! `kmeans_step(x1, …, xd [, weight])`: one Lloyd iteration as an aggregate.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -11,10 +11,18 @@ use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatil
 
 use crate::lists::{f64_list_scalar, list_type};
 use crate::ml::Centroids;
+use crate::ml::kmeans::{BlockScratch, quantize};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
-/// `kmeans_step(x1, …, xd) -> list<double>`: assigns every point to its nearest centroid (of the
-/// centroids this instance carries) and returns, flattened, the per-cluster coordinate sums
-/// (`k·d`), the per-cluster counts (`k`) and the total squared distance (inertia, 1 value).
+/// `kmeans_step(x1, …, xd [, weight]) -> list<double>`: assigns every point to its nearest
+/// centroid (of the centroids this instance carries) and returns, flattened (see
+/// [`KMeansStepResult`]), the per-cluster coordinate sums, the per-cluster weights, the total
+/// squared distance (inertia) and the points farthest from their centroid (to re-seed clusters
+/// that end up empty).
+///
+/// With a weighted instance ([`KMeansStep::weighted`]) the last argument is the row's weight
+/// (null or negative counts as 0); otherwise every row weighs 1.
 ///
 /// The state is that same vector, so partial results from any split of the data add up to the
 /// one-pass result: each Lloyd iteration is one aggregation over the points, and only the `k×d`
@@ -27,6 +35,7 @@ use crate::ml::Centroids;
 pub struct KMeansStep {
     signature: Signature,
     centroids: Arc<Centroids>,
+    weighted: bool,
 }
 
 impl Default for KMeansStep {
@@ -36,40 +45,72 @@ impl Default for KMeansStep {
 }
 
 impl KMeansStep {
-    /// A step against these centroids.
+    /// A step against these centroids, every row weighing 1.
     pub fn new(centroids: Centroids) -> Self {
         Self {
             signature: Signature::variadic_any(Volatility::Immutable),
             centroids: Arc::new(centroids),
+            weighted: false,
         }
     }
-}
 
-impl KMeansStep {
+    /// A step whose last argument is each row's weight.
+    pub fn weighted(centroids: Centroids) -> Self {
+        Self {
+            weighted: true,
+            ..Self::new(centroids)
+        }
+    }
+
     /// The centroids points are assigned to.
     pub fn centroids(&self) -> &Centroids {
         &self.centroids
+    }
+
+    /// Whether the last argument is a weight.
+    pub fn is_weighted(&self) -> bool {
+        self.weighted
     }
 }
 
 /// The decoded result of one `kmeans_step`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KMeansStepResult {
-    /// Per-cluster coordinate sums, `k × d` row-major.
+    /// Per-cluster weighted coordinate sums, `k × d` row-major.
     pub sums: Vec<f64>,
-    /// Per-cluster point counts.
+    /// Per-cluster total weight (the point count when unweighted).
     pub counts: Vec<f64>,
-    /// Sum of squared distances to the assigned centroids.
+    /// Weighted sum of squared distances to the assigned centroids.
     pub inertia: f64,
+    /// Up to `k` points farthest from their centroid, farthest first: (squared distance, point).
+    pub farthest: Vec<(f64, Vec<f64>)>,
 }
 
 impl KMeansStepResult {
-    /// Splits the flat vector `kmeans_step` returns; `None` when its length does not fit `k`, `d`.
+    /// Length of the flat vector for `k` clusters of dimension `d`.
+    pub fn flat_len(k: usize, d: usize) -> usize {
+        k * d + k + 2 + k * (d + 1)
+    }
+
+    /// Splits the flat vector `kmeans_step` returns:
+    /// `[sums (k·d), counts (k), inertia, n_far, n_far × (distance, point (d)), padding]`.
+    /// `None` when its length does not fit `k`, `d`.
     pub fn from_flat(flat: &[f64], k: usize, d: usize) -> Option<Self> {
-        (flat.len() == k * d + k + 1).then(|| Self {
+        if flat.len() != Self::flat_len(k, d) {
+            return None;
+        }
+        let n_far = (flat[k * d + k + 1] as usize).min(k);
+        let far = &flat[k * d + k + 2..];
+        Some(Self {
             sums: flat[..k * d].to_vec(),
             counts: flat[k * d..k * d + k].to_vec(),
             inertia: flat[k * d + k],
+            farthest: (0..n_far)
+                .map(|f| {
+                    let e = &far[f * (d + 1)..(f + 1) * (d + 1)];
+                    (e[0], e[1..].to_vec())
+                })
+                .collect(),
         })
     }
 }
@@ -97,83 +138,170 @@ impl AggregateUDFImpl for KMeansStep {
                 "kmeans_step has no centroids: it is built by the segments stage, not called from SQL"
             );
         }
-        if args.exprs.len() != self.centroids.d() {
+        let expected = self.centroids.d() + usize::from(self.weighted);
+        if args.exprs.len() != expected {
             return exec_err!(
-                "kmeans_step: {} features given, centroids have {}",
+                "kmeans_step: {} arguments given, expected {expected} ({} features{})",
                 args.exprs.len(),
-                self.centroids.d()
+                self.centroids.d(),
+                if self.weighted { " and a weight" } else { "" }
             );
         }
-        Ok(Box::new(KMeansStepAccumulator::new(Arc::clone(
-            &self.centroids,
-        ))))
+        Ok(Box::new(KMeansStepAccumulator::new(
+            Arc::clone(&self.centroids),
+            self.weighted,
+        )))
     }
 }
 
-/// Every contribution is rounded to a multiple of 2⁻²⁴ before it is added. Sums of such numbers
-/// are exact in f64 while they stay below 2²⁹ in magnitude (far above any standardised feature
-/// sum), so the result does not depend on how rows were split or in which order partial states
-/// merge: local runs, reruns and Ballista runs give bit-identical centroids. The rounding error
-/// (6·10⁻⁸ per coordinate) is far below any meaningful centroid movement.
-const GRAIN: f64 = (1u64 << 24) as f64;
-
-/// `x` rounded to the accumulation grain.
-#[inline]
-fn quantize(x: f64) -> f64 {
-    (x * GRAIN).round() / GRAIN
-}
-
-/// Per-partition running sums of one Lloyd step.
+/// Per-partition running totals of one Lloyd step.
 #[derive(Debug)]
 struct KMeansStepAccumulator {
     centroids: Arc<Centroids>,
-    /// `[sums (k·d), counts (k), inertia]`
-    totals: Vec<f64>,
+    weighted: bool,
+    sums: Vec<f64>,
+    counts: Vec<f64>,
+    inertia: f64,
+    farthest: Farthest,
+    scratch: BlockScratch,
 }
 
 impl KMeansStepAccumulator {
-    fn new(centroids: Arc<Centroids>) -> Self {
+    fn new(centroids: Arc<Centroids>, weighted: bool) -> Self {
         let (k, d) = (centroids.k(), centroids.d());
         Self {
             centroids,
-            totals: vec![0.0; k * d + k + 1],
+            weighted,
+            sums: vec![0.0; k * d],
+            counts: vec![0.0; k],
+            inertia: 0.0,
+            farthest: Farthest::new(k),
+            scratch: BlockScratch::default(),
         }
     }
+
+    fn flat(&self) -> Vec<f64> {
+        let (k, d) = (self.centroids.k(), self.centroids.d());
+        let mut flat = Vec::with_capacity(KMeansStepResult::flat_len(k, d));
+        flat.extend(&self.sums);
+        flat.extend(&self.counts);
+        flat.push(self.inertia);
+        flat.push(self.farthest.points.len() as f64);
+        for (dist, point) in &self.farthest.points {
+            flat.push(*dist);
+            flat.extend(point);
+        }
+        flat.resize(KMeansStepResult::flat_len(k, d), 0.0);
+        flat
+    }
+}
+
+/// Columns with nulls replaced by 0, borrowed when there are none.
+fn dense_columns(columns: &[Float64Array]) -> Vec<std::borrow::Cow<'_, [f64]>> {
+    columns
+        .iter()
+        .map(|col| {
+            if col.null_count() == 0 {
+                std::borrow::Cow::Borrowed(col.values().as_ref())
+            } else {
+                std::borrow::Cow::Owned(
+                    (0..col.len())
+                        .map(|i| if col.is_null(i) { 0.0 } else { col.value(i) })
+                        .collect(),
+                )
+            }
+        })
+        .collect()
 }
 
 impl Accumulator for KMeansStepAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let columns = values
+        let arrays = values
             .iter()
             .map(|a| crate::args::float64("kmeans_step", a))
             .collect::<Result<Vec<_>>>()?;
-        let (k, d) = (self.centroids.k(), self.centroids.d());
-        let rows = columns.first().map_or(0, Array::len);
-        let mut point = vec![0.0; d];
-        for row in 0..rows {
-            for (p, col) in point.iter_mut().zip(&columns) {
-                *p = if col.is_null(row) {
-                    0.0
-                } else {
-                    col.value(row)
-                };
+        let d = self.centroids.d();
+        let (features, weights) = arrays.split_at(d.min(arrays.len()));
+        let dense = dense_columns(features);
+        let columns: Vec<&[f64]> = dense.iter().map(|c| c.as_ref()).collect();
+        let weights: Option<Vec<f64>> = weights.first().filter(|_| self.weighted).map(|w| {
+            (0..w.len())
+                .map(|i| {
+                    if w.is_valid(i) {
+                        w.value(i).max(0.0)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        });
+        let Self {
+            centroids,
+            sums,
+            counts,
+            inertia,
+            farthest,
+            scratch,
+            ..
+        } = self;
+        let k = centroids.k();
+        let mut membership = std::mem::take(&mut scratch.membership);
+        // Rows arrive rounded to the grain, so the unweighted sums below are exact in any order.
+        let visited = centroids.for_each_block(&columns, true, scratch, |block| {
+            let len = block.len;
+            match &weights {
+                None => {
+                    // Per-cluster sums of the block as one product: Mᵀ·X with M one-hot.
+                    membership.resize(len * k, 0.0);
+                    membership[..len * k].fill(0.0);
+                    for (i, &l) in block.labels.iter().enumerate() {
+                        membership[i * k + l as usize] = 1.0;
+                        counts[l as usize] += 1.0;
+                    }
+                    let m = ArrayView2::from_shape((len, k), &membership[..len * k])
+                        .map_err(|e| e.to_string())?;
+                    let x =
+                        ArrayView2::from_shape((len, d).f(), block.x).map_err(|e| e.to_string())?;
+                    let mut s = ArrayViewMut2::from_shape((k, d), &mut sums[..])
+                        .map_err(|e| e.to_string())?;
+                    general_mat_mul(1.0, &m.t(), &x, 1.0, &mut s);
+                }
+                Some(w) => {
+                    for j in 0..d {
+                        let col = block.column(j);
+                        for (i, &l) in block.labels.iter().enumerate() {
+                            sums[l as usize * d + j] += quantize(w[block.start + i] * col[i]);
+                        }
+                    }
+                    for (i, &l) in block.labels.iter().enumerate() {
+                        counts[l as usize] += quantize(w[block.start + i]);
+                    }
+                }
             }
-            let (c, dist) = self.centroids.nearest(&point);
-            for (s, p) in self.totals[c * d..(c + 1) * d].iter_mut().zip(&point) {
-                *s += quantize(*p);
+            for (i, &dist) in block.distances.iter().enumerate() {
+                let w = weights.as_ref().map_or(1.0, |w| w[block.start + i]);
+                *inertia += quantize(w * dist);
+                if w > 0.0 && farthest.admits(dist) {
+                    farthest.offer(dist, block.row(i));
+                }
             }
-            self.totals[k * d + c] += 1.0;
-            self.totals[k * d + k] += quantize(dist);
-        }
-        Ok(())
+            Ok(())
+        });
+        scratch.membership = membership;
+        visited.map_err(|e| {
+            datafusion::common::DataFusionError::Execution(format!("kmeans_step: {e}"))
+        })
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(f64_list_scalar(self.totals.clone()))
+        Ok(f64_list_scalar(self.flat()))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.totals.capacity() * 8
+        std::mem::size_of_val(self)
+            + (self.sums.capacity() + self.counts.capacity()) * 8
+            + (crate::ml::kmeans::BLOCK * (self.centroids.d() + self.centroids.k() + 2)) * 8
+            + self.farthest.points.len() * (self.centroids.d() + 1) * 8
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -184,6 +312,7 @@ impl Accumulator for KMeansStepAccumulator {
         let Some(partials) = states.first() else {
             return exec_err!("kmeans_step: merge without state");
         };
+        let (k, d) = (self.centroids.k(), self.centroids.d());
         let partials = partials.as_list::<i32>();
         for row in 0..partials.len() {
             if partials.is_null(row) {
@@ -191,26 +320,76 @@ impl Accumulator for KMeansStepAccumulator {
             }
             let part = partials.value(row);
             let part = part.as_primitive::<Float64Type>();
-            if part.len() != self.totals.len() {
+            let Some(r) = KMeansStepResult::from_flat(part.values(), k, d) else {
                 return exec_err!(
                     "kmeans_step: partial state of {} values, expected {}",
                     part.len(),
-                    self.totals.len()
+                    KMeansStepResult::flat_len(k, d)
                 );
-            }
-            for (t, v) in self.totals.iter_mut().zip(part.values()) {
+            };
+            for (t, v) in self.sums.iter_mut().zip(&r.sums) {
                 *t += v;
+            }
+            for (t, v) in self.counts.iter_mut().zip(&r.counts) {
+                *t += v;
+            }
+            self.inertia += r.inertia;
+            for (dist, point) in r.farthest {
+                if self.farthest.admits(dist) {
+                    self.farthest.offer(dist, point);
+                }
             }
         }
         Ok(())
     }
 }
 
+/// The `capacity` points farthest from their centroid, farthest first. Ties are broken by the
+/// coordinates, so the selection does not depend on the order points arrive in.
+#[derive(Debug)]
+struct Farthest {
+    capacity: usize,
+    points: Vec<(f64, Vec<f64>)>,
+}
+
+impl Farthest {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            points: Vec::with_capacity(capacity + 1),
+        }
+    }
+
+    /// Whether a point at `dist` may enter (cheap pre-check before building the point).
+    fn admits(&self, dist: f64) -> bool {
+        self.points.len() < self.capacity || self.points.last().is_some_and(|(d, _)| dist >= *d)
+    }
+
+    fn offer(&mut self, dist: f64, point: Vec<f64>) {
+        let order = |a: &(f64, Vec<f64>), b: &(f64, Vec<f64>)| {
+            b.0.total_cmp(&a.0).then_with(|| {
+                a.1.iter()
+                    .zip(&b.1)
+                    .map(|(x, y)| x.total_cmp(y))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+        };
+        let entry = (dist, point);
+        let at = self
+            .points
+            .partition_point(|p| order(p, &entry) == std::cmp::Ordering::Less);
+        if self.points.get(at).is_some_and(|p| p.1 == entry.1) {
+            return;
+        }
+        self.points.insert(at, entry);
+        self.points.truncate(self.capacity);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
-    use arrow::array::Float64Array;
-
     use super::*;
 
     fn flat(acc: &mut KMeansStepAccumulator) -> Vec<f64> {
@@ -220,30 +399,69 @@ mod tests {
         }
     }
 
+    fn split_and_merge(
+        centroids: &Arc<Centroids>,
+        weighted: bool,
+        cols: &[ArrayRef],
+        at: usize,
+    ) -> Vec<f64> {
+        let rows = cols[0].len();
+        let mut parts = Vec::new();
+        for (start, len) in [(0, at), (at, rows - at)] {
+            let mut acc = KMeansStepAccumulator::new(Arc::clone(centroids), weighted);
+            let slice: Vec<ArrayRef> = cols.iter().map(|c| c.slice(start, len)).collect();
+            acc.update_batch(&slice).unwrap();
+            parts.push(acc.state().unwrap().remove(0));
+        }
+        parts.reverse();
+        let mut merged = KMeansStepAccumulator::new(Arc::clone(centroids), weighted);
+        merged
+            .merge_batch(&[ScalarValue::iter_to_array(parts).unwrap()])
+            .unwrap();
+        flat(&mut merged)
+    }
+
     #[test]
     fn split_then_merge_equals_one_pass() {
         let centroids = Arc::new(Centroids::new(2, 1, vec![0.0, 10.0]).unwrap());
         let xs: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0, 9.0, 12.0, -1.0]));
-        let mut one = KMeansStepAccumulator::new(Arc::clone(&centroids));
+        let mut one = KMeansStepAccumulator::new(Arc::clone(&centroids), false);
         one.update_batch(&[Arc::clone(&xs)]).unwrap();
-
-        let mut a = KMeansStepAccumulator::new(Arc::clone(&centroids));
-        a.update_batch(&[xs.slice(0, 2)]).unwrap();
-        let mut b = KMeansStepAccumulator::new(Arc::clone(&centroids));
-        b.update_batch(&[xs.slice(2, 3)]).unwrap();
-        let mut merged = KMeansStepAccumulator::new(centroids);
-        let states: Vec<ArrayRef> = vec![
-            ScalarValue::iter_to_array(vec![
-                a.state().unwrap().remove(0),
-                b.state().unwrap().remove(0),
-            ])
-            .unwrap(),
-        ];
-        merged.merge_batch(&states).unwrap();
-        assert_eq!(flat(&mut merged), flat(&mut one));
-        let r = KMeansStepResult::from_flat(&flat(&mut one), 2, 1).unwrap();
+        let whole = flat(&mut one);
+        for at in 0..=5 {
+            assert_eq!(
+                split_and_merge(&centroids, false, &[Arc::clone(&xs)], at),
+                whole
+            );
+        }
+        let r = KMeansStepResult::from_flat(&whole, 2, 1).unwrap();
         assert_eq!(r.sums, vec![2.0, 21.0]);
         assert_eq!(r.counts, vec![3.0, 2.0]);
         assert_eq!(r.inertia, 1.0 + 4.0 + 1.0 + 1.0 + 4.0);
+        // Farthest first; ties (distance 4 at 2.0 and 12.0) ordered by coordinates.
+        assert_eq!(r.farthest, vec![(4.0, vec![2.0]), (4.0, vec![12.0])]);
+    }
+
+    #[test]
+    fn weights_scale_sums_counts_and_inertia() {
+        let centroids = Arc::new(Centroids::new(2, 1, vec![0.0, 10.0]).unwrap());
+        let xs: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0, 9.0, 12.0]));
+        let ws: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(2.0),
+            None,
+            Some(1.0),
+            Some(0.5),
+        ]));
+        let mut one = KMeansStepAccumulator::new(Arc::clone(&centroids), true);
+        one.update_batch(&[Arc::clone(&xs), Arc::clone(&ws)])
+            .unwrap();
+        let whole = flat(&mut one);
+        let r = KMeansStepResult::from_flat(&whole, 2, 1).unwrap();
+        assert_eq!(r.sums, vec![2.0, 9.0 + 6.0]);
+        assert_eq!(r.counts, vec![2.0, 1.5]);
+        assert_eq!(r.inertia, 2.0 + 1.0 + 2.0);
+        // The zero-weight point never becomes a re-seeding candidate.
+        assert!(r.farthest.iter().all(|(_, p)| p[0] != 2.0));
+        assert_eq!(split_and_merge(&centroids, true, &[xs, ws], 2), whole);
     }
 }

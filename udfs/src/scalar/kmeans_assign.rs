@@ -79,21 +79,23 @@ impl ScalarUDFImpl for KMeansAssign {
             .iter()
             .map(|a| crate::args::float64(self.name(), a))
             .collect::<Result<Vec<_>>>()?;
-        let rows = args.number_rows;
-        let mut point = vec![0.0; self.centroids.d()];
-        let (mut segments, mut distances) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
-        for row in 0..rows {
-            for (p, col) in point.iter_mut().zip(&columns) {
-                *p = if col.is_null(row) {
-                    0.0
-                } else {
-                    col.value(row)
-                };
-            }
-            let (c, dist) = self.centroids.nearest(&point);
-            segments.push(c as i32);
-            distances.push(dist.sqrt());
-        }
+        let dense: Vec<Vec<f64>> = columns
+            .iter()
+            .map(|col| {
+                (0..col.len())
+                    .map(|i| if col.is_null(i) { 0.0 } else { col.value(i) })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[f64]> = dense.iter().map(Vec::as_slice).collect();
+        let (mut labels, mut distances) = (Vec::new(), Vec::new());
+        self.centroids
+            .nearest_batch(&refs, &mut labels, &mut distances)
+            .map_err(|e| {
+                datafusion::common::DataFusionError::Execution(format!("kmeans_assign: {e}"))
+            })?;
+        let segments: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+        let distances: Vec<f64> = distances.iter().map(|d| d.sqrt()).collect();
         let arrays: Vec<ArrayRef> = vec![
             Arc::new(Int32Array::from(segments)),
             Arc::new(Float64Array::from(distances)),

@@ -3,6 +3,7 @@
 mod als_top_n;
 mod is_crawler;
 mod kmeans_assign;
+mod unit_hash;
 mod url_item_id;
 mod url_page_type;
 mod url_parts;
@@ -14,6 +15,7 @@ use datafusion::logical_expr::ScalarUDF;
 pub use als_top_n::{AlsTopN, TopNModel};
 pub use is_crawler::IsCrawler;
 pub use kmeans_assign::KMeansAssign;
+pub use unit_hash::{UnitHash, unit_hashes};
 pub use url_item_id::UrlItemId;
 pub use url_page_type::UrlPageType;
 pub use url_parts::{page_type, parse_item_id};
@@ -25,6 +27,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(UrlPageType::new())),
         Arc::new(ScalarUDF::from(UrlItemId::new())),
         Arc::new(ScalarUDF::from(KMeansAssign::default())),
+        Arc::new(ScalarUDF::from(UnitHash::new())),
         Arc::new(ScalarUDF::from(AlsTopN::default())),
     ]
 }

@@ -1,0 +1,289 @@
+//! Feature preparation: which columns become clustering coordinates, and how.
+//!
+//! Each feature is optionally log-transformed (`ln(1 + max(x, 0))`, for heavy-tailed money and
+//! counts), standardised to a z-score, and its nulls imputed with the mean (counted in the
+//! report). With the cosine distance every point is then scaled to unit length. All of it is
+//! SQL over the source table, written once by [`Prepared::points_sql`], so the fit, the
+//! assignment and any later re-assignment compute exactly the same coordinates, locally or on
+//! a cluster.
+
+use arrow::array::AsArray;
+use arrow::datatypes::{DataType, Float64Type};
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use crate::config::{Distance, SegmentsConfig};
+use crate::error::{PipelineError, Result};
+
+/// How one feature becomes a coordinate: `(t(x) − shift) / scale`, nulls replaced by `impute`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureScale {
+    /// Column name.
+    pub name: String,
+    /// Whether `t(x) = ln(1 + max(x, 0))` (otherwise `t(x) = x`).
+    pub log: bool,
+    /// Subtracted after the transform (the mean when standardising, else 0).
+    pub shift: f64,
+    /// Divided by after shifting (the standard deviation when standardising, else 1).
+    pub scale: f64,
+    /// The coordinate of a row whose value is null (the mean).
+    pub impute: f64,
+    /// Mean of `t(x)`, for describing segments in standard deviations.
+    pub mean: f64,
+    /// Standard deviation of `t(x)`.
+    pub std: f64,
+    /// Rows whose value was null.
+    pub imputed: u64,
+}
+
+impl FeatureScale {
+    /// `t(x)` as SQL, over `column`.
+    fn transformed(column: &str, log: bool) -> String {
+        let x = format!("CAST({} AS DOUBLE)", quote(column));
+        if log {
+            format!("ln(1 + greatest({x}, 0))")
+        } else {
+            x
+        }
+    }
+
+    /// The coordinate as SQL.
+    fn coordinate(&self) -> String {
+        format!(
+            "COALESCE(({} - {:e}) / {:e}, {:e})",
+            Self::transformed(&self.name, self.log),
+            self.shift,
+            self.scale,
+            self.impute
+        )
+    }
+
+    /// The z-score of the feature as SQL (whether or not the fit standardises), for describing
+    /// segments.
+    pub fn z_sql(&self) -> String {
+        format!(
+            "COALESCE(({} - {:e}) / {:e}, 0.0)",
+            Self::transformed(&self.name, self.log),
+            self.mean,
+            if self.std > 1e-12 { self.std } else { 1.0 }
+        )
+    }
+}
+
+/// An identifier quoted for SQL.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What to do with a feature that is null in every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllNull {
+    /// Stop with a clear error (`persona kmeans`, where the user named the features).
+    Fail,
+    /// Leave it out, with a warning and a note in the report (the nightly job, where an
+    /// optional source such as the item catalog may be missing for a night).
+    Drop,
+}
+
+/// The prepared features of one fit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prepared {
+    /// One entry per feature, in order.
+    pub scales: Vec<FeatureScale>,
+    /// Configured features left out because they were null in every row.
+    pub dropped: Vec<String>,
+    /// The weight column, if any.
+    pub weight: Option<String>,
+    /// Whether points are scaled to unit length (cosine distance).
+    pub cosine: bool,
+    /// Rows in the source table.
+    pub rows: u64,
+}
+
+/// Name of the `i`-th coordinate column in prepared points.
+pub fn coordinate_column(i: usize) -> String {
+    format!("__z{i}")
+}
+
+/// Name of the weight column in prepared points.
+pub const WEIGHT_COLUMN: &str = "__w";
+
+impl Prepared {
+    /// The coordinate column names, in feature order.
+    pub fn columns(&self) -> Vec<String> {
+        (0..self.scales.len()).map(coordinate_column).collect()
+    }
+
+    /// SQL selecting, from `source`, the `keep` columns and the coordinates (and the weight,
+    /// when there is one).
+    pub fn points_sql(&self, source: &str, keep: &[String]) -> String {
+        let keep: Vec<String> = keep.iter().map(|c| quote(c)).collect();
+        let cols = self.columns();
+        let mut inner: Vec<String> = keep.clone();
+        inner.extend(
+            self.scales
+                .iter()
+                .zip(&cols)
+                .map(|(s, c)| format!("{} AS {c}", s.coordinate())),
+        );
+        if let Some(w) = &self.weight {
+            inner.push(format!("CAST({} AS DOUBLE) AS {WEIGHT_COLUMN}", quote(w)));
+        }
+        let inner = format!("SELECT {} FROM {source}", inner.join(", "));
+        if !self.cosine {
+            return inner;
+        }
+        let norm = cols
+            .iter()
+            .map(|c| format!("{c} * {c}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let mut outer = keep;
+        outer.extend(
+            cols.iter()
+                .map(|c| format!("CASE WHEN __norm > 0 THEN {c} / __norm ELSE 0.0 END AS {c}")),
+        );
+        if self.weight.is_some() {
+            outer.push(WEIGHT_COLUMN.to_string());
+        }
+        format!(
+            "SELECT {} FROM (SELECT *, sqrt({norm}) AS __norm FROM ({inner}))",
+            outer.join(", ")
+        )
+    }
+}
+
+/// Checks the configured features of `source` and computes their statistics.
+pub async fn prepare(
+    ctx: &SessionContext,
+    source: &str,
+    cfg: &SegmentsConfig,
+    all_null: AllNull,
+) -> Result<Prepared> {
+    let table = ctx.table(source).await?;
+    let schema = table.schema().as_arrow().clone();
+    let numeric: Vec<&str> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type().is_numeric())
+        .map(|f| f.name().as_str())
+        .collect();
+    let check = |name: &str, what: &str| match schema.field_with_name(name) {
+        Ok(f) if f.data_type().is_numeric() => Ok(()),
+        Ok(f) => Err(PipelineError::Config(format!(
+            "{what} '{name}' of {source} is a {} column, expected a numeric one (numeric columns: {})",
+            type_name(f.data_type()),
+            numeric.join(", ")
+        ))),
+        Err(_) => Err(PipelineError::Config(format!(
+            "{source} has no column '{name}' ({what}); numeric columns are: {}",
+            numeric.join(", ")
+        ))),
+    };
+    for name in &cfg.features {
+        check(name, "feature")?;
+    }
+    if let Some(w) = &cfg.weight_column {
+        check(w, "weight column")?;
+    }
+    let mut aggregates = vec!["COUNT(*)".to_string()];
+    for f in &cfg.features {
+        let t = FeatureScale::transformed(f, cfg.log_features.contains(f));
+        aggregates.push(format!("avg({t})"));
+        aggregates.push(format!("stddev_pop({t})"));
+        aggregates.push(format!("COUNT({})", quote(f)));
+    }
+    let batches = ctx
+        .sql(&format!("SELECT {} FROM {source}", aggregates.join(", ")))
+        .await?
+        .collect()
+        .await?;
+    let row = first_row_f64(&batches, aggregates.len())?;
+    let rows = row[0].unwrap_or(0.0) as u64;
+    if rows == 0 {
+        return Err(PipelineError::BadInput(format!(
+            "{source} has no rows: nothing to cluster"
+        )));
+    }
+    let mut scales = Vec::new();
+    let mut dropped = Vec::new();
+    for (i, name) in cfg.features.iter().enumerate() {
+        let (mean, std, present) = (row[1 + 3 * i], row[2 + 3 * i], row[3 + 3 * i]);
+        let (Some(mean), Some(std)) = (mean, std) else {
+            let message = format!(
+                "feature '{name}' is null in all {rows} rows of {source}: nothing to cluster on"
+            );
+            if all_null == AllNull::Fail {
+                return Err(PipelineError::BadInput(format!(
+                    "{message} (remove it from the features)"
+                )));
+            }
+            tracing::warn!("{message}; clustering without it");
+            dropped.push(name.clone());
+            continue;
+        };
+        let (mean, std) = (significant(mean), significant(std));
+        let std_or_one = if std > 1e-12 { std } else { 1.0 };
+        scales.push(FeatureScale {
+            name: name.clone(),
+            log: cfg.log_features.contains(name),
+            shift: if cfg.standardize { mean } else { 0.0 },
+            scale: if cfg.standardize { std_or_one } else { 1.0 },
+            impute: if cfg.standardize { 0.0 } else { mean },
+            mean,
+            std,
+            imputed: rows - present.unwrap_or(0.0) as u64,
+        });
+    }
+    if scales.is_empty() {
+        return Err(PipelineError::BadInput(format!(
+            "every feature ({}) is null in all {rows} rows of {source}: nothing to cluster on",
+            dropped.join(", ")
+        )));
+    }
+    Ok(Prepared {
+        scales,
+        dropped,
+        weight: cfg.weight_column.clone(),
+        cosine: cfg.distance == Distance::Cosine,
+        rows,
+    })
+}
+
+/// A type as a user would name it.
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Boolean => "boolean".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `x` rounded to 10 significant digits. Means and deviations are sums over partitions whose
+/// order varies between runs (last-bit differences); rounding them keeps the standardisation,
+/// and so the segments, identical from run to run.
+pub fn significant(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(9 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
+/// The first row of a result, every column as an optional f64.
+pub fn first_row_f64(
+    batches: &[arrow::record_batch::RecordBatch],
+    columns: usize,
+) -> Result<Vec<Option<f64>>> {
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| PipelineError::Internal("aggregate returned no row".into()))?;
+    (0..columns)
+        .map(|c| {
+            let col = arrow::compute::cast(batch.column(c), &DataType::Float64)?;
+            let col = col.as_primitive::<Float64Type>();
+            Ok((!arrow::array::Array::is_null(col, 0)).then(|| col.value(0)))
+        })
+        .collect()
+}
