@@ -12,8 +12,6 @@ use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatil
 use crate::lists::{f64_list_scalar, list_type};
 use crate::ml::Centroids;
 use crate::ml::kmeans::{BlockScratch, quantize};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 /// `kmeans_step(x1, …, xd [, weight]) -> list<double>`: assigns every point to its nearest
 /// centroid (of the centroids this instance carries) and returns, flattened (see
@@ -196,6 +194,49 @@ impl KMeansStepAccumulator {
     }
 }
 
+/// Adds a block's rows to their clusters' sums and counts. Rows are on the accumulation grain,
+/// so the sums are exact in any order; four interleaved accumulators per cluster keep
+/// consecutive rows of the same cluster from waiting on each other's additions.
+struct ClusterSums<'a> {
+    block: &'a crate::ml::kmeans::Block<'a>,
+    k: usize,
+    sums: &'a mut [f64],
+    counts: &'a mut [f64],
+}
+
+impl pulp::WithSimd for ClusterSums<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let (k, labels) = (self.k, self.block.labels);
+        let d = self.sums.len() / k.max(1);
+        let mut lanes = vec![0.0f64; 4 * k];
+        for j in 0..d {
+            lanes.fill(0.0);
+            let column = self.block.column(j);
+            let mut rows = labels.chunks_exact(4).zip(column.chunks_exact(4));
+            for (l, x) in &mut rows {
+                lanes[l[0] as usize] += x[0];
+                lanes[k + l[1] as usize] += x[1];
+                lanes[2 * k + l[2] as usize] += x[2];
+                lanes[3 * k + l[3] as usize] += x[3];
+            }
+            let tail = labels.len() / 4 * 4;
+            for (l, x) in labels[tail..].iter().zip(&column[tail..]) {
+                lanes[*l as usize] += x;
+            }
+            for c in 0..k {
+                self.sums[c * d + j] +=
+                    lanes[c] + lanes[k + c] + lanes[2 * k + c] + lanes[3 * k + c];
+            }
+        }
+        for &l in labels {
+            self.counts[l as usize] += 1.0;
+        }
+    }
+}
+
 /// Columns with nulls replaced by 0, borrowed when there are none.
 fn dense_columns(columns: &[Float64Array]) -> Vec<std::borrow::Cow<'_, [f64]>> {
     columns
@@ -245,26 +286,16 @@ impl Accumulator for KMeansStepAccumulator {
             ..
         } = self;
         let k = centroids.k();
-        let mut membership = std::mem::take(&mut scratch.membership);
         // Rows arrive rounded to the grain, so the unweighted sums below are exact in any order.
         let visited = centroids.for_each_block(&columns, true, scratch, |block| {
-            let len = block.len;
             match &weights {
                 None => {
-                    // Per-cluster sums of the block as one product: Mᵀ·X with M one-hot.
-                    membership.resize(len * k, 0.0);
-                    membership[..len * k].fill(0.0);
-                    for (i, &l) in block.labels.iter().enumerate() {
-                        membership[i * k + l as usize] = 1.0;
-                        counts[l as usize] += 1.0;
-                    }
-                    let m = ArrayView2::from_shape((len, k), &membership[..len * k])
-                        .map_err(|e| e.to_string())?;
-                    let x =
-                        ArrayView2::from_shape((len, d).f(), block.x).map_err(|e| e.to_string())?;
-                    let mut s = ArrayViewMut2::from_shape((k, d), &mut sums[..])
-                        .map_err(|e| e.to_string())?;
-                    general_mat_mul(1.0, &m.t(), &x, 1.0, &mut s);
+                    pulp::Arch::new().dispatch(ClusterSums {
+                        block: &block,
+                        k,
+                        sums: &mut sums[..],
+                        counts: &mut counts[..],
+                    });
                 }
                 Some(w) => {
                     for j in 0..d {
@@ -287,7 +318,6 @@ impl Accumulator for KMeansStepAccumulator {
             }
             Ok(())
         });
-        scratch.membership = membership;
         visited.map_err(|e| {
             datafusion::common::DataFusionError::Execution(format!("kmeans_step: {e}"))
         })

@@ -261,8 +261,6 @@ pub struct BlockScratch {
     scores: Vec<f64>,
     labels: Vec<u32>,
     distances: Vec<f64>,
-    /// One-hot (or weight) membership matrix, `BLOCK × k`, for the sums product.
-    pub membership: Vec<f64>,
 }
 
 impl BlockScratch {
@@ -271,7 +269,6 @@ impl BlockScratch {
         self.scores.resize(BLOCK * k, 0.0);
         self.labels.resize(BLOCK, 0);
         self.distances.resize(BLOCK, 0.0);
-        self.membership.resize(BLOCK * k, 0.0);
     }
 }
 
