@@ -18,6 +18,25 @@ pub(crate) fn float64(func: &str, arg: &ArrayRef) -> Result<Float64Array> {
     }
 }
 
+/// The values of float columns with nulls replaced by 0: borrowed from the array when it has
+/// no nulls (the usual case: callers impute before), copied otherwise.
+pub(crate) fn nulls_as_zero(columns: &[Float64Array]) -> Vec<std::borrow::Cow<'_, [f64]>> {
+    columns
+        .iter()
+        .map(|col| {
+            if col.null_count() == 0 {
+                std::borrow::Cow::Borrowed(col.values().as_ref())
+            } else {
+                std::borrow::Cow::Owned(
+                    (0..col.len())
+                        .map(|i| if col.is_null(i) { 0.0 } else { col.value(i) })
+                        .collect(),
+                )
+            }
+        })
+        .collect()
+}
+
 /// Casts an argument to Int64 and returns it as a typed array.
 pub(crate) fn int64(func: &str, arg: &ArrayRef) -> Result<arrow::array::Int64Array> {
     match cast(arg, &DataType::Int64) {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -237,24 +237,6 @@ impl pulp::WithSimd for ClusterSums<'_> {
     }
 }
 
-/// Columns with nulls replaced by 0, borrowed when there are none.
-fn dense_columns(columns: &[Float64Array]) -> Vec<std::borrow::Cow<'_, [f64]>> {
-    columns
-        .iter()
-        .map(|col| {
-            if col.null_count() == 0 {
-                std::borrow::Cow::Borrowed(col.values().as_ref())
-            } else {
-                std::borrow::Cow::Owned(
-                    (0..col.len())
-                        .map(|i| if col.is_null(i) { 0.0 } else { col.value(i) })
-                        .collect(),
-                )
-            }
-        })
-        .collect()
-}
-
 impl Accumulator for KMeansStepAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let arrays = values
@@ -263,7 +245,7 @@ impl Accumulator for KMeansStepAccumulator {
             .collect::<Result<Vec<_>>>()?;
         let d = self.centroids.d();
         let (features, weights) = arrays.split_at(d.min(arrays.len()));
-        let dense = dense_columns(features);
+        let dense = crate::args::nulls_as_zero(features);
         let columns: Vec<&[f64]> = dense.iter().map(|c| c.as_ref()).collect();
         let weights: Option<Vec<f64>> = weights.first().filter(|_| self.weighted).map(|w| {
             (0..w.len())
@@ -420,6 +402,8 @@ impl Farthest {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
+    use arrow::array::Float64Array;
+
     use super::*;
 
     fn flat(acc: &mut KMeansStepAccumulator) -> Vec<f64> {

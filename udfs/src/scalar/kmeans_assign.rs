@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, StructArray};
+use arrow::array::{ArrayRef, Float64Array, Int32Array, StructArray};
 use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
@@ -79,15 +79,8 @@ impl ScalarUDFImpl for KMeansAssign {
             .iter()
             .map(|a| crate::args::float64(self.name(), a))
             .collect::<Result<Vec<_>>>()?;
-        let dense: Vec<Vec<f64>> = columns
-            .iter()
-            .map(|col| {
-                (0..col.len())
-                    .map(|i| if col.is_null(i) { 0.0 } else { col.value(i) })
-                    .collect()
-            })
-            .collect();
-        let refs: Vec<&[f64]> = dense.iter().map(Vec::as_slice).collect();
+        let dense = crate::args::nulls_as_zero(&columns);
+        let refs: Vec<&[f64]> = dense.iter().map(|c| c.as_ref()).collect();
         let (mut labels, mut distances) = (Vec::new(), Vec::new());
         self.centroids
             .nearest_batch(&refs, &mut labels, &mut distances)
