@@ -18,4 +18,5 @@ SELECT
 FROM events e
 JOIN user_index u ON e.customer_id = u.customer_id
 JOIN item_index i ON e.item_id = i.item_id
+WHERE e.event_type IN ('view', 'click', 'add_to_cart', 'purchase')
 GROUP BY u.user_idx, i.item_idx

@@ -1,4 +1,4 @@
--- input: user_factors, interactions                   output: als_recommendations
+-- input: user_factor_rows, interactions               output: als_recommendations
 --
 -- Top-N items per customer under the fitted ALS model. als_top_n scores every catalog item
 -- against the customer's factors (the item factors travel inside the function) and skips the
@@ -12,7 +12,7 @@ WITH excluded AS (
 ),
 ranked AS (
   SELECT f.user_idx, unnest(als_top_n(f.factors, x.items)) AS rec
-  FROM user_factors f
+  FROM user_factor_rows f
   LEFT JOIN excluded x ON f.user_idx = x.user_idx
 )
 SELECT

@@ -20,6 +20,8 @@ pub struct PipelineConfig {
     pub segments: SegmentsConfig,
     /// Recommendations (implicit ALS).
     pub recommendations: RecommendationsConfig,
+    /// The nightly offline evaluation of the recommendations.
+    pub evaluation: EvaluationConfig,
     /// Execution settings.
     pub execution: ExecutionConfig,
     /// Object storage (`s3://` roots).
@@ -249,6 +251,9 @@ pub struct RecommendationsConfig {
     pub alpha: f64,
     /// Scale λ by each row's interaction count (ALS-WR, as Spark does).
     pub weighted_lambda: bool,
+    /// How each customer's and item's equations are solved: `"cg"` (conjugate gradient,
+    /// warm-started; fast) or `"cholesky"` (exact; for comparison and small ranks).
+    pub solver: AlsSolver,
     /// Conjugate-gradient steps per solve.
     pub cg_steps: usize,
     /// Seed of the factor initialisation.
@@ -271,12 +276,47 @@ impl Default for RecommendationsConfig {
             lambda: 0.1,
             alpha: 10.0,
             weighted_lambda: false,
+            solver: AlsSolver::Cg,
             cg_steps: 3,
             seed: 7,
             top_n: 10,
             exclude: Exclude::Purchased,
             weights: EventWeights::default(),
             max_weight: 50.0,
+        }
+    }
+}
+
+/// ALS solver.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AlsSolver {
+    /// Conjugate gradient, `cg_steps` steps warm-started from the previous factors.
+    #[default]
+    Cg,
+    /// Exact Cholesky solve.
+    Cholesky,
+}
+
+/// The nightly offline evaluation: `[evaluation]` of persona.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Run it as a stage of `persona run` (it fits the model a second time, on less data).
+    pub enabled: bool,
+    /// The last days of the window held out: the models train on the days before and are
+    /// scored on what customers did in these.
+    pub holdout_days: u32,
+    /// Cut-off of the metrics (precision@k, recall@k, NDCG@k, MAP@k).
+    pub k: usize,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            holdout_days: 7,
+            k: 10,
         }
     }
 }
@@ -418,6 +458,18 @@ impl PipelineConfig {
                 self.recommendations.max_weight > 0.0,
                 "recommendations.max_weight must be > 0",
             ),
+            (
+                self.recommendations.solver == AlsSolver::Cholesky
+                    || self.recommendations.cg_steps >= 1,
+                "recommendations.cg_steps must be at least 1 with solver = \"cg\"",
+            ),
+            (
+                !self.evaluation.enabled
+                    || (self.evaluation.holdout_days >= 1
+                        && self.evaluation.holdout_days < self.window.lookback_days),
+                "evaluation.holdout_days must be at least 1 and less than window.lookback_days",
+            ),
+            (self.evaluation.k >= 1, "evaluation.k must be at least 1"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, msg)) => Err(msg.to_string()),

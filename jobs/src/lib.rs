@@ -10,6 +10,7 @@
 //! - [`storage`]: local and `s3://` roots; [`lock`]: one run per date at a time.
 //! - [`config`], [`session`], [`progress`], [`error`]: the plumbing.
 
+pub mod als;
 pub mod cluster;
 pub mod config;
 pub mod contract;

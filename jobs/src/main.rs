@@ -14,16 +14,17 @@ use persona_jobs::cluster::process::{
     ExecutorOptions, SchedulerOptions, run_executor, run_scheduler,
 };
 use persona_jobs::config::{
-    Distance, Init, KChoice, PipelineConfig, SegmentsConfig, StorageConfig,
+    AlsSolver, Distance, Init, KChoice, PipelineConfig, RecommendationsConfig, SegmentsConfig,
+    StorageConfig,
 };
 use persona_jobs::generate::{self, GenerateOptions, Scale};
-use persona_jobs::kmeans;
 use persona_jobs::pipeline::{self, RunOptions, RunSummary};
 use persona_jobs::progress::{Progress, group_digits};
 use persona_jobs::query::{self, Format, SqlOptions};
 use persona_jobs::session::Engine;
 use persona_jobs::storage::Root;
 use persona_jobs::{PipelineError, Result};
+use persona_jobs::{als, kmeans};
 
 /// Persona: nightly customer profiles, segments and recommendations from web logs, app events
 /// and CRM exports.
@@ -46,6 +47,12 @@ enum Command {
     Sql(SqlArgs),
     /// Cluster any Parquet table with K-Means (the engine behind the nightly segments).
     Kmeans(KMeansArgs),
+    /// Fit implicit ALS on any Parquet table of interactions (the engine behind the nightly
+    /// recommendations).
+    Als(AlsArgs),
+    /// Score the recommendations offline for one date (ALS against popularity on the last
+    /// days of the window) and publish the evaluation table.
+    Evaluate(EvaluateArgs),
     /// Run a Ballista scheduler with Persona's functions and codecs.
     Scheduler(SchedulerArgs),
     /// Run a Ballista executor with Persona's functions and codecs.
@@ -126,6 +133,79 @@ struct KMeansArgs {
     /// instead of initialising; e.g. yesterday's centroids, or a peer's for a benchmark.
     #[arg(long)]
     init_from: Option<String>,
+    /// persona.toml (for the [storage] and [execution] sections).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where queries run: local, standalone or ballista://HOST:PORT.
+    #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
+    engine: Engine,
+}
+
+#[derive(Debug, Args)]
+struct EvaluateArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Also write the exact split the evaluation used, as FOLDER/train.parquet (user_idx,
+    /// item_idx, weight) and FOLDER/holdout.parquet (user_idx, item_idx): to score another
+    /// library on the same data (scripts/bench-als.sh does).
+    #[arg(long)]
+    export_split: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct AlsArgs {
+    /// Parquet file or folder of interactions: local, or s3://BUCKET/KEY. Rows of the same
+    /// (user, item) pair are summed.
+    #[arg(long)]
+    input: String,
+    /// Output folder (local or s3://): user_factors/, item_factors/, recommendations/ and
+    /// report/report.json.
+    #[arg(long)]
+    output: String,
+    /// User id column.
+    #[arg(long)]
+    user: String,
+    /// Item id column.
+    #[arg(long)]
+    item: String,
+    /// Numeric weight column (default: every row weighs 1). Rows with a weight that is null or
+    /// not positive are dropped and counted.
+    #[arg(long)]
+    weight: Option<String>,
+    /// Held-out interactions (Parquet with the --user and --item columns): report precision,
+    /// recall, NDCG and MAP at --top-n for the model and for popularity.
+    #[arg(long)]
+    holdout: Option<String>,
+    /// Latent factors.
+    #[arg(long, default_value_t = 32)]
+    rank: usize,
+    /// Iterations (each solves every user, then every item).
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// Regularisation.
+    #[arg(long, default_value_t = 0.1)]
+    lambda: f64,
+    /// Confidence scale: c = 1 + alpha * weight.
+    #[arg(long, default_value_t = 10.0)]
+    alpha: f64,
+    /// Scale lambda by each row's interaction count (ALS-WR, as Spark does).
+    #[arg(long)]
+    weighted_lambda: bool,
+    /// Solver of each row's equations.
+    #[arg(long, value_enum, default_value = "cg")]
+    solver: AlsSolver,
+    /// Conjugate-gradient steps per solve.
+    #[arg(long, default_value_t = 3)]
+    cg_steps: usize,
+    /// Seed of the factor initialisation.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Recommendations per user (and the cut-off of the --holdout metrics).
+    #[arg(long, default_value_t = 10)]
+    top_n: usize,
+    /// Also recommend items the user already interacted with.
+    #[arg(long)]
+    keep_seen: bool,
     /// persona.toml (for the [storage] and [execution] sections).
     #[arg(long, env = "PERSONA_CONFIG")]
     config: Option<PathBuf>,
@@ -287,9 +367,34 @@ fn main_inner(cli: Cli) -> Result<()> {
                 date: args.date,
                 config: PipelineConfig::load(args.config.as_deref())?,
                 engine: args.engine,
+                evaluate_only: false,
+                export_split: None,
             };
             let summary = runtime.block_on(pipeline::run(&opts, &mut Progress::new()))?;
             print_summary(&summary);
+            Ok(())
+        }
+        Command::Evaluate(EvaluateArgs {
+            run: args,
+            export_split,
+        }) => {
+            let opts = RunOptions {
+                input: args.input,
+                output: args.output,
+                date: args.date,
+                config: PipelineConfig::load(args.config.as_deref())?,
+                engine: args.engine,
+                evaluate_only: true,
+                export_split,
+            };
+            let summary = runtime.block_on(pipeline::run(&opts, &mut Progress::new()))?;
+            print_summary(&summary);
+            Ok(())
+        }
+        Command::Als(args) => {
+            let opts = als_options(args)?;
+            let report = runtime.block_on(als::command::run(&opts))?;
+            print_als(&report, &opts.output);
             Ok(())
         }
         Command::Demo(args) => runtime.block_on(demo(args)),
@@ -366,6 +471,65 @@ fn kmeans_options(args: KMeansArgs) -> Result<kmeans::command::KMeansOptions> {
         engine: args.engine,
         init_from: args.init_from,
     })
+}
+
+fn als_options(args: AlsArgs) -> Result<als::command::AlsOptions> {
+    let pipeline = PipelineConfig::load(args.config.as_deref())?;
+    let als = RecommendationsConfig {
+        rank: args.rank,
+        iterations: args.iterations,
+        lambda: args.lambda,
+        alpha: args.alpha,
+        weighted_lambda: args.weighted_lambda,
+        solver: args.solver,
+        cg_steps: args.cg_steps,
+        seed: args.seed,
+        top_n: args.top_n,
+        ..pipeline.recommendations.clone()
+    };
+    let check = PipelineConfig {
+        recommendations: als.clone(),
+        ..PipelineConfig::default()
+    };
+    check.validate().map_err(|e| {
+        PipelineError::Config(e.replace("recommendations.", "--").replace('_', "-"))
+    })?;
+    Ok(als::command::AlsOptions {
+        input: args.input,
+        output: args.output,
+        user: args.user,
+        item: args.item,
+        weight: args.weight,
+        holdout: args.holdout,
+        keep_seen: args.keep_seen,
+        als,
+        pipeline,
+        engine: args.engine,
+    })
+}
+
+fn print_als(r: &als::command::AlsCommandReport, output: &str) {
+    let fit = &r.fit;
+    let per_iteration = fit.seconds_per_iteration.iter().sum::<f64>()
+        / fit.seconds_per_iteration.len().max(1) as f64;
+    println!(
+        "\nALS on {} users x {} items ({} pairs): rank {}, {} iterations, {:.3}s per iteration, loss {:.6e}, {:.1}s in all",
+        group_digits(fit.users as u64),
+        group_digits(fit.items as u64),
+        group_digits(fit.interactions),
+        r.config.rank,
+        fit.iterations,
+        per_iteration,
+        fit.loss.last().copied().unwrap_or(f64::NAN),
+        r.seconds
+    );
+    for m in r.holdout.iter().flatten() {
+        println!(
+            "  {:<8} precision@k {:.4}  recall@k {:.4}  ndcg@k {:.4}  map@k {:.4}  coverage {:.3}  ({} users)",
+            m.model, m.precision_at_k, m.recall_at_k, m.ndcg_at_k, m.map_at_k, m.coverage, m.users
+        );
+    }
+    println!("\npublished to {output}");
 }
 
 fn print_kmeans(summary: &kmeans::command::KMeansSummary) {
@@ -468,6 +632,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
         date,
         config: PipelineConfig::default(),
         engine: Engine::Local,
+        evaluate_only: false,
+        export_split: None,
     };
     eprintln!("running the nightly job for {date}");
     let summary = pipeline::run(&opts, &mut Progress::new()).await?;
@@ -509,6 +675,29 @@ fn print_summary(summary: &RunSummary) {
             group_digits(als.interactions),
             als.iterations
         );
+    }
+    if let Some(eval) = &m.evaluation {
+        match &eval.skipped {
+            Some(why) => println!("\nEvaluation skipped: {why}"),
+            None => {
+                println!(
+                    "\nEvaluation (trained before {}, scored on the last {} days, k = {}):",
+                    eval.holdout_start, eval.holdout_days, eval.k
+                );
+                for s in &eval.models {
+                    println!(
+                        "  {:<8} precision {:.4}  recall {:.4}  ndcg {:.4}  map {:.4}  coverage {:.3}  ({} customers)",
+                        s.model,
+                        s.precision_at_k,
+                        s.recall_at_k,
+                        s.ndcg_at_k,
+                        s.map_at_k,
+                        s.coverage,
+                        group_digits(s.users)
+                    );
+                }
+            }
+        }
     }
     println!("\nData quality (rows per source and reason):");
     for d in &m.data_quality {

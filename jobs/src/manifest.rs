@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::als::AlsReport;
+use crate::als::evaluate::EvaluationReport;
 use crate::config::PipelineConfig;
 use crate::input::SourceReport;
 use crate::stages::StageMetrics;
-use crate::stages::recommendations::AlsReport;
 use crate::stages::segments::SegmentsReport;
 
 /// Rows read or dropped, per source and reason (`kept` for rows that went on).
@@ -55,6 +56,8 @@ pub struct Manifest {
     pub segments: Option<SegmentsReport>,
     /// ALS details.
     pub recommendations: Option<AlsReport>,
+    /// The offline evaluation (ALS against popularity on the holdout days).
+    pub evaluation: Option<EvaluationReport>,
     /// The effective configuration.
     pub config: PipelineConfig,
 }

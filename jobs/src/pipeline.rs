@@ -3,8 +3,11 @@
 //! 1. validate and register the inputs;
 //! 2. the SQL stages up to the features and interactions (`sql/01`–`11`);
 //! 3. segments (K-Means) and recommendations (ALS);
-//! 4. the output SQL stages (`sql/12`–`15`);
-//! 5. publish: stage every table and the manifest, then commit them into place.
+//! 4. the output SQL stages (`sql/12`–`18`);
+//! 5. the offline evaluation (`sql/19`–`21`, [`crate::als::evaluate`]), unless disabled;
+//! 6. publish: stage every table and the manifest, then commit them into place.
+//!
+//! `persona evaluate` runs steps 1, 2, 5 and 6 only, and publishes only `evaluation`.
 //!
 //! Every intermediate table lives in the run's work area, which is removed at the end, whether
 //! the run succeeded or not.
@@ -17,6 +20,7 @@ use arrow::datatypes::Int64Type;
 use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
 
+use crate::als::evaluate::{self, EvaluationReport};
 use crate::config::{Exclude, PipelineConfig};
 use crate::error::{PipelineError, Result};
 use crate::fault;
@@ -32,12 +36,26 @@ use crate::stages::{StageMetrics, recommendations, segments};
 use crate::storage::Root;
 use crate::work::WorkArea;
 
-/// The tables `persona run` publishes.
+/// The tables `persona run` publishes (and `evaluation`, when the evaluation scored).
 pub const PUBLISHED: &[&str] = &[
     "user_features",
     "user_profiles",
     "segments",
     "recommendations",
+    "user_factors",
+    "item_factors",
+    "similar_items",
+];
+
+/// The output SQL stages that run after the models.
+const AFTER_MODELS: &[&str] = &[
+    "als_recommendations",
+    "user_profiles",
+    "segments",
+    "recommendations",
+    "user_factors",
+    "item_factors",
+    "similar_items",
 ];
 
 /// What to run.
@@ -53,6 +71,11 @@ pub struct RunOptions {
     pub config: PipelineConfig,
     /// Where the queries run.
     pub engine: Engine,
+    /// Only the evaluation (`persona evaluate`): no models for the night, and only the
+    /// `evaluation` table published.
+    pub evaluate_only: bool,
+    /// Write the evaluation's train and holdout pairs to this local folder.
+    pub export_split: Option<std::path::PathBuf>,
 }
 
 /// What a successful run produced.
@@ -140,42 +163,62 @@ async fn run_in(
         stages.push(run_sql_stage(ctx, work, name, &params, progress).await?);
     }
 
-    progress.start("segments (k-means)");
-    let t = Instant::now();
-    fault::check("segments")?;
-    let seg = segments::run(ctx, work, &cfg.segments)
-        .await
-        .map_err(|e| e.in_stage("segments"))?;
-    stages.push(finish(
-        progress,
-        StageMetrics::new("segments (k-means)", seg.points, t.elapsed()),
-    ));
+    let (mut seg, mut als, mut published) = (None, None, Vec::new());
+    if !opts.evaluate_only {
+        progress.start("segments (k-means)");
+        let t = Instant::now();
+        fault::check("segments")?;
+        let report = segments::run(ctx, work, &cfg.segments)
+            .await
+            .map_err(|e| e.in_stage("segments"))?;
+        stages.push(finish(
+            progress,
+            StageMetrics::new("segments (k-means)", report.points, t.elapsed()),
+        ));
+        seg = Some(report);
 
-    progress.start("recommendations (als)");
-    let t = Instant::now();
-    fault::check("als")?;
-    let als = recommendations::fit(ctx, work, &cfg.recommendations)
-        .await
-        .map_err(|e| e.in_stage("als"))?;
-    stages.push(finish(
-        progress,
-        StageMetrics::new("recommendations (als)", als.interactions, t.elapsed()),
-    ));
+        progress.start("recommendations (als)");
+        let t = Instant::now();
+        fault::check("als")?;
+        let report = recommendations::fit(ctx, work, &cfg.recommendations)
+            .await
+            .map_err(|e| e.in_stage("als"))?;
+        stages.push(finish(
+            progress,
+            StageMetrics::new("recommendations (als)", report.interactions, t.elapsed()),
+        ));
+        als = Some(report);
 
-    for name in [
-        "als_recommendations",
-        "user_profiles",
-        "segments",
-        "recommendations",
-    ] {
-        stages.push(run_sql_stage(ctx, work, name, &params, progress).await?);
+        for name in AFTER_MODELS {
+            stages.push(run_sql_stage(ctx, work, name, &params, progress).await?);
+        }
+        published.extend(PUBLISHED.iter().map(|t| t.to_string()));
+    }
+
+    let mut evaluation = None;
+    if cfg.evaluation.enabled || opts.evaluate_only {
+        let report = run_evaluation(ctx, work, cfg, &params, &mut stages, progress).await?;
+        if let Some(dir) = &opts.export_split {
+            export_split(ctx, dir).await?;
+        }
+        match &report.skipped {
+            None => published.push("evaluation".to_string()),
+            Some(why) if opts.evaluate_only => {
+                return Err(PipelineError::BadInput(format!(
+                    "nothing to evaluate for {}: {why} (holdout: the last {} days of the window)",
+                    opts.date, cfg.evaluation.holdout_days
+                )));
+            }
+            Some(_) => {}
+        }
+        evaluation = Some(report);
     }
 
     progress.start("publish");
     let t = Instant::now();
     let mut publisher = Publisher::new(roots.output, opts.date, work);
     let mut tables = BTreeMap::new();
-    for table in PUBLISHED {
+    for table in &published {
         let rows = publisher
             .stage_table(ctx, table)
             .await
@@ -204,14 +247,15 @@ async fn run_in(
         },
         tables: tables.clone(),
         data_quality: drop_counts(ctx).await?,
-        segments: Some(seg),
-        recommendations: Some(als),
+        segments: seg,
+        recommendations: als,
+        evaluation,
         config: cfg.clone(),
     };
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
     publisher.stage_manifest(&json).await?;
-    let locations = PUBLISHED
+    let locations = published
         .iter()
         .map(|t| (t.to_string(), publisher.partition_location(t)))
         .collect();
@@ -234,6 +278,69 @@ async fn run_in(
 fn finish(progress: &mut Progress, m: StageMetrics) -> StageMetrics {
     progress.finish(&m);
     m
+}
+
+/// The offline evaluation: the split stages, the evaluation fit and recommendations, and the
+/// metrics stage.
+async fn run_evaluation(
+    ctx: &SessionContext,
+    work: &WorkArea,
+    cfg: &PipelineConfig,
+    params: &BTreeMap<&str, String>,
+    stages: &mut Vec<StageMetrics>,
+    progress: &mut Progress,
+) -> Result<EvaluationReport> {
+    for name in evaluate::SPLIT_STAGES {
+        stages.push(run_sql_stage(ctx, work, name, params, progress).await?);
+    }
+    progress.start("evaluation (als vs popular)");
+    let t = Instant::now();
+    let holdout_start = params.get("holdout_start").cloned().unwrap_or_default();
+    let (mut report, candidates) = evaluate::recommend(
+        ctx,
+        work,
+        &cfg.recommendations,
+        &cfg.evaluation,
+        holdout_start,
+    )
+    .await
+    .map_err(|e| e.in_stage("evaluation"))?;
+    stages.push(finish(
+        progress,
+        StageMetrics::new(
+            "evaluation (als vs popular)",
+            report.train_pairs,
+            t.elapsed(),
+        ),
+    ));
+    if report.skipped.is_none() {
+        let mut params = params.clone();
+        params.extend(evaluate::params(&cfg.evaluation, candidates));
+        stages.push(run_sql_stage(ctx, work, "evaluation", &params, progress).await?);
+        evaluate::read_scores(ctx, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Writes `eval_train` and `eval_holdout` as single Parquet files under `dir`.
+async fn export_split(ctx: &SessionContext, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    for (table, file) in [
+        ("eval_train", "train.parquet"),
+        ("eval_holdout", "holdout.parquet"),
+    ] {
+        let path = dir.join(file);
+        let batches = ctx.table(table).await?.collect().await?;
+        let schema = ctx.table(table).await?.schema().as_arrow().clone();
+        let out = std::fs::File::create(&path).map_err(|e| PipelineError::io(&path, e))?;
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(out, std::sync::Arc::new(schema), None)?;
+        for b in &batches {
+            writer.write(b)?;
+        }
+        writer.close()?;
+    }
+    Ok(())
 }
 
 /// Runs one SQL stage and materialises its table in the work area.
@@ -265,6 +372,8 @@ async fn run_sql_stage(
 pub fn sql_params(opts: &RunOptions, window: Window) -> BTreeMap<&'static str, String> {
     let rec = &opts.config.recommendations;
     let end = window.last + chrono::Duration::days(1);
+    let holdout_start =
+        end - chrono::Duration::days(i64::from(opts.config.evaluation.holdout_days));
     let exclude = match rec.exclude {
         Exclude::Purchased => "purchased",
         Exclude::Seen => "true",
@@ -286,6 +395,7 @@ pub fn sql_params(opts: &RunOptions, window: Window) -> BTreeMap<&'static str, S
         ("max_weight", format!("{:?}", rec.max_weight)),
         ("top_n", rec.top_n.to_string()),
         ("exclude_rule", exclude.to_string()),
+        ("holdout_start", format!("{holdout_start}T00:00:00Z")),
     ])
 }
 

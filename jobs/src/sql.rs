@@ -46,6 +46,12 @@ pub const STAGES: &[SqlStage] = &[
     stage!("user_profiles", "13_user_profiles.sql"),
     stage!("segments", "14_segments.sql"),
     stage!("recommendations", "15_recommendations.sql"),
+    stage!("user_factors", "16_user_factors.sql"),
+    stage!("item_factors", "17_item_factors.sql"),
+    stage!("similar_items", "18_similar_items.sql"),
+    stage!("eval_train", "19_eval_train.sql"),
+    stage!("eval_holdout", "20_eval_holdout.sql"),
+    stage!("evaluation", "21_evaluation.sql"),
 ];
 
 /// The stages that run before the models (staging and features).

@@ -34,6 +34,10 @@ async fn run_publishes_complete_consistent_tables() {
         "user_profiles",
         "segments",
         "recommendations",
+        "user_factors",
+        "item_factors",
+        "similar_items",
+        "evaluation",
         "_runs",
     ] {
         let dir = out.path().join(table).join(format!("dt={DATE}"));
@@ -180,6 +184,62 @@ async fn run_publishes_complete_consistent_tables() {
             .as_array()
             .is_some_and(|a| !a.is_empty())
     );
+
+    // The model is published and consistent: one vector per customer with interactions, the
+    // loss never rises, similar items are other catalog items, and the nightly evaluation
+    // scores ALS well above popularity.
+    let loss: Vec<f64> = m["recommendations"]["loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(loss.len(), 10);
+    assert!(
+        loss.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-6)),
+        "ALS loss rose: {loss:?}"
+    );
+    let bad_similar = scalar_i64(
+        &ctx,
+        "SELECT COUNT(*) FROM similar_items s LEFT JOIN item_factors f ON s.similar_item_id = f.item_id
+         WHERE s.item_id = s.similar_item_id OR f.item_id IS NULL OR NOT f.in_catalog OR s.score > 1.0001",
+    )
+    .await;
+    assert_eq!(
+        bad_similar, 0,
+        "similar items must be other catalog items, cosine <= 1"
+    );
+    let factor_rows = scalar_i64(
+        &ctx,
+        "SELECT COUNT(*) FROM user_factors WHERE cardinality(factors) = 32",
+    )
+    .await;
+    assert_eq!(
+        factor_rows as u64,
+        m["recommendations"]["users"].as_u64().unwrap()
+    );
+    let eval = &m["evaluation"];
+    assert!(eval["skipped"].is_null(), "evaluation skipped: {eval}");
+    let ndcg = |model: &str| {
+        eval["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["model"] == model)
+            .and_then(|s| s["ndcg_at_k"].as_f64())
+            .unwrap()
+    };
+    assert!(
+        ndcg("als") > 2.0 * ndcg("popular"),
+        "ALS must beat popularity clearly: {eval}"
+    );
+    let scored = scalar_i64(
+        &ctx,
+        "SELECT COUNT(*) FROM evaluation WHERE model IN ('als', 'popular') AND users > 0 AND k = 10",
+    )
+    .await;
+    assert_eq!(scored, 2, "the evaluation table has one row per model");
+    assert!(stdout.contains("Evaluation (trained before"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,6 +299,9 @@ pub async fn snapshot(output: &Path, input: &Path) -> Vec<Vec<String>> {
         "SELECT segment_id, segment_label, size FROM segments",
         "SELECT customer_id, rank, item_id, round(score, 4), source FROM recommendations",
         "SELECT * FROM user_features",
+        "SELECT customer_id, factors FROM user_factors",
+        "SELECT item_id, rank, similar_item_id, round(score, 4) FROM similar_items",
+        "SELECT model, users, round(ndcg_at_k, 9), round(map_at_k, 9), round(coverage, 9) FROM evaluation",
     ] {
         all.push(rows_as_text(&ctx, sql).await);
     }

@@ -8,6 +8,7 @@
     reason = "integration tests fail by panicking"
 )]
 
+mod als;
 mod bad_input;
 mod distributed;
 mod end_to_end;

@@ -166,6 +166,10 @@ pub async fn outputs(output: &Path, input: &Path) -> SessionContext {
         "user_profiles",
         "segments",
         "recommendations",
+        "user_factors",
+        "item_factors",
+        "similar_items",
+        "evaluation",
     ] {
         let dir = output.join(table).join(format!("dt={DATE}"));
         ctx.register_parquet(

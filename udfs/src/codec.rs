@@ -12,9 +12,9 @@ use std::sync::Arc;
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use crate::aggregate::{AlsHalfStep, KMeansStep};
-use crate::ml::{AlsModelSide, Centroids, Factors};
-use crate::scalar::{AlsTopN, KMeansAssign, TopNModel};
+use crate::aggregate::KMeansStep;
+use crate::ml::{AlsModelSide, Centroids, Factors, Solver};
+use crate::scalar::{AlsSolve, AlsTopN, KMeansAssign, TopNModel};
 
 /// Writes the payload of a scalar model UDF; nothing for other functions.
 pub fn encode_udf(udf: &ScalarUDF, buf: &mut Vec<u8>) {
@@ -27,6 +27,22 @@ pub fn encode_udf(udf: &ScalarUDF, buf: &mut Vec<u8>) {
         write_u64(buf, m.n as u64);
         write_u64(buf, m.allowed.len() as u64);
         buf.extend(m.allowed.iter().map(|&a| u8::from(a)));
+    } else if let Some(f) = any.downcast_ref::<AlsSolve>() {
+        let s = f.side();
+        write_factors(buf, &s.other);
+        write_factors(buf, &s.gram);
+        write_factors(buf, &s.previous);
+        buf.extend(s.alpha_bits.to_le_bytes());
+        buf.extend(s.lambda_bits.to_le_bytes());
+        buf.push(u8::from(s.weighted_lambda));
+        // Solver: 0 = Cholesky, else conjugate gradient with (value − 1) steps.
+        write_u64(
+            buf,
+            match s.solver {
+                Solver::Cholesky => 0,
+                Solver::ConjugateGradient { steps } => steps as u64 + 1,
+            },
+        );
     }
 }
 
@@ -35,12 +51,36 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
     let mut r = Reader { buf, pos: 0 };
     let udf = match name {
         "kmeans_assign" => ScalarUDF::from(KMeansAssign::new(r.centroids()?)),
-        "als_top_n" => {
+        "als_top_n" | "als_similar" => {
             let items = Arc::new(r.factors()?);
             let n = r.u64()? as usize;
             let len = r.u64()? as usize;
             let allowed = Arc::new(r.take(len)?.iter().map(|&b| b != 0).collect());
-            ScalarUDF::from(AlsTopN::new(TopNModel { items, allowed, n }))
+            let model = TopNModel { items, allowed, n };
+            ScalarUDF::from(AlsTopN::from_parts(model, name == "als_similar"))
+        }
+        "als_solve" => {
+            let other = Arc::new(r.factors()?);
+            let gram = Arc::new(r.factors()?);
+            let previous = Arc::new(r.factors()?);
+            let alpha_bits = r.u32()?;
+            let lambda_bits = r.u32()?;
+            let weighted_lambda = r.take(1)?[0] != 0;
+            let solver = match r.u64()? {
+                0 => Solver::Cholesky,
+                n => Solver::ConjugateGradient {
+                    steps: (n - 1) as usize,
+                },
+            };
+            ScalarUDF::from(AlsSolve::new(AlsModelSide {
+                other,
+                gram,
+                previous,
+                alpha_bits,
+                lambda_bits,
+                weighted_lambda,
+                solver,
+            }))
         }
         _ => return Ok(None),
     };
@@ -53,15 +93,6 @@ pub fn encode_udaf(udaf: &AggregateUDF, buf: &mut Vec<u8>) {
     if let Some(f) = any.downcast_ref::<KMeansStep>() {
         write_centroids(buf, f.centroids());
         buf.push(u8::from(f.is_weighted()));
-    } else if let Some(f) = any.downcast_ref::<AlsHalfStep>() {
-        let s = f.side();
-        write_factors(buf, &s.other);
-        write_factors(buf, &s.gram);
-        write_factors(buf, &s.previous);
-        buf.extend(s.alpha_bits.to_le_bytes());
-        buf.extend(s.lambda_bits.to_le_bytes());
-        buf.push(u8::from(s.weighted_lambda));
-        write_u64(buf, s.cg_steps as u64);
     }
 }
 
@@ -76,25 +107,6 @@ pub fn decode_udaf(name: &str, buf: &[u8]) -> Result<Option<Arc<AggregateUDF>>> 
             } else {
                 AggregateUDF::from(KMeansStep::new(centroids))
             }
-        }
-        "als_half_step" => {
-            let other = Arc::new(r.factors()?);
-            let gram = Arc::new(r.factors()?);
-            let previous = Arc::new(r.factors()?);
-            let alpha_bits = r.u32()?;
-            let lambda_bits = r.u32()?;
-            let weighted_lambda = r.take(1)?[0] != 0;
-            let cg_steps = r.u64()? as usize;
-            let side = AlsModelSide {
-                other,
-                gram,
-                previous,
-                alpha_bits,
-                lambda_bits,
-                weighted_lambda,
-                cg_steps,
-            };
-            AggregateUDF::from(AlsHalfStep::new(side))
         }
         _ => return Ok(None),
     };
@@ -217,19 +229,29 @@ mod tests {
             alpha_bits: 3.0f32.to_bits(),
             lambda_bits: 0.1f32.to_bits(),
             weighted_lambda: true,
-            cg_steps: 4,
+            solver: Solver::ConjugateGradient { steps: 4 },
         };
-        let udaf = AggregateUDF::from(AlsHalfStep::new(side));
+        for solver in [Solver::Cholesky, Solver::ConjugateGradient { steps: 0 }] {
+            let other = AlsModelSide {
+                solver,
+                ..side.clone()
+            };
+            let udf = ScalarUDF::from(AlsSolve::new(other));
+            buf.clear();
+            encode_udf(&udf, &mut buf);
+            assert_eq!(
+                decode_udf("als_solve", &buf).unwrap().unwrap().as_ref(),
+                &udf
+            );
+        }
+        let udf = ScalarUDF::from(AlsSolve::new(side));
         buf.clear();
-        encode_udaf(&udaf, &mut buf);
+        encode_udf(&udf, &mut buf);
         assert_eq!(
-            decode_udaf("als_half_step", &buf)
-                .unwrap()
-                .unwrap()
-                .as_ref(),
-            &udaf
+            decode_udf("als_solve", &buf).unwrap().unwrap().as_ref(),
+            &udf
         );
-        assert!(decode_udaf("als_half_step", &buf[..buf.len() - 3]).is_err());
+        assert!(decode_udf("als_solve", &buf[..buf.len() - 3]).is_err());
 
         let model = TopNModel {
             items: Arc::new(Factors::new(1, 2, vec![1.0, 0.0]).unwrap()),
@@ -242,6 +264,17 @@ mod tests {
         assert_eq!(
             decode_udf("als_top_n", &buf).unwrap().unwrap().as_ref(),
             &udf
+        );
+        let similar = ScalarUDF::from(AlsTopN::similar(TopNModel {
+            items: Arc::new(Factors::new(2, 2, vec![3.0, 4.0, 1.0, 0.0]).unwrap()),
+            allowed: Arc::new(vec![true, true]),
+            n: 1,
+        }));
+        buf.clear();
+        encode_udf(&similar, &mut buf);
+        assert_eq!(
+            decode_udf("als_similar", &buf).unwrap().unwrap().as_ref(),
+            &similar
         );
 
         buf.clear();

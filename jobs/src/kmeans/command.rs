@@ -160,7 +160,12 @@ async fn fit_and_publish(
 }
 
 /// Registers a Parquet file or folder as `name`, with errors that name it.
-async fn register_parquet(ctx: &SessionContext, name: &str, root: &Root, text: &str) -> Result<()> {
+pub(crate) async fn register_parquet(
+    ctx: &SessionContext,
+    name: &str,
+    root: &Root,
+    text: &str,
+) -> Result<()> {
     if let Some(path) = root.local_path()
         && !path.exists()
     {

@@ -4,20 +4,15 @@
 //! (and Ballista, across executors) may split the input anywhere: partial aggregates per
 //! partition, merged after the shuffle.
 
-mod als_half_step;
 mod kmeans_step;
 
 use std::sync::Arc;
 
 use datafusion::logical_expr::AggregateUDF;
 
-pub use als_half_step::AlsHalfStep;
 pub use kmeans_step::{KMeansStep, KMeansStepResult};
 
 /// Every aggregate UDF, with its default (model-less) instance.
 pub fn functions() -> Vec<Arc<AggregateUDF>> {
-    vec![
-        Arc::new(AggregateUDF::from(KMeansStep::default())),
-        Arc::new(AggregateUDF::from(AlsHalfStep::default())),
-    ]
+    vec![Arc::new(AggregateUDF::from(KMeansStep::default()))]
 }

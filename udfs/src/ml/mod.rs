@@ -7,17 +7,37 @@
 pub mod als;
 pub mod kmeans;
 
-pub use als::{AlsModelSide, Factors};
+pub use als::{AlsModelSide, Factors, SolveScratch, Solver};
 pub use kmeans::Centroids;
 
-/// Dot product of two equally long slices.
-#[inline]
+/// Lanes of the accumulators in [`dot`]: independent partial sums, so the compiler may keep
+/// them in vector registers (floating-point addition is not reassociated otherwise).
+const LANES: usize = 16;
+
+/// Dot product of two equally long slices, summed in [`LANES`] independent lanes. Inlined, so
+/// that inside a `pulp` dispatch it is compiled for the detected instruction set.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..LANES {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `y += alpha * x`.
-#[inline]
+#[inline(always)]
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;

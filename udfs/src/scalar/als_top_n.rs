@@ -2,15 +2,17 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float32Array, Int32Array, ListArray, StructArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float32Array, Int32Array, ListArray, StructArray};
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Fields};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::ml::{Factors, dot};
+use crate::ml::Factors;
 
 /// The item factors and rules `als_top_n` scores against.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -23,9 +25,22 @@ pub struct TopNModel {
     pub n: usize,
 }
 
+/// Customers scored together: one block of the user × item score matrix is one matrix product.
+const USER_BLOCK: usize = 128;
+/// Items scored together (a block of scores stays in cache: 128 × 2048 floats = 1 MiB).
+const ITEM_BLOCK: usize = 2048;
+
 /// `als_top_n(user_factors list<float>, excluded list<int>) -> list<struct<rank int, item_idx int,
 /// score float>>`: the `n` allowed items with the highest dot product with the user's factors, best
-/// first, skipping the excluded item ids. Null or empty user factors give an empty list.
+/// first (ties by lower item id), skipping the excluded item ids. Null or empty user factors give
+/// an empty list.
+///
+/// Scoring is blocked: the users of a batch are taken [`USER_BLOCK`] at a time and scored against
+/// [`ITEM_BLOCK`] items at a time with one matrix product (`matrixmultiply`), and each user keeps
+/// a running top-N merged block by block; memory stays bounded whatever the catalog size.
+///
+/// `als_similar(item_factors, excluded)` is the same function over unit-length item factors
+/// with the query normalised too: the items most similar to an item by cosine.
 ///
 /// ```sql
 /// SELECT customer_id, unnest(als_top_n(factors, purchased)) FROM user_factors;
@@ -34,6 +49,7 @@ pub struct TopNModel {
 pub struct AlsTopN {
     signature: Signature,
     model: Arc<TopNModel>,
+    cosine: bool,
 }
 
 impl Default for AlsTopN {
@@ -43,12 +59,38 @@ impl Default for AlsTopN {
 }
 
 impl AlsTopN {
-    /// Top-N against this model.
+    /// Top-N by dot product against this model (`als_top_n`).
     pub fn new(model: TopNModel) -> Self {
         Self {
             signature: Signature::any(2, Volatility::Immutable),
             model: Arc::new(model),
+            cosine: false,
         }
+    }
+
+    /// Top-N by cosine (`als_similar`): the model's item factors are normalised here.
+    pub fn similar(model: TopNModel) -> Self {
+        let items = Arc::new(model.items.normalized());
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+            model: Arc::new(TopNModel { items, ..model }),
+            cosine: true,
+        }
+    }
+
+    /// Rebuilds an instance from its parts as [`Self::model`] and [`Self::is_similar`] give them
+    /// (the items of a similar-items model are already normalised).
+    pub(crate) fn from_parts(model: TopNModel, cosine: bool) -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+            model: Arc::new(model),
+            cosine,
+        }
+    }
+
+    /// Whether this is `als_similar` (cosine, normalised items).
+    pub fn is_similar(&self) -> bool {
+        self.cosine
     }
 
     /// The model this instance scores with.
@@ -64,32 +106,61 @@ impl AlsTopN {
         ])
     }
 
-    /// The best `n` (index, score) pairs for one user.
-    fn top_n(&self, user: &[f32], excluded: &[i32], scores: &mut Vec<(i32, f32)>) {
-        scores.clear();
+    /// The best `n` (item, score) pairs of each user, best first. `users` is row-major
+    /// (`rank` wide); `excluded[u]` lists item ids user `u` must not get.
+    fn top_n(&self, users: &[f32], excluded: &[&[i32]]) -> Vec<Vec<(i32, f32)>> {
         let items = &self.model.items;
-        if user.len() != items.rank() {
-            return;
-        }
-        for i in 0..items.rows() {
-            if self.model.allowed.get(i).copied().unwrap_or(false)
-                && !excluded.contains(&(i as i32))
-            {
-                scores.push((i as i32, dot(user, items.row(i))));
+        let (k, n) = (items.rank(), self.model.n);
+        let m = users.len() / k.max(1);
+        let mut best: Vec<Vec<(i32, f32)>> = vec![Vec::with_capacity(n + 1); m];
+        let mut scores = vec![0.0f32; USER_BLOCK * ITEM_BLOCK];
+        for u0 in (0..m).step_by(USER_BLOCK) {
+            let ub = USER_BLOCK.min(m - u0);
+            let Ok(u) = ArrayView2::from_shape((ub, k), &users[u0 * k..(u0 + ub) * k]) else {
+                continue;
+            };
+            for i0 in (0..items.rows()).step_by(ITEM_BLOCK) {
+                let ib = ITEM_BLOCK.min(items.rows() - i0);
+                let block = &items.values()[i0 * k..(i0 + ib) * k];
+                let (Ok(y), Ok(mut out)) = (
+                    ArrayView2::from_shape((ib, k), block),
+                    ArrayViewMut2::from_shape((ub, ib), &mut scores[..ub * ib]),
+                ) else {
+                    continue;
+                };
+                general_mat_mul(1.0, &u, &y.t(), 0.0, &mut out);
+                for (row, top) in best[u0..u0 + ub].iter_mut().enumerate() {
+                    let skip = excluded[u0 + row];
+                    for (j, &s) in scores[row * ib..(row + 1) * ib].iter().enumerate() {
+                        let item = i0 + j;
+                        let full = top.len() == n;
+                        if s.is_nan() || (full && s <= top[n - 1].1) {
+                            continue;
+                        }
+                        if !self.model.allowed.get(item).copied().unwrap_or(false)
+                            || skip.contains(&(item as i32))
+                        {
+                            continue;
+                        }
+                        // Items arrive in increasing id order, so an equal score stays behind.
+                        let at = top.partition_point(|e| e.1 >= s);
+                        top.insert(at, (item as i32, s));
+                        top.truncate(n);
+                    }
+                }
             }
         }
-        let n = self.model.n.min(scores.len());
-        if n < scores.len() {
-            scores.select_nth_unstable_by(n, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            scores.truncate(n);
-        }
-        scores.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        best
     }
 }
 
 impl ScalarUDFImpl for AlsTopN {
     fn name(&self) -> &str {
-        "als_top_n"
+        if self.cosine {
+            "als_similar"
+        } else {
+            "als_top_n"
+        }
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -101,37 +172,60 @@ impl ScalarUDFImpl for AlsTopN {
         ))))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if self.model.items.rank() == 0 {
+        let k = self.model.items.rank();
+        if k == 0 {
             return exec_err!(
-                "als_top_n has no item factors: it is built by the recommendations stage, not called from SQL"
+                "{} has no item factors: it is built by the ALS fit, not called from SQL",
+                self.name()
             );
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let [users, excluded] = arrays.as_slice() else {
-            return exec_err!("als_top_n: expected 2 arguments, got {}", arrays.len());
+            return exec_err!(
+                "{}: expected 2 arguments, got {}",
+                self.name(),
+                arrays.len()
+            );
         };
         let users = crate::args::float32_list(self.name(), users)?;
         let excluded = crate::args::int32_list(self.name(), excluded)?;
+        let excluded_values = excluded.values().as_primitive::<Int32Type>().values();
+        // Rows with usable factors, gathered row-major; the others get an empty list.
+        let (mut gathered, mut skip, mut present) = (Vec::new(), Vec::new(), Vec::new());
+        for row in 0..users.len() {
+            let mut user = crate::args::f32_row(&users, row);
+            if user.len() != k {
+                present.push(false);
+                continue;
+            }
+            if self.cosine {
+                let norm = crate::ml::dot(&user, &user).sqrt();
+                if norm > 0.0 {
+                    user.iter_mut().for_each(|v| *v /= norm);
+                }
+            }
+            present.push(true);
+            gathered.extend(user);
+            skip.push(if excluded.is_null(row) {
+                &[][..]
+            } else {
+                let o = excluded.value_offsets();
+                &excluded_values[o[row] as usize..o[row + 1] as usize]
+            });
+        }
+        let mut best = self.top_n(&gathered, &skip).into_iter();
         let (mut rank, mut idx, mut score) = (vec![], vec![], vec![]);
         let mut lengths = Vec::with_capacity(users.len());
-        let mut scratch = Vec::new();
-        for row in 0..users.len() {
-            let user = crate::args::f32_row(&users, row);
-            let skip: Vec<i32> = if excluded.is_null(row) {
-                vec![]
+        for has in present {
+            let top = if has {
+                best.next().unwrap_or_default()
             } else {
-                excluded
-                    .value(row)
-                    .as_any()
-                    .downcast_ref::<Int32Array>()
-                    .map(|a| a.iter().flatten().collect())
-                    .unwrap_or_default()
+                vec![]
             };
-            self.top_n(&user, &skip, &mut scratch);
-            lengths.push(scratch.len());
-            rank.extend(1..=scratch.len() as i32);
-            idx.extend(scratch.iter().map(|s| s.0));
-            score.extend(scratch.iter().map(|s| s.1));
+            lengths.push(top.len());
+            rank.extend(1..=top.len() as i32);
+            idx.extend(top.iter().map(|s| s.0));
+            score.extend(top.iter().map(|s| s.1));
         }
         let values: Vec<ArrayRef> = vec![
             Arc::new(Int32Array::from(rank)),
@@ -166,10 +260,40 @@ mod tests {
             allowed: Arc::new(vec![true, true, true, false]),
             n: 2,
         });
-        let mut out = vec![];
-        f.top_n(&[1.0], &[1], &mut out);
-        assert_eq!(out, vec![(2, 3.0), (0, 1.0)]);
-        f.top_n(&[], &[], &mut out);
-        assert!(out.is_empty());
+        let best = f.top_n(&[1.0, -1.0], &[&[1], &[]]);
+        assert_eq!(best[0], vec![(2, 3.0), (0, 1.0)]);
+        assert_eq!(best[1], vec![(0, -1.0), (2, -3.0)]);
+    }
+
+    #[test]
+    fn blocked_top_n_equals_scoring_every_pair() {
+        let (users, items, k) = (300, 5000, 8);
+        let value = |i: usize| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5;
+        let y = Factors::new(items, k, (0..items * k).map(value).collect()).unwrap();
+        let u: Vec<f32> = (0..users * k).map(|i| value(i + 17)).collect();
+        let allowed: Vec<bool> = (0..items).map(|i| i % 5 != 0).collect();
+        let f = AlsTopN::new(TopNModel {
+            items: Arc::new(y.clone()),
+            allowed: Arc::new(allowed.clone()),
+            n: 10,
+        });
+        let excluded: Vec<Vec<i32>> = (0..users).map(|i| vec![i as i32 * 3, 7]).collect();
+        let skip: Vec<&[i32]> = excluded.iter().map(Vec::as_slice).collect();
+        let best = f.top_n(&u, &skip);
+        for (user, top) in best.iter().enumerate() {
+            let mut all: Vec<(i32, f32)> = (0..items)
+                .filter(|&i| allowed[i] && !excluded[user].contains(&(i as i32)))
+                .map(|i| {
+                    (
+                        i as i32,
+                        crate::ml::dot(&u[user * k..(user + 1) * k], y.row(i)),
+                    )
+                })
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let expected: Vec<i32> = all[..10].iter().map(|e| e.0).collect();
+            let got: Vec<i32> = top.iter().map(|e| e.0).collect();
+            assert_eq!(got, expected, "user {user}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Scalar UDFs, one file per function; [`functions`] lists them all.
 
+mod als_solve;
 mod als_top_n;
 mod is_crawler;
 mod kmeans_assign;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use als_solve::AlsSolve;
 pub use als_top_n::{AlsTopN, TopNModel};
 pub use is_crawler::IsCrawler;
 pub use kmeans_assign::KMeansAssign;
@@ -29,6 +31,8 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(KMeansAssign::default())),
         Arc::new(ScalarUDF::from(UnitHash::new())),
         Arc::new(ScalarUDF::from(AlsTopN::default())),
+        Arc::new(ScalarUDF::from(AlsTopN::similar(TopNModel::default()))),
+        Arc::new(ScalarUDF::from(AlsSolve::default())),
     ]
 }
 

@@ -1,0 +1,263 @@
+//! `persona als`: the recommendation engine on any Parquet table of interactions, for data
+//! scientists and benchmarks. Reads a file or folder (local or `s3://`) of (user, item,
+//! weight) rows — several rows of one pair are summed — fits implicit ALS and publishes, whole
+//! or not at all:
+//!
+//! - `OUTPUT/user_factors/`, `OUTPUT/item_factors/`: the model (`id`, `factors`);
+//! - `OUTPUT/recommendations/`: the top-N items per user (`user`, `rank`, `item`, `score`),
+//!   excluding the items the user interacted with unless `--keep-seen`;
+//! - `OUTPUT/report/report.json`: the fit (seconds and loss per iteration) and, with
+//!   `--holdout`, precision, recall, NDCG and MAP@k of the model and of popularity on the
+//!   held-out pairs, computed by the same `sql/21_evaluation.sql` as the nightly evaluation.
+
+use std::time::Instant;
+
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use super::evaluate::{self, EvaluationReport, ModelScores};
+use super::{AlsReport, count, item_mask, register_top_n, write_factors};
+use crate::config::{EvaluationConfig, PipelineConfig, RecommendationsConfig};
+use crate::error::{PipelineError, Result};
+use crate::kmeans::command::register_parquet;
+use crate::kmeans::prepare::quote;
+use crate::publish::Publisher;
+use crate::session::{self, Engine};
+use crate::storage::Root;
+use crate::work::WorkArea;
+
+/// What to fit and how.
+#[derive(Debug, Clone)]
+pub struct AlsOptions {
+    /// Parquet file or folder of interactions, local or `s3://`.
+    pub input: String,
+    /// Output folder, local or `s3://`.
+    pub output: String,
+    /// User id column (any type).
+    pub user: String,
+    /// Item id column (any type).
+    pub item: String,
+    /// Numeric weight column; every row weighs 1 without it.
+    pub weight: Option<String>,
+    /// Held-out interactions (same columns) to score the model on.
+    pub holdout: Option<String>,
+    /// Recommend items the user already interacted with too.
+    pub keep_seen: bool,
+    /// The model's settings (rank, iterations, lambda, alpha, solver, top_n, …).
+    pub als: RecommendationsConfig,
+    /// Storage and execution settings.
+    pub pipeline: PipelineConfig,
+    /// Where the queries run.
+    pub engine: Engine,
+}
+
+/// The published report.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlsCommandReport {
+    /// The input read.
+    pub input: String,
+    /// Input rows dropped: null user or item, or a weight that is null or not positive.
+    pub dropped_rows: u64,
+    /// The fit.
+    pub fit: AlsReport,
+    /// Scores on `--holdout`, for the model (`als`) and for popularity (`popular`).
+    pub holdout: Option<Vec<ModelScores>>,
+    /// Seconds for the whole command.
+    pub seconds: f64,
+    /// The settings used.
+    pub config: RecommendationsConfig,
+}
+
+/// Runs `persona als`.
+pub async fn run(opts: &AlsOptions) -> Result<AlsCommandReport> {
+    let started = Instant::now();
+    let storage = &opts.pipeline.storage;
+    let (input, output) = (
+        Root::parse(&opts.input, storage)?,
+        Root::parse(&opts.output, storage)?,
+    );
+    let ctx = session::new_context(&opts.engine, &opts.pipeline).await?;
+    register_parquet(&ctx, "als_input", &input, &opts.input).await?;
+    check_columns(&ctx, "als_input", &opts.input, opts, true).await?;
+    if let Some(path) = output.local_path() {
+        std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+    }
+    let run_id = format!(
+        "als-{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        std::process::id()
+    );
+    let work = WorkArea::create(&output, &run_id, opts.engine == Engine::Local).await?;
+    let result = fit_and_publish(&ctx, opts, &output, &work, started).await;
+    work.remove().await;
+    result
+}
+
+/// Fails with one readable message when a named column is missing or the weight is not numeric.
+async fn check_columns(
+    ctx: &SessionContext,
+    table: &str,
+    what: &str,
+    opts: &AlsOptions,
+    weight: bool,
+) -> Result<()> {
+    let df = ctx.table(table).await?;
+    let schema = df.schema();
+    let mut wanted = vec![(&opts.user, "--user"), (&opts.item, "--item")];
+    if weight && let Some(w) = &opts.weight {
+        wanted.push((w, "--weight"));
+    }
+    for (column, flag) in wanted {
+        let Ok((_, field)) = schema.qualified_field_with_unqualified_name(column) else {
+            let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(PipelineError::BadInput(format!(
+                "{what}: no column {column:?} ({flag}); the columns are {}",
+                have.join(", ")
+            )));
+        };
+        if flag == "--weight" && !field.data_type().is_numeric() {
+            return Err(PipelineError::BadInput(format!(
+                "{what}: column {column:?} (--weight) must be numeric, found {}",
+                field.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn fit_and_publish(
+    ctx: &SessionContext,
+    opts: &AlsOptions,
+    output: &Root,
+    work: &WorkArea,
+    started: Instant,
+) -> Result<AlsCommandReport> {
+    let (user, item) = (quote(&opts.user), quote(&opts.item));
+    let weight = opts.weight.as_ref().map_or("1.0".to_string(), |w| {
+        format!("CAST({} AS DOUBLE)", quote(w))
+    });
+    let rows = count(ctx, "SELECT COUNT(*) FROM als_input").await?;
+    // Integer ids, ordered by the original ids (the same data gives the same ids).
+    let index = |col: &str| {
+        format!(
+            "SELECT id, CAST(ROW_NUMBER() OVER (ORDER BY id) - 1 AS INT) AS idx \
+             FROM (SELECT DISTINCT {col} AS id FROM als_input WHERE {col} IS NOT NULL \
+                   AND {user} IS NOT NULL AND {item} IS NOT NULL AND {weight} > 0)"
+        )
+    };
+    work.materialize(ctx, "als_users", ctx.sql(&index(&user)).await?)
+        .await?;
+    work.materialize(ctx, "als_items", ctx.sql(&index(&item)).await?)
+        .await?;
+    let pairs = format!(
+        "SELECT u.idx AS user_idx, i.idx AS item_idx, CAST(SUM({weight}) AS FLOAT) AS weight \
+         FROM als_input x JOIN als_users u ON x.{user} = u.id JOIN als_items i ON x.{item} = i.id \
+         WHERE {weight} > 0 GROUP BY u.idx, i.idx"
+    );
+    work.materialize(ctx, "als_pairs", ctx.sql(&pairs).await?)
+        .await?;
+    let kept = count(ctx, &format!("SELECT COUNT(*) FROM als_input WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {weight} > 0")).await?;
+    let users = count(ctx, "SELECT COUNT(*) FROM als_users").await? as usize;
+    let items = count(ctx, "SELECT COUNT(*) FROM als_items").await? as usize;
+    if users == 0 {
+        return Err(PipelineError::BadInput(format!(
+            "{}: no usable interactions ({rows} rows; every one has a null id or a weight that is null or not positive)",
+            opts.input
+        )));
+    }
+    let model = super::fit(ctx, work, "als_pairs", (users, items), &opts.als).await?;
+
+    write_factors(ctx, work, "als_user_rows", "user_idx", &model.users).await?;
+    write_factors(ctx, work, "als_item_rows", "item_idx", &model.items).await?;
+    register_top_n(ctx, &model.items, vec![true; items], opts.als.top_n);
+    let seen = if opts.keep_seen { "WHERE false" } else { "" };
+    let recs = format!(
+        "WITH seen AS (SELECT user_idx, array_agg(item_idx) AS items FROM als_pairs {seen} GROUP BY user_idx), \
+              ranked AS (SELECT f.user_idx, unnest(als_top_n(f.factors, s.items)) AS rec \
+                         FROM als_user_rows f LEFT JOIN seen s ON f.user_idx = s.user_idx) \
+         SELECT u.id AS {user}, r.rec['rank'] AS rank, i.id AS {item}, r.rec['score'] AS score \
+         FROM ranked r JOIN als_users u ON r.user_idx = u.idx JOIN als_items i ON r.rec['item_idx'] = i.idx"
+    );
+    work.materialize(ctx, "recommendations", ctx.sql(&recs).await?)
+        .await?;
+    for (table, rows, index, col) in [
+        ("user_factors", "als_user_rows", "als_users", &user),
+        ("item_factors", "als_item_rows", "als_items", &item),
+    ] {
+        let side = if table == "user_factors" {
+            "user_idx"
+        } else {
+            "item_idx"
+        };
+        let sql = format!(
+            "SELECT x.id AS {col}, f.factors FROM {rows} f JOIN {index} x ON f.{side} = x.idx"
+        );
+        work.materialize(ctx, table, ctx.sql(&sql).await?).await?;
+    }
+    let holdout = match &opts.holdout {
+        Some(path) => Some(score_holdout(ctx, opts, path, work, &model).await?),
+        None => None,
+    };
+
+    let mut publisher = Publisher::unpartitioned(output, work, "report", "report.json");
+    for table in ["user_factors", "item_factors", "recommendations"] {
+        publisher.stage_table(ctx, table).await?;
+    }
+    let report = AlsCommandReport {
+        input: opts.input.clone(),
+        dropped_rows: rows - kept,
+        fit: model.report,
+        holdout,
+        seconds: started.elapsed().as_secs_f64(),
+        config: opts.als.clone(),
+    };
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| PipelineError::Internal(format!("report: {e}")))?;
+    publisher.stage_manifest(&json).await?;
+    publisher.commit().await?;
+    Ok(report)
+}
+
+/// Scores the model and popularity on the held-out (user, item) pairs of known users that
+/// the user did not interact with in the input, with the nightly evaluation's SQL.
+async fn score_holdout(
+    ctx: &SessionContext,
+    opts: &AlsOptions,
+    path: &str,
+    work: &WorkArea,
+    model: &super::AlsModel,
+) -> Result<Vec<ModelScores>> {
+    let root = Root::parse(path, &opts.pipeline.storage)?;
+    register_parquet(ctx, "als_holdout_input", &root, path).await?;
+    check_columns(ctx, "als_holdout_input", path, opts, false).await?;
+    let (user, item) = (quote(&opts.user), quote(&opts.item));
+    let holdout = format!(
+        "SELECT DISTINCT u.idx AS user_idx, i.idx AS item_idx \
+         FROM als_holdout_input h JOIN als_users u ON h.{user} = u.id JOIN als_items i ON h.{item} = i.id \
+         WHERE NOT EXISTS (SELECT 1 FROM als_pairs p WHERE p.user_idx = u.idx AND p.item_idx = i.idx)"
+    );
+    work.materialize(ctx, "eval_holdout", ctx.sql(&holdout).await?)
+        .await?;
+    ctx.register_table("eval_train", ctx.table("als_pairs").await?.into_view())?;
+    let eval = EvaluationConfig {
+        k: opts.als.top_n,
+        ..EvaluationConfig::default()
+    };
+    let candidates = item_mask(
+        ctx,
+        "SELECT DISTINCT item_idx FROM als_pairs",
+        model.items.rows(),
+    )
+    .await?;
+    let candidate_items = candidates.iter().filter(|c| **c).count() as u64;
+    evaluate::recommend_models(ctx, work, eval.k, &model.users, &model.items, candidates).await?;
+    let sql = crate::sql::render(
+        crate::sql::stage("evaluation")?,
+        &evaluate::params(&eval, candidate_items),
+    )?;
+    work.materialize(ctx, "evaluation", ctx.sql(&sql).await?)
+        .await?;
+    let mut report = EvaluationReport::empty(&eval);
+    evaluate::read_scores(ctx, &mut report).await?;
+    Ok(report.models)
+}

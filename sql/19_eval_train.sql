@@ -1,0 +1,21 @@
+-- input: events, user_index, item_index               output: eval_train
+--
+-- The nightly evaluation's training set: the interactions of the window *before* the holdout
+-- days ({{holdout_start}} onwards), weighted exactly as 10_interactions.sql weighs them and
+-- keyed by the same integer ids.
+SELECT
+  u.user_idx,
+  i.item_idx,
+  CAST(LEAST(SUM(
+    CASE e.event_type
+      WHEN 'view' THEN {{weight_view}}
+      WHEN 'click' THEN {{weight_click}}
+      WHEN 'add_to_cart' THEN {{weight_add_to_cart}}
+      WHEN 'purchase' THEN {{weight_purchase}}
+    END), {{max_weight}}) AS FLOAT) AS weight
+FROM events e
+JOIN user_index u ON e.customer_id = u.customer_id
+JOIN item_index i ON e.item_id = i.item_id
+WHERE e.ts < TIMESTAMP '{{holdout_start}}'
+  AND e.event_type IN ('view', 'click', 'add_to_cart', 'purchase')
+GROUP BY u.user_idx, i.item_idx
