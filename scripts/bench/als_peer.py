@@ -94,11 +94,11 @@ def run_implicit(args):
         alpha=1.0,
         iterations=args.iters,
         use_cg=True,
-        cg_steps=args.cg_steps,
         calculate_training_loss=False,
         num_threads=2,
         random_state=7,
     )
+    model.cg_steps = args.cg_steps  # an attribute in implicit 0.7, not a constructor argument
     with threadpool_limits(limits=2):
         started = time.perf_counter()
         model.fit(user_items, show_progress=False, callback=lambda it, elapsed, loss: times.append(elapsed))

@@ -38,11 +38,19 @@ impl PartialEq for Factors {
 
 impl Eq for Factors {}
 
+/// Values hashed per matrix: DataFusion hashes a function (and so its model) every time it
+/// plans a query that calls it, and hashing megabytes of factors per half-iteration cost more
+/// than solving it. Equal matrices still hash equally (the same values are sampled), and
+/// equality still compares every value.
+const HASHED_VALUES: usize = 64;
+
 impl Hash for Factors {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.rows.hash(state);
         self.rank.hash(state);
-        super::hash_f32s(&self.values, state);
+        let step = (self.values.len() / HASHED_VALUES).max(1);
+        let sample: Vec<f32> = self.values.iter().step_by(step).copied().collect();
+        super::hash_f32s(&sample, state);
     }
 }
 
@@ -167,6 +175,7 @@ pub struct SolveScratch {
     r: Vec<f32>,
     p: Vec<f32>,
     ap: Vec<f32>,
+    b: Vec<f32>,
     a: Vec<f32>,
 }
 
@@ -183,18 +192,26 @@ impl AlsModelSide {
 
     /// Solves one row's normal equations into `x`, which holds the warm start on entry (the
     /// previous factors; only conjugate gradient uses it). `items` are indices into `other`,
-    /// `weights` the raw interaction weights; indices outside `other` are ignored.
+    /// `weights` the raw interaction weights; indices outside `other` are ignored. Returns the
+    /// row's share of the loss at the new `x` (as [`Self::row_loss`] computes it, from the
+    /// solver's own residual instead of another pass).
     ///
     /// Runs under `pulp`'s run-time dispatch, so the dot products and updates are vectorised
     /// for the machine's widest instruction set (AVX-512 where there is one).
-    pub fn solve(&self, x: &mut [f32], items: &[i32], weights: &[f32], scratch: &mut SolveScratch) {
+    pub fn solve(
+        &self,
+        x: &mut [f32],
+        items: &[i32],
+        weights: &[f32],
+        scratch: &mut SolveScratch,
+    ) -> f64 {
         pulp::Arch::new().dispatch(SolveRow {
             side: self,
             x,
             items,
             weights,
             scratch,
-        });
+        })
     }
 
     /// The row's share of the implicit-ALS loss at `x`:
@@ -243,8 +260,13 @@ impl AlsModelSide {
     fn apply(&self, lambda: f32, observed: &[(usize, f32)], v: &[f32], out: &mut [f32]) {
         let k = v.len();
         let (gram, y) = (self.gram.values(), self.other.values());
-        for (a, o) in out.iter_mut().enumerate() {
-            *o = dot(&gram[a * k..(a + 1) * k], v) + lambda * v[a];
+        // YᵀY is symmetric, so (YᵀY)v is a sum of its rows scaled by v: vector updates with
+        // no horizontal sums, unlike one dot product per row.
+        for (o, vi) in out.iter_mut().zip(v) {
+            *o = lambda * vi;
+        }
+        for (a, &va) in v.iter().enumerate() {
+            axpy(va, &gram[a * k..(a + 1) * k], out);
         }
         for &(offset, cw) in observed {
             let yi = &y[offset..offset + k];
@@ -260,18 +282,17 @@ impl AlsModelSide {
         items: &[i32],
         weights: &[f32],
         s: &mut SolveScratch,
-    ) {
+    ) -> f64 {
         let k = x.len();
         let lambda = self.observe(items, weights, &mut s.observed);
-        let y = self.other.values();
+        let confidence = self.right_hand_side(k, &s.observed, &mut s.b);
         s.r.resize(k, 0.0);
         s.p.resize(k, 0.0);
         s.ap.resize(k, 0.0);
-        // r = b − A x, with b = Σ c_i y_i
+        // r = b − A x
         self.apply(lambda, &s.observed, x, &mut s.r);
-        s.r.iter_mut().for_each(|v| *v = -*v);
-        for &(offset, cw) in &s.observed {
-            axpy(1.0 + cw, &y[offset..offset + k], &mut s.r);
+        for (ri, bi) in s.r.iter_mut().zip(&s.b) {
+            *ri = bi - *ri;
         }
         s.p.copy_from_slice(&s.r);
         let mut rs_old = dot(&s.r, &s.r);
@@ -294,20 +315,38 @@ impl AlsModelSide {
             }
             rs_old = rs_new;
         }
+        // loss = xᵀAx − 2bᵀx + Σc and Ax = b − r, so loss = Σc − xᵀ(b + r): two dot products
+        // with the residual CG already keeps.
+        confidence - f64::from(dot(x, &s.b)) - f64::from(dot(x, &s.r))
+    }
+
+    /// `b = Σ c_i y_i` into `b`; returns `Σ c_i`.
+    #[inline(always)]
+    fn right_hand_side(&self, k: usize, observed: &[(usize, f32)], b: &mut Vec<f32>) -> f64 {
+        let y = self.other.values();
+        b.clear();
+        b.resize(k, 0.0);
+        let mut confidence = 0.0f64;
+        for &(offset, cw) in observed {
+            axpy(1.0 + cw, &y[offset..offset + k], b);
+            confidence += 1.0 + f64::from(cw);
+        }
+        confidence
     }
 
     /// Builds the full system and solves it by Cholesky factorisation (`A = L·Lᵀ`, in place).
     /// The system is symmetric positive definite whenever λ > 0; if rounding makes a pivot
     /// non-positive, the previous factors are kept.
     #[inline(always)]
-    fn cholesky(&self, x: &mut [f32], items: &[i32], weights: &[f32], s: &mut SolveScratch) {
+    fn cholesky(&self, x: &mut [f32], items: &[i32], weights: &[f32], s: &mut SolveScratch) -> f64 {
         let k = x.len();
         let lambda = self.observe(items, weights, &mut s.observed);
+        let confidence = self.right_hand_side(k, &s.observed, &mut s.b);
         let y = self.other.values();
         s.a.clear();
         s.a.extend_from_slice(self.gram.values());
         s.r.clear();
-        s.r.resize(k, 0.0);
+        s.r.extend_from_slice(&s.b);
         for a in 0..k {
             s.a[a * k + a] += lambda;
         }
@@ -316,7 +355,6 @@ impl AlsModelSide {
             for a in 0..k {
                 axpy(cw * yi[a], yi, &mut s.a[a * k..(a + 1) * k]);
             }
-            axpy(1.0 + cw, yi, &mut s.r);
         }
         // A = L Lᵀ: L overwrites the lower triangle, row by row.
         for i in 0..k {
@@ -324,7 +362,7 @@ impl AlsModelSide {
                 let sum = s.a[i * k + j] - dot(&s.a[i * k..i * k + j], &s.a[j * k..j * k + j]);
                 if i == j {
                     if sum <= 0.0 || !sum.is_finite() {
-                        return;
+                        return self.row_loss(x, items, weights);
                     }
                     s.a[i * k + i] = sum.sqrt();
                 } else {
@@ -343,6 +381,8 @@ impl AlsModelSide {
             }
             x[i] = v / s.a[i * k + i];
         }
+        // The exact solution has A x = b, so the loss is Σc − xᵀb (see `conjugate_gradient`).
+        confidence - f64::from(dot(x, &s.b))
     }
 }
 
@@ -357,10 +397,10 @@ struct SolveRow<'a> {
 }
 
 impl pulp::WithSimd for SolveRow<'_> {
-    type Output = ();
+    type Output = f64;
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> f64 {
         let Self {
             side,
             x,
@@ -369,7 +409,7 @@ impl pulp::WithSimd for SolveRow<'_> {
             scratch,
         } = self;
         if x.len() != side.other.rank() || side.gram.values().len() != x.len() * x.len() {
-            return;
+            return 0.0;
         }
         match side.solver {
             Solver::ConjugateGradient { steps } => {
@@ -451,7 +491,7 @@ mod tests {
             let side = side(solver, false);
             let (items, weights) = ([0, 2, 5], [1.0, 3.0, 5.0]);
             let mut x = vec![0.0f32; 4];
-            side.solve(&mut x, &items, &weights, &mut SolveScratch::default());
+            let _ = side.solve(&mut x, &items, &weights, &mut SolveScratch::default());
             let exact = dense_solve(&side, &items, &weights);
             for (a, b) in x.iter().zip(&exact) {
                 assert!(
@@ -482,6 +522,21 @@ mod tests {
         }
         assert!(errors.windows(2).all(|w| w[1] <= w[0]), "{errors:?}");
         assert!(errors[5] < 0.1 * errors[0], "{errors:?}");
+    }
+
+    #[test]
+    fn the_loss_from_the_residual_equals_the_direct_loss() {
+        for solver in [Solver::ConjugateGradient { steps: 4 }, Solver::Cholesky] {
+            let side = side(solver, true);
+            let (items, weights) = ([0, 2, 5, 1], [1.0, 3.0, 5.0, 2.0]);
+            let mut x = vec![0.01f32; 4];
+            let loss = side.solve(&mut x, &items, &weights, &mut SolveScratch::default());
+            let direct = side.row_loss(&x, &items, &weights);
+            assert!(
+                (loss - direct).abs() < 1e-4 * direct.abs().max(1.0),
+                "{solver:?}: {loss} vs {direct}"
+            );
+        }
     }
 
     #[test]

@@ -121,8 +121,7 @@ impl ScalarUDFImpl for AlsSolve {
                 &weight_values[w0 as usize..w1 as usize],
             );
             let (items, weights) = sorted.by_index(items, weights);
-            self.side.solve(x, items, weights, &mut scratch);
-            losses[row] = self.side.row_loss(x, items, weights);
+            losses[row] = self.side.solve(x, items, weights, &mut scratch);
         }
         let rows = own.len();
         let factors = uniform_list(Arc::new(Float32Array::from(out)), rank, rows);
