@@ -1,15 +1,69 @@
--- input: als_recommendations, user_index, item_index, popular_items, user_features
+-- input: als_recommendations, interactions, user_index, item_index, user_profiles, popular_items
 -- output: recommendations
 --
--- The published recommendations: the model's top-N per customer (source 'als'), and the most
--- popular items for active customers the model has no factors for (source 'popular').
-SELECT u.customer_id, r.rank, i.item_id, r.score, 'als' AS source
-FROM als_recommendations r
-JOIN user_index u ON r.user_idx = u.user_idx
-JOIN item_index i ON r.item_idx = i.item_idx
+-- The published recommendations, {{top_n}} per active customer, never empty:
+--   'als'              the model's top-N, for customers with at least {{min_interactions}}
+--                      items in the window (the model knows them well enough);
+--   'segment_popular'  otherwise (cold start): the items most popular among the customer's
+--                      segment, skipping what the model would have excluded ({{exclude_rule}});
+--   'popular'          the overall most popular items, filling in when the segment itself has
+--                      too few items with interactions.
+WITH known AS (
+  SELECT user_idx FROM interactions GROUP BY user_idx HAVING COUNT(*) >= {{min_interactions}}
+),
+modelled AS (
+  SELECT u.customer_id, r.rank, i.item_id, r.score
+  FROM als_recommendations r
+  JOIN known k ON r.user_idx = k.user_idx
+  JOIN user_index u ON r.user_idx = u.user_idx
+  JOIN item_index i ON r.item_idx = i.item_idx
+),
+cold AS (
+  SELECT p.customer_id, p.segment_id
+  FROM user_profiles p
+  WHERE p.customer_id NOT IN (SELECT customer_id FROM modelled)
+),
+segment_items AS (
+  SELECT segment_id, item_id, popularity
+  FROM (
+    SELECT p.segment_id, i.item_id, SUM(x.weight) AS popularity,
+           ROW_NUMBER() OVER (PARTITION BY p.segment_id ORDER BY SUM(x.weight) DESC, i.item_id) AS place
+    FROM interactions x
+    JOIN user_index u ON x.user_idx = u.user_idx
+    JOIN user_profiles p ON u.customer_id = p.customer_id
+    JOIN item_index i ON x.item_idx = i.item_idx
+    WHERE i.in_catalog
+    GROUP BY p.segment_id, i.item_id
+  )
+  WHERE place <= {{top_n}} + {{min_interactions}}
+),
+candidates AS (
+  SELECT c.customer_id, s.item_id, 0 AS tier, s.popularity
+  FROM cold c JOIN segment_items s ON c.segment_id = s.segment_id
+  UNION ALL
+  SELECT c.customer_id, p.item_id, 1 AS tier, p.popularity
+  FROM cold c CROSS JOIN popular_items p
+),
+excluded AS (
+  SELECT u.customer_id, i.item_id
+  FROM interactions x
+  JOIN user_index u ON x.user_idx = u.user_idx
+  JOIN item_index i ON x.item_idx = i.item_idx
+  WHERE {{exclude_rule}}
+),
+ranked AS (
+  SELECT customer_id, item_id, tier, popularity,
+         ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY tier, popularity DESC, item_id) AS place
+  FROM (
+    SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.customer_id, c.item_id ORDER BY c.tier) AS copy
+    FROM candidates c
+    WHERE NOT EXISTS (SELECT 1 FROM excluded e WHERE e.customer_id = c.customer_id AND e.item_id = c.item_id)
+  )
+  WHERE copy = 1
+)
+SELECT customer_id, rank, item_id, score, 'als' AS source FROM modelled
 UNION ALL
-SELECT f.customer_id, p.place AS rank, p.item_id, CAST(p.popularity AS FLOAT) AS score, 'popular' AS source
-FROM user_features f
-CROSS JOIN popular_items p
-WHERE NOT EXISTS (SELECT 1 FROM als_recommendations r JOIN user_index u ON r.user_idx = u.user_idx
-                  WHERE u.customer_id = f.customer_id)
+SELECT customer_id, CAST(place AS INT) AS rank, item_id, CAST(popularity AS FLOAT) AS score,
+       CASE tier WHEN 0 THEN 'segment_popular' ELSE 'popular' END AS source
+FROM ranked
+WHERE place <= {{top_n}}

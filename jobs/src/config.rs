@@ -260,12 +260,22 @@ pub struct RecommendationsConfig {
     pub seed: u64,
     /// Recommendations per customer.
     pub top_n: usize,
+    /// Customers with fewer items than this in the window get their segment's most popular
+    /// items instead of the model's (cold start).
+    pub min_interactions: usize,
     /// Items never recommended to a customer.
     pub exclude: Exclude,
     /// Event weights.
     pub weights: EventWeights,
     /// Cap on one (customer, item) weight.
     pub max_weight: f64,
+    /// Explicit ratings instead of implicit feedback (`persona als --explicit` only: the
+    /// nightly interactions are implicit).
+    #[serde(skip)]
+    pub explicit: bool,
+    /// Time decay: an event's weight halves for every this many days of age at the end of the
+    /// window (0: no decay).
+    pub half_life_days: f64,
 }
 
 impl Default for RecommendationsConfig {
@@ -280,9 +290,12 @@ impl Default for RecommendationsConfig {
             cg_steps: 3,
             seed: 7,
             top_n: 10,
+            min_interactions: 3,
             exclude: Exclude::Purchased,
             weights: EventWeights::default(),
             max_weight: 50.0,
+            half_life_days: 0.0,
+            explicit: false,
         }
     }
 }
@@ -457,6 +470,11 @@ impl PipelineConfig {
             (
                 self.recommendations.max_weight > 0.0,
                 "recommendations.max_weight must be > 0",
+            ),
+            (
+                self.recommendations.half_life_days >= 0.0
+                    && self.recommendations.half_life_days.is_finite(),
+                "recommendations.half_life_days must be >= 0 (0: no time decay)",
             ),
             (
                 self.recommendations.solver == AlsSolver::Cholesky

@@ -206,6 +206,10 @@ struct AlsArgs {
     /// Also recommend items the user already interacted with.
     #[arg(long)]
     keep_seen: bool,
+    /// The weights are explicit ratings (stars, scores): minimise the squared error on the
+    /// rated pairs only, and report RMSE (on --holdout too, whose --weight column it reads).
+    #[arg(long, requires = "weight")]
+    explicit: bool,
     /// persona.toml (for the [storage] and [execution] sections).
     #[arg(long, env = "PERSONA_CONFIG")]
     config: Option<PathBuf>,
@@ -485,6 +489,7 @@ fn als_options(args: AlsArgs) -> Result<als::command::AlsOptions> {
         cg_steps: args.cg_steps,
         seed: args.seed,
         top_n: args.top_n,
+        explicit: args.explicit,
         ..pipeline.recommendations.clone()
     };
     let check = PipelineConfig {
@@ -523,6 +528,15 @@ fn print_als(r: &als::command::AlsCommandReport, output: &str) {
         fit.loss.last().copied().unwrap_or(f64::NAN),
         r.seconds
     );
+    if let Some(rmse) = &r.rmse {
+        match rmse.holdout {
+            Some(h) => println!(
+                "  RMSE: {:.4} on the training ratings, {h:.4} on the holdout",
+                rmse.train
+            ),
+            None => println!("  RMSE: {:.4} on the training ratings", rmse.train),
+        }
+    }
     for m in r.holdout.iter().flatten() {
         println!(
             "  {:<8} precision@k {:.4}  recall@k {:.4}  ndcg@k {:.4}  map@k {:.4}  coverage {:.3}  ({} users)",

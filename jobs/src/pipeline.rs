@@ -393,7 +393,9 @@ pub fn sql_params(opts: &RunOptions, window: Window) -> BTreeMap<&'static str, S
         ),
         ("weight_purchase", format!("{:?}", rec.weights.purchase)),
         ("max_weight", format!("{:?}", rec.max_weight)),
+        ("half_life_days", format!("{:?}", rec.half_life_days)),
         ("top_n", rec.top_n.to_string()),
+        ("min_interactions", rec.min_interactions.to_string()),
         ("exclude_rule", exclude.to_string()),
         ("holdout_start", format!("{holdout_start}T00:00:00Z")),
     ])

@@ -121,11 +121,25 @@ async fn run_publishes_complete_consistent_tables() {
         .await,
         0
     );
-    // Every active customer gets recommendations.
+    // Every active customer gets recommendations: ten, from one source; the customers the
+    // model hardly knows get their segment's favourites.
     assert_eq!(
         scalar_i64(&ctx, "SELECT COUNT(*) FROM user_profiles WHERE customer_id NOT IN (SELECT customer_id FROM recommendations)").await,
         0,
         "active customer without recommendations"
+    );
+    assert_eq!(
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM (SELECT customer_id FROM recommendations GROUP BY customer_id HAVING COUNT(*) <> 10 OR COUNT(DISTINCT source = 'als') <> 1)").await,
+        0,
+        "a customer without exactly ten recommendations from the model or from the fallback"
+    );
+    assert!(
+        scalar_i64(
+            &ctx,
+            "SELECT COUNT(*) FROM recommendations WHERE source = 'segment_popular'"
+        )
+        .await
+            > 0
     );
     assert!(
         scalar_i64(

@@ -43,6 +43,7 @@ pub fn encode_udf(udf: &ScalarUDF, buf: &mut Vec<u8>) {
                 Solver::ConjugateGradient { steps } => steps as u64 + 1,
             },
         );
+        buf.push(u8::from(s.explicit));
     }
 }
 
@@ -72,6 +73,7 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
                     steps: (n - 1) as usize,
                 },
             };
+            let explicit = r.take(1)?[0] != 0;
             ScalarUDF::from(AlsSolve::new(AlsModelSide {
                 other,
                 gram,
@@ -80,6 +82,7 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
                 lambda_bits,
                 weighted_lambda,
                 solver,
+                explicit,
             }))
         }
         _ => return Ok(None),
@@ -230,6 +233,7 @@ mod tests {
             lambda_bits: 0.1f32.to_bits(),
             weighted_lambda: true,
             solver: Solver::ConjugateGradient { steps: 4 },
+            explicit: true,
         };
         for solver in [Solver::Cholesky, Solver::ConjugateGradient { steps: 0 }] {
             let other = AlsModelSide {

@@ -9,6 +9,10 @@
 //! - `OUTPUT/report/report.json`: the fit (seconds and loss per iteration) and, with
 //!   `--holdout`, precision, recall, NDCG and MAP@k of the model and of popularity on the
 //!   held-out pairs, computed by the same `sql/21_evaluation.sql` as the nightly evaluation.
+//!
+//! With `--explicit` the weights are ratings (averaged per pair, any value): the fit minimises
+//! the squared error on the rated pairs only, and the report adds the RMSE on the training
+//! ratings and on the holdout's.
 
 use std::time::Instant;
 
@@ -62,10 +66,47 @@ pub struct AlsCommandReport {
     pub fit: AlsReport,
     /// Scores on `--holdout`, for the model (`als`) and for popularity (`popular`).
     pub holdout: Option<Vec<ModelScores>>,
+    /// With `--explicit`: root-mean-square error of the predicted ratings.
+    pub rmse: Option<Rmse>,
     /// Seconds for the whole command.
     pub seconds: f64,
     /// The settings used.
     pub config: RecommendationsConfig,
+}
+
+/// Root-mean-square error of `--explicit` predictions (`x_u · y_i` against the rating).
+#[derive(Debug, Clone, Serialize)]
+pub struct Rmse {
+    /// On the training ratings.
+    pub train: f64,
+    /// On the `--holdout` ratings of known users and items.
+    pub holdout: Option<f64>,
+}
+
+/// The RMSE of the model on the (user_idx, item_idx, rating) rows of `sql`, streamed (the
+/// rows are never collected).
+async fn rmse(ctx: &SessionContext, sql: &str, model: &super::AlsModel) -> Result<f64> {
+    use arrow::array::AsArray;
+    use arrow::compute::cast;
+    use arrow::datatypes::{DataType, Float64Type, Int32Type};
+    use futures::StreamExt;
+    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+    let (mut sum, mut n) = (0.0f64, 0u64);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let users = batch.column(0).as_primitive::<Int32Type>();
+        let items = batch.column(1).as_primitive::<Int32Type>();
+        let ratings = cast(batch.column(2), &DataType::Float64)?;
+        let ratings = ratings.as_primitive::<Float64Type>();
+        for r in 0..batch.num_rows() {
+            let x = model.users.row(users.value(r) as usize);
+            let y = model.items.row(items.value(r) as usize);
+            let predicted: f64 = x.iter().zip(y).map(|(a, b)| f64::from(a * b)).sum();
+            sum += (ratings.value(r) - predicted).powi(2);
+            n += 1;
+        }
+    }
+    Ok((sum / n.max(1) as f64).sqrt())
 }
 
 /// Runs `persona als`.
@@ -136,13 +177,21 @@ async fn fit_and_publish(
     let weight = opts.weight.as_ref().map_or("1.0".to_string(), |w| {
         format!("CAST({} AS DOUBLE)", quote(w))
     });
+    // A usable row has both ids and a weight: positive for implicit feedback, any rating in
+    // explicit mode. Explicit ratings of one pair are averaged; implicit weights are summed.
+    let usable = if opts.als.explicit {
+        format!("{weight} IS NOT NULL")
+    } else {
+        format!("{weight} > 0")
+    };
+    let combine = if opts.als.explicit { "AVG" } else { "SUM" };
     let rows = count(ctx, "SELECT COUNT(*) FROM als_input").await?;
     // Integer ids, ordered by the original ids (the same data gives the same ids).
     let index = |col: &str| {
         format!(
             "SELECT id, CAST(ROW_NUMBER() OVER (ORDER BY id) - 1 AS INT) AS idx \
              FROM (SELECT DISTINCT {col} AS id FROM als_input WHERE {col} IS NOT NULL \
-                   AND {user} IS NOT NULL AND {item} IS NOT NULL AND {weight} > 0)"
+                   AND {user} IS NOT NULL AND {item} IS NOT NULL AND {usable})"
         )
     };
     work.materialize(ctx, "als_users", ctx.sql(&index(&user)).await?)
@@ -150,13 +199,19 @@ async fn fit_and_publish(
     work.materialize(ctx, "als_items", ctx.sql(&index(&item)).await?)
         .await?;
     let pairs = format!(
-        "SELECT u.idx AS user_idx, i.idx AS item_idx, CAST(SUM({weight}) AS FLOAT) AS weight \
+        "SELECT u.idx AS user_idx, i.idx AS item_idx, CAST({combine}({weight}) AS FLOAT) AS weight \
          FROM als_input x JOIN als_users u ON x.{user} = u.id JOIN als_items i ON x.{item} = i.id \
-         WHERE {weight} > 0 GROUP BY u.idx, i.idx"
+         WHERE {usable} GROUP BY u.idx, i.idx"
     );
     work.materialize(ctx, "als_pairs", ctx.sql(&pairs).await?)
         .await?;
-    let kept = count(ctx, &format!("SELECT COUNT(*) FROM als_input WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {weight} > 0")).await?;
+    let kept = count(
+        ctx,
+        &format!(
+            "SELECT COUNT(*) FROM als_input WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {usable}"
+        ),
+    )
+    .await?;
     let users = count(ctx, "SELECT COUNT(*) FROM als_users").await? as usize;
     let items = count(ctx, "SELECT COUNT(*) FROM als_items").await? as usize;
     if users == 0 {
@@ -198,6 +253,32 @@ async fn fit_and_publish(
         Some(path) => Some(score_holdout(ctx, opts, path, work, &model).await?),
         None => None,
     };
+    let rmse = if opts.als.explicit {
+        let train = rmse(
+            ctx,
+            "SELECT user_idx, item_idx, weight FROM als_pairs",
+            &model,
+        )
+        .await?;
+        let holdout = match opts.holdout {
+            Some(_) => Some(
+                rmse(
+                    ctx,
+                    &format!(
+                        "SELECT u.idx, i.idx, {weight} FROM als_holdout_input x \
+                         JOIN als_users u ON x.{user} = u.id JOIN als_items i ON x.{item} = i.id \
+                         WHERE {weight} IS NOT NULL"
+                    ),
+                    &model,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Some(Rmse { train, holdout })
+    } else {
+        None
+    };
 
     let mut publisher = Publisher::unpartitioned(output, work, "report", "report.json");
     for table in ["user_factors", "item_factors", "recommendations"] {
@@ -208,6 +289,7 @@ async fn fit_and_publish(
         dropped_rows: rows - kept,
         fit: model.report,
         holdout,
+        rmse,
         seconds: started.elapsed().as_secs_f64(),
         config: opts.als.clone(),
     };
@@ -229,7 +311,7 @@ async fn score_holdout(
 ) -> Result<Vec<ModelScores>> {
     let root = Root::parse(path, &opts.pipeline.storage)?;
     register_parquet(ctx, "als_holdout_input", &root, path).await?;
-    check_columns(ctx, "als_holdout_input", path, opts, false).await?;
+    check_columns(ctx, "als_holdout_input", path, opts, opts.als.explicit).await?;
     let (user, item) = (quote(&opts.user), quote(&opts.item));
     let holdout = format!(
         "SELECT DISTINCT u.idx AS user_idx, i.idx AS item_idx \

@@ -191,6 +191,7 @@ async fn half_step(
         lambda_bits: (cfg.lambda as f32).to_bits(),
         weighted_lambda: cfg.weighted_lambda,
         solver: solver(cfg),
+        explicit: cfg.explicit,
     };
     ctx.register_udf(ScalarUDF::from(AlsSolve::new(side)));
     let sql = format!("SELECT idx, als_solve(idx, items, weights) AS solved FROM {grouped}");

@@ -166,12 +166,20 @@ pub struct AlsModelSide {
     pub weighted_lambda: bool,
     /// How each row is solved.
     pub solver: Solver,
+    /// Explicit ratings instead of implicit feedback: minimise `Σ_observed (r − x·y)² + λ‖x‖²`
+    /// with the weights as ratings `r`; unobserved pairs do not count (no `YᵀY` term).
+    pub explicit: bool,
 }
+
+/// One observed interaction as the equations see it: the offset of its `y` in the other
+/// side's values, its coefficient `a` in `A = … + Σ a y yᵀ`, and `β` in `b = Σ β y`.
+/// Implicit: `a = c − 1 = alpha·w`, `β = c`; explicit: `a = 1`, `β = r`.
+type Observed = (usize, f32, f32);
 
 /// Reusable buffers of one row solve (no allocation per row).
 #[derive(Debug, Default)]
 pub struct SolveScratch {
-    observed: Vec<(usize, f32)>,
+    observed: Vec<Observed>,
     r: Vec<f32>,
     p: Vec<f32>,
     ap: Vec<f32>,
@@ -219,45 +227,59 @@ impl AlsModelSide {
     /// squared error over *all* of the other side (unobserved pairs have preference 0 and
     /// confidence 1, which `xᵀ(YᵀY)x` covers) plus this row's regularisation. Summed over every
     /// row, plus the other side's regularisation, it is the loss ALS minimises.
+    ///
+    /// In explicit mode: `Σ_observed (r_i − y_i·x)² + λ‖x‖²`.
     pub fn row_loss(&self, x: &[f32], items: &[i32], weights: &[f32]) -> f64 {
         let k = x.len();
         if k != self.other.rank() || self.gram.values().len() != k * k {
             return 0.0;
         }
         let mut observed = Vec::with_capacity(items.len());
-        let lambda = self.observe(items, weights, &mut observed);
+        let (lambda, constant) = self.observe(items, weights, &mut observed);
         let (gram, y) = (self.gram.values(), self.other.values());
-        let mut loss = 0.0f64;
-        for a in 0..k {
-            loss += f64::from(x[a]) * f64::from(dot(&gram[a * k..(a + 1) * k], x));
+        let mut loss = constant + f64::from(lambda) * f64::from(dot(x, x));
+        if !self.explicit {
+            for a in 0..k {
+                loss += f64::from(x[a]) * f64::from(dot(&gram[a * k..(a + 1) * k], x));
+            }
         }
-        loss += f64::from(lambda) * f64::from(dot(x, x));
-        for &(offset, cw) in &observed {
+        // Each observed term is a·s² − 2β·s + γ: c(1 − s)² − s² implicit, (r − s)² explicit.
+        for &(offset, a, beta) in &observed {
             let s = f64::from(dot(&y[offset..offset + k], x));
-            loss += (1.0 + f64::from(cw)) * (1.0 - s) * (1.0 - s) - s * s;
+            loss += f64::from(a) * s * s - 2.0 * f64::from(beta) * s;
         }
         loss
     }
 
-    /// The row's observed interactions as (offset into `other`, `alpha·w`), and its λ.
+    /// The row's observed interactions ([`Observed`]), its λ, and the constant of its loss
+    /// (`Σ γ`: `Σ c` implicit, `Σ r²` explicit).
     #[inline(always)]
-    fn observe(&self, items: &[i32], weights: &[f32], observed: &mut Vec<(usize, f32)>) -> f32 {
+    fn observe(&self, items: &[i32], weights: &[f32], observed: &mut Vec<Observed>) -> (f32, f64) {
         let (k, rows, alpha) = (self.other.rank(), self.other.rows(), self.alpha());
+        let explicit = self.explicit;
+        let mut constant = 0.0f64;
         observed.clear();
         observed.extend(items.iter().zip(weights).filter_map(|(&i, &w)| {
             let i = usize::try_from(i).ok().filter(|&i| i < rows)?;
-            Some((i * k, alpha * w))
+            if explicit {
+                constant += f64::from(w) * f64::from(w);
+                Some((i * k, 1.0, w))
+            } else {
+                constant += 1.0 + f64::from(alpha * w);
+                Some((i * k, alpha * w, 1.0 + alpha * w))
+            }
         }));
-        if self.weighted_lambda {
+        let lambda = if self.weighted_lambda {
             self.lambda() * observed.len().max(1) as f32
         } else {
             self.lambda()
-        }
+        };
+        (lambda, constant)
     }
 
-    /// `out = (YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ) v`.
+    /// `out = A v = (YᵀY + λI + Σ a_i y_i y_iᵀ) v` (no `YᵀY` in explicit mode).
     #[inline(always)]
-    fn apply(&self, lambda: f32, observed: &[(usize, f32)], v: &[f32], out: &mut [f32]) {
+    fn apply(&self, lambda: f32, observed: &[Observed], v: &[f32], out: &mut [f32]) {
         let k = v.len();
         let (gram, y) = (self.gram.values(), self.other.values());
         // YᵀY is symmetric, so (YᵀY)v is a sum of its rows scaled by v: vector updates with
@@ -265,10 +287,12 @@ impl AlsModelSide {
         for (o, vi) in out.iter_mut().zip(v) {
             *o = lambda * vi;
         }
-        for (a, &va) in v.iter().enumerate() {
-            axpy(va, &gram[a * k..(a + 1) * k], out);
+        if !self.explicit {
+            for (a, &va) in v.iter().enumerate() {
+                axpy(va, &gram[a * k..(a + 1) * k], out);
+            }
         }
-        for &(offset, cw) in observed {
+        for &(offset, cw, _) in observed {
             let yi = &y[offset..offset + k];
             axpy(cw * dot(yi, v), yi, out);
         }
@@ -284,8 +308,8 @@ impl AlsModelSide {
         s: &mut SolveScratch,
     ) -> f64 {
         let k = x.len();
-        let lambda = self.observe(items, weights, &mut s.observed);
-        let confidence = self.right_hand_side(k, &s.observed, &mut s.b);
+        let (lambda, constant) = self.observe(items, weights, &mut s.observed);
+        self.right_hand_side(k, &s.observed, &mut s.b);
         s.r.resize(k, 0.0);
         s.p.resize(k, 0.0);
         s.ap.resize(k, 0.0);
@@ -315,23 +339,20 @@ impl AlsModelSide {
             }
             rs_old = rs_new;
         }
-        // loss = xᵀAx − 2bᵀx + Σc and Ax = b − r, so loss = Σc − xᵀ(b + r): two dot products
+        // loss = xᵀAx − 2bᵀx + Σγ and Ax = b − r, so loss = Σγ − xᵀ(b + r): two dot products
         // with the residual CG already keeps.
-        confidence - f64::from(dot(x, &s.b)) - f64::from(dot(x, &s.r))
+        constant - f64::from(dot(x, &s.b)) - f64::from(dot(x, &s.r))
     }
 
-    /// `b = Σ c_i y_i` into `b`; returns `Σ c_i`.
+    /// `b = Σ β_i y_i` into `b`.
     #[inline(always)]
-    fn right_hand_side(&self, k: usize, observed: &[(usize, f32)], b: &mut Vec<f32>) -> f64 {
+    fn right_hand_side(&self, k: usize, observed: &[Observed], b: &mut Vec<f32>) {
         let y = self.other.values();
         b.clear();
         b.resize(k, 0.0);
-        let mut confidence = 0.0f64;
-        for &(offset, cw) in observed {
-            axpy(1.0 + cw, &y[offset..offset + k], b);
-            confidence += 1.0 + f64::from(cw);
+        for &(offset, _, beta) in observed {
+            axpy(beta, &y[offset..offset + k], b);
         }
-        confidence
     }
 
     /// Builds the full system and solves it by Cholesky factorisation (`A = L·Lᵀ`, in place).
@@ -340,17 +361,21 @@ impl AlsModelSide {
     #[inline(always)]
     fn cholesky(&self, x: &mut [f32], items: &[i32], weights: &[f32], s: &mut SolveScratch) -> f64 {
         let k = x.len();
-        let lambda = self.observe(items, weights, &mut s.observed);
-        let confidence = self.right_hand_side(k, &s.observed, &mut s.b);
+        let (lambda, constant) = self.observe(items, weights, &mut s.observed);
+        self.right_hand_side(k, &s.observed, &mut s.b);
         let y = self.other.values();
         s.a.clear();
-        s.a.extend_from_slice(self.gram.values());
+        if self.explicit {
+            s.a.resize(k * k, 0.0);
+        } else {
+            s.a.extend_from_slice(self.gram.values());
+        }
         s.r.clear();
         s.r.extend_from_slice(&s.b);
         for a in 0..k {
             s.a[a * k + a] += lambda;
         }
-        for &(offset, cw) in &s.observed {
+        for &(offset, cw, _) in &s.observed {
             let yi = &y[offset..offset + k];
             for a in 0..k {
                 axpy(cw * yi[a], yi, &mut s.a[a * k..(a + 1) * k]);
@@ -381,8 +406,8 @@ impl AlsModelSide {
             }
             x[i] = v / s.a[i * k + i];
         }
-        // The exact solution has A x = b, so the loss is Σc − xᵀb (see `conjugate_gradient`).
-        confidence - f64::from(dot(x, &s.b))
+        // The exact solution has A x = b, so the loss is Σγ − xᵀb (see `conjugate_gradient`).
+        constant - f64::from(dot(x, &s.b))
     }
 }
 
@@ -436,18 +461,26 @@ mod tests {
         let gram = side.gram.values();
         for i in 0..k {
             for j in 0..k {
-                a[i][j] = f64::from(gram[i * k + j]);
+                if !side.explicit {
+                    a[i][j] = f64::from(gram[i * k + j]);
+                }
             }
             a[i][i] += f64::from(side.lambda());
         }
         for (&it, &w) in items.iter().zip(weights) {
             let y = side.other.row(it as usize);
-            let c = 1.0 + f64::from(side.alpha() * w);
+            // (coefficient of y yᵀ, coefficient of y in b)
+            let (coef, rhs) = if side.explicit {
+                (1.0, f64::from(w))
+            } else {
+                let c = 1.0 + f64::from(side.alpha() * w);
+                (c - 1.0, c)
+            };
             for i in 0..k {
                 for j in 0..k {
-                    a[i][j] += (c - 1.0) * f64::from(y[i]) * f64::from(y[j]);
+                    a[i][j] += coef * f64::from(y[i]) * f64::from(y[j]);
                 }
-                a[i][k] += c * f64::from(y[i]);
+                a[i][k] += rhs * f64::from(y[i]);
             }
         }
         for col in 0..k {
@@ -482,6 +515,7 @@ mod tests {
             lambda_bits: 0.1f32.to_bits(),
             weighted_lambda,
             solver,
+            explicit: false,
         }
     }
 
@@ -535,6 +569,41 @@ mod tests {
             assert!(
                 (loss - direct).abs() < 1e-4 * direct.abs().max(1.0),
                 "{solver:?}: {loss} vs {direct}"
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_ratings_solve_exactly_and_report_their_squared_error() {
+        for solver in [Solver::ConjugateGradient { steps: 4 }, Solver::Cholesky] {
+            let side = AlsModelSide {
+                explicit: true,
+                ..side(solver, false)
+            };
+            let (items, ratings) = ([0, 1, 2, 3, 5], [4.0, 1.0, 5.0, 3.0, 2.0]);
+            let mut x = vec![0.0f32; 4];
+            let loss = side.solve(&mut x, &items, &ratings, &mut SolveScratch::default());
+            let exact = dense_solve(&side, &items, &ratings);
+            for (a, b) in x.iter().zip(&exact) {
+                assert!(
+                    (f64::from(*a) - b).abs() < 1e-3,
+                    "{solver:?}: {x:?} vs {exact:?}"
+                );
+            }
+            let direct = side.row_loss(&x, &items, &ratings);
+            let by_hand: f64 = items
+                .iter()
+                .zip(&ratings)
+                .map(|(&i, &r)| {
+                    let s = f64::from(dot(side.other.row(i as usize), &x));
+                    (f64::from(r) - s).powi(2)
+                })
+                .sum::<f64>()
+                + f64::from(side.lambda()) * f64::from(dot(&x, &x));
+            assert!((direct - by_hand).abs() < 1e-3, "{direct} vs {by_hand}");
+            assert!(
+                (loss - by_hand).abs() < 1e-3,
+                "{solver:?}: {loss} vs {by_hand}"
             );
         }
     }
