@@ -267,13 +267,21 @@ async fn the_factors_do_not_depend_on_how_the_rows_are_partitioned() {
     for partitions in ["1", "7"] {
         let dir = temp();
         let config = dir.path().join("persona.toml");
-        std::fs::write(&config, format!("[execution]\ntarget_partitions = {partitions}\n")).unwrap();
-        let (_data, out, result) = fit(&["--weight", "strength", "--config", config.to_str().unwrap()]);
+        std::fs::write(
+            &config,
+            format!("[execution]\ntarget_partitions = {partitions}\n"),
+        )
+        .unwrap();
+        let (_data, out, result) =
+            fit(&["--weight", "strength", "--config", config.to_str().unwrap()]);
         ok(&result);
         results.push(table(&out, "user_factors", sql).await);
     }
     assert_eq!(results[0].len(), 400);
-    assert_eq!(results[0], results[1], "1 and 7 partitions gave different factors");
+    assert_eq!(
+        results[0], results[1],
+        "1 and 7 partitions gave different factors"
+    );
 }
 
 #[test]

@@ -355,9 +355,9 @@ impl AlsModelSide {
         }
     }
 
-    /// Builds the full system and solves it by Cholesky factorisation (`A = L·Lᵀ`, in place).
-    /// The system is symmetric positive definite whenever λ > 0; if rounding makes a pivot
-    /// non-positive, the previous factors are kept.
+    /// Builds the full system and solves it by Cholesky factorisation (`A = L·Lᵀ`). The system
+    /// is symmetric positive definite whenever λ > 0; if rounding makes it not so, the previous
+    /// factors are kept.
     #[inline(always)]
     fn cholesky(&self, x: &mut [f32], items: &[i32], weights: &[f32], s: &mut SolveScratch) -> f64 {
         let k = x.len();
@@ -370,8 +370,6 @@ impl AlsModelSide {
         } else {
             s.a.extend_from_slice(self.gram.values());
         }
-        s.r.clear();
-        s.r.extend_from_slice(&s.b);
         for a in 0..k {
             s.a[a * k + a] += lambda;
         }
@@ -381,31 +379,16 @@ impl AlsModelSide {
                 axpy(cw * yi[a], yi, &mut s.a[a * k..(a + 1) * k]);
             }
         }
-        // A = L Lᵀ: L overwrites the lower triangle, row by row.
-        for i in 0..k {
-            for j in 0..=i {
-                let sum = s.a[i * k + j] - dot(&s.a[i * k..i * k + j], &s.a[j * k..j * k + j]);
-                if i == j {
-                    if sum <= 0.0 || !sum.is_finite() {
-                        return self.row_loss(x, items, weights);
-                    }
-                    s.a[i * k + i] = sum.sqrt();
-                } else {
-                    s.a[i * k + j] = sum / s.a[j * k + j];
-                }
-            }
+        // A = L Lᵀ, then L z = b and Lᵀ x = z (nalgebra's dense Cholesky).
+        let system = nalgebra::DMatrix::from_row_slice(k, k, &s.a);
+        let Some(factor) = system.cholesky() else {
+            return self.row_loss(x, items, weights);
+        };
+        let solution = factor.solve(&nalgebra::DVector::from_column_slice(&s.b));
+        if solution.iter().any(|v| !v.is_finite()) {
+            return self.row_loss(x, items, weights);
         }
-        // L z = b, then Lᵀ x = z.
-        for i in 0..k {
-            s.r[i] = (s.r[i] - dot(&s.a[i * k..i * k + i], &s.r[..i])) / s.a[i * k + i];
-        }
-        for i in (0..k).rev() {
-            let mut v = s.r[i];
-            for (j, xj) in x.iter().enumerate().skip(i + 1) {
-                v -= s.a[j * k + i] * xj;
-            }
-            x[i] = v / s.a[i * k + i];
-        }
+        x.copy_from_slice(solution.as_slice());
         // The exact solution has A x = b, so the loss is Σγ − xᵀb (see `conjugate_gradient`).
         constant - f64::from(dot(x, &s.b))
     }
