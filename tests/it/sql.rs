@@ -168,6 +168,17 @@ fn every_example_query_runs() {
             "recommendation_sources" => {
                 assert!(rows[1..].iter().any(|r| r.contains(",als,")), "{rows:?}");
             }
+            "evaluation_trend" => {
+                assert!(
+                    rows[0].starts_with("dt,users,als_ndcg,popular_ndcg,lift"),
+                    "{rows:?}"
+                );
+                assert_eq!(rows.len(), 3, "one row per date: {rows:?}");
+                for row in &rows[1..] {
+                    let lift: f64 = row.split(',').nth(4).unwrap().parse().unwrap();
+                    assert!(lift > 1.0, "ALS does not beat popularity: {row}");
+                }
+            }
             other => panic!("example {other} has no test: add one here"),
         }
     }
@@ -221,6 +232,10 @@ fn outputs_are_readable_by_pyarrow() {
         "user_profiles",
         "segments",
         "recommendations",
+        "user_factors",
+        "item_factors",
+        "similar_items",
+        "evaluation",
     ] {
         assert_eq!(
             report[table]["rows"].as_u64().unwrap(),
@@ -233,6 +248,15 @@ fn outputs_are_readable_by_pyarrow() {
     assert_eq!(types["item_id"], "string", "{types}");
     assert_eq!(types["score"], "float", "{types}");
     assert_eq!(report["segments"]["types"]["segment_label"], "string");
+    // Vectors are lists of float32, as the README's schema reference says.
+    for table in ["user_factors", "item_factors"] {
+        let factors = report[table]["types"]["factors"].as_str().unwrap();
+        assert!(
+            factors.starts_with("list<") && factors.contains("float>"),
+            "{table}: {factors}"
+        );
+    }
+    assert_eq!(report["evaluation"]["types"]["ndcg_at_k"], "double");
     assert!(
         report["recommendations"]["compression"]
             .as_str()
