@@ -2,6 +2,7 @@
 
   python kmeans_peer.py data   --rows N --dims D --k K --dir DIR   # points.parquet, init.parquet
   python kmeans_peer.py sklearn --dir DIR --k K --iters M            # prints one JSON line
+  python kmeans_peer.py segments --output ROOT --date D               # the nightly segments' points
 
 The points are K overlapping Gaussian blobs (so Lloyd keeps moving for many iterations); the
 initial centroids are K points drawn with a fixed seed. scikit-learn runs `algorithm="lloyd"`,
@@ -61,17 +62,57 @@ def run_sklearn(args):
                       "seconds_per_iteration": per_iter, "inertia": float(km.inertia_)}))
 
 
+def run_segments(args):
+    """scikit-learn on the nightly segments' points: the published user_features of a run,
+    prepared as the run's manifest says (ln(1 + max(x, 0)) for the log features, nulls imputed
+    with the mean, z-scores), clustered with the run's k for the run's number of iterations
+    from k-means++. Only the time per iteration is comparable (the initialisations differ)."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    manifest = json.load(open(os.path.join(args.output, "_runs", f"dt={args.date}", "manifest.json")))
+    cfg = manifest["config"]["segments"]
+    fit = manifest["segments"]["fit"]
+    table = pq.read_table(os.path.join(args.output, "user_features", f"dt={args.date}"))
+    used = [f for f in cfg["features"] if f not in manifest["segments"].get("dropped_features", [])]
+    columns = []
+    for name in used:
+        v = table.column(name).to_numpy(zero_copy_only=False).astype(float)
+        if name in cfg["log_features"]:
+            v = np.log1p(np.maximum(v, 0.0))
+        v = np.where(np.isnan(v), np.nanmean(v), v)
+        sd = v.std()
+        columns.append((v - v.mean()) / (sd if sd > 0 else 1.0))
+    x = np.ascontiguousarray(np.column_stack(columns))
+    k, iters = int(fit["k"]), max(int(fit["iterations"]), 2)
+
+    def run(n):
+        km = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=n, tol=0.0,
+                    algorithm="lloyd", random_state=0)
+        t = time.perf_counter()
+        km.fit(x)
+        return time.perf_counter() - t
+
+    with threadpool_limits(limits=args.threads):
+        run(1)
+        t1, tm = run(1), run(iters)
+    print(json.dumps({"rows": int(x.shape[0]), "dims": int(x.shape[1]), "k": k, "iterations": iters,
+                      "seconds_per_iteration": (tm - t1) / (iters - 1)}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["data", "sklearn"])
+    p.add_argument("what", choices=["data", "sklearn", "segments"])
+    p.add_argument("--output", help="segments: a persona run's output root")
+    p.add_argument("--date", help="segments: the run date")
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--dims", type=int, default=30)
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--dir", required=True)
+    p.add_argument("--dir")
     args = p.parse_args()
-    make_data(args) if args.what == "data" else run_sklearn(args)
+    {"data": make_data, "sklearn": run_sklearn, "segments": run_segments}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,9 @@ pub struct AlsModelSide {
 /// Implicit: `a = c − 1 = alpha·w`, `β = c`; explicit: `a = 1`, `β = r`.
 type Observed = (usize, f32, f32);
 
+/// Columns of `A v` accumulated in registers at once (four AVX-512 registers).
+const OUT_BLOCK: usize = 64;
+
 /// Reusable buffers of one row solve (no allocation per row).
 #[derive(Debug, Default)]
 pub struct SolveScratch {
@@ -185,6 +188,7 @@ pub struct SolveScratch {
     ap: Vec<f32>,
     b: Vec<f32>,
     a: Vec<f32>,
+    t: Vec<f32>,
 }
 
 impl AlsModelSide {
@@ -234,7 +238,7 @@ impl AlsModelSide {
         if k != self.other.rank() || self.gram.values().len() != k * k {
             return 0.0;
         }
-        let mut observed = Vec::with_capacity(items.len());
+        let mut observed = Vec::new();
         let (lambda, constant) = self.observe(items, weights, &mut observed);
         let (gram, y) = (self.gram.values(), self.other.values());
         let mut loss = constant + f64::from(lambda) * f64::from(dot(x, x));
@@ -253,22 +257,27 @@ impl AlsModelSide {
 
     /// The row's observed interactions ([`Observed`]), its λ, and the constant of its loss
     /// (`Σ γ`: `Σ c` implicit, `Σ r²` explicit).
+    ///
+    /// (Copying the other side's rows into a contiguous buffer first, so that the CG steps
+    /// re-read them from cache, was measured: the copy cost what it saved, on medium data too.)
     #[inline(always)]
     fn observe(&self, items: &[i32], weights: &[f32], observed: &mut Vec<Observed>) -> (f32, f64) {
         let (k, rows, alpha) = (self.other.rank(), self.other.rows(), self.alpha());
-        let explicit = self.explicit;
         let mut constant = 0.0f64;
         observed.clear();
-        observed.extend(items.iter().zip(weights).filter_map(|(&i, &w)| {
-            let i = usize::try_from(i).ok().filter(|&i| i < rows)?;
-            if explicit {
+        for (&i, &w) in items.iter().zip(weights) {
+            let Some(i) = usize::try_from(i).ok().filter(|&i| i < rows) else {
+                continue;
+            };
+            let offset = i * k;
+            if self.explicit {
                 constant += f64::from(w) * f64::from(w);
-                Some((i * k, 1.0, w))
+                observed.push((offset, 1.0, w));
             } else {
                 constant += 1.0 + f64::from(alpha * w);
-                Some((i * k, alpha * w, 1.0 + alpha * w))
+                observed.push((offset, alpha * w, 1.0 + alpha * w));
             }
-        }));
+        }
         let lambda = if self.weighted_lambda {
             self.lambda() * observed.len().max(1) as f32
         } else {
@@ -277,25 +286,81 @@ impl AlsModelSide {
         (lambda, constant)
     }
 
-    /// `out = A v = (YᵀY + λI + Σ a_i y_i y_iᵀ) v` (no `YᵀY` in explicit mode).
+    /// `out = A v = (YᵀY + λI + Σ a_i y_i y_iᵀ) v` (no `YᵀY` in explicit mode); `t` is
+    /// scratch for the `a_i (y_i·v)`.
+    ///
+    /// `out` is built [`OUT_BLOCK`] columns at a time in a local accumulator that stays in
+    /// registers, from `YᵀY`'s rows scaled by `v` (it is symmetric, so no horizontal sums) and
+    /// the `y_i` scaled by `t_i`; updating `out` in memory once per row and per interaction
+    /// cost a load and a store for every multiply-add.
     #[inline(always)]
-    fn apply(&self, lambda: f32, observed: &[Observed], v: &[f32], out: &mut [f32]) {
+    fn apply(
+        &self,
+        lambda: f32,
+        (observed, y): (&[Observed], &[f32]),
+        t: &mut Vec<f32>,
+        v: &[f32],
+        out: &mut [f32],
+    ) {
         let k = v.len();
-        let (gram, y) = (self.gram.values(), self.other.values());
-        // YᵀY is symmetric, so (YᵀY)v is a sum of its rows scaled by v: vector updates with
-        // no horizontal sums, unlike one dot product per row.
-        for (o, vi) in out.iter_mut().zip(v) {
-            *o = lambda * vi;
+        // A plain loop, not a closure: closures are not inlined into pulp's target-feature
+        // context, so a `dot` inside one would be compiled for the baseline instruction set.
+        t.clear();
+        for &(offset, a, _) in observed {
+            t.push(a * dot(&y[offset..offset + k], v));
+        }
+        let mut start = 0;
+        while start < k {
+            let width = (k - start).min(OUT_BLOCK);
+            match width {
+                64 => self.apply_block::<64>(lambda, (observed, y), t, v, start, out),
+                32 => self.apply_block::<32>(lambda, (observed, y), t, v, start, out),
+                16 => self.apply_block::<16>(lambda, (observed, y), t, v, start, out),
+                8 => self.apply_block::<8>(lambda, (observed, y), t, v, start, out),
+                _ => self.apply_block::<1>(lambda, (observed, y), t, v, start, out),
+            }
+            start += if width >= 8 && width.is_power_of_two() {
+                width
+            } else {
+                1
+            };
+        }
+    }
+
+    /// Columns `start..start + W` of [`Self::apply`].
+    #[inline(always)]
+    fn apply_block<const W: usize>(
+        &self,
+        lambda: f32,
+        (observed, y): (&[Observed], &[f32]),
+        t: &[f32],
+        v: &[f32],
+        start: usize,
+        out: &mut [f32],
+    ) {
+        let k = v.len();
+        let gram = self.gram.values();
+        let mut acc = [0.0f32; W];
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = lambda * v[start + j];
         }
         if !self.explicit {
             for (a, &va) in v.iter().enumerate() {
-                axpy(va, &gram[a * k..(a + 1) * k], out);
+                if let Ok(row) = <&[f32; W]>::try_from(&gram[a * k + start..a * k + start + W]) {
+                    for j in 0..W {
+                        acc[j] += va * row[j];
+                    }
+                }
             }
         }
-        for &(offset, cw, _) in observed {
-            let yi = &y[offset..offset + k];
-            axpy(cw * dot(yi, v), yi, out);
+        for (&(offset, _, _), &ti) in observed.iter().zip(t) {
+            if let Ok(yi) = <&[f32; W]>::try_from(&y[offset + start..offset + start + W]) {
+                for j in 0..W {
+                    acc[j] += ti * yi[j];
+                }
+            }
         }
+        out[start..start + W].copy_from_slice(&acc);
     }
 
     #[inline(always)]
@@ -309,12 +374,13 @@ impl AlsModelSide {
     ) -> f64 {
         let k = x.len();
         let (lambda, constant) = self.observe(items, weights, &mut s.observed);
-        self.right_hand_side(k, &s.observed, &mut s.b);
+        let y = self.other.values();
+        self.right_hand_side(k, (&s.observed, y), &mut s.b);
         s.r.resize(k, 0.0);
         s.p.resize(k, 0.0);
         s.ap.resize(k, 0.0);
         // r = b − A x
-        self.apply(lambda, &s.observed, x, &mut s.r);
+        self.apply(lambda, (&s.observed, y), &mut s.t, x, &mut s.r);
         for (ri, bi) in s.r.iter_mut().zip(&s.b) {
             *ri = bi - *ri;
         }
@@ -324,7 +390,7 @@ impl AlsModelSide {
             if rs_old < 1e-20 {
                 break;
             }
-            self.apply(lambda, &s.observed, &s.p, &mut s.ap);
+            self.apply(lambda, (&s.observed, y), &mut s.t, &s.p, &mut s.ap);
             let denom = dot(&s.p, &s.ap);
             if denom <= 0.0 || !denom.is_finite() {
                 break;
@@ -346,8 +412,7 @@ impl AlsModelSide {
 
     /// `b = Σ β_i y_i` into `b`.
     #[inline(always)]
-    fn right_hand_side(&self, k: usize, observed: &[Observed], b: &mut Vec<f32>) {
-        let y = self.other.values();
+    fn right_hand_side(&self, k: usize, (observed, y): (&[Observed], &[f32]), b: &mut Vec<f32>) {
         b.clear();
         b.resize(k, 0.0);
         for &(offset, _, beta) in observed {
@@ -362,8 +427,8 @@ impl AlsModelSide {
     fn cholesky(&self, x: &mut [f32], items: &[i32], weights: &[f32], s: &mut SolveScratch) -> f64 {
         let k = x.len();
         let (lambda, constant) = self.observe(items, weights, &mut s.observed);
-        self.right_hand_side(k, &s.observed, &mut s.b);
         let y = self.other.values();
+        self.right_hand_side(k, (&s.observed, y), &mut s.b);
         s.a.clear();
         if self.explicit {
             s.a.resize(k * k, 0.0);

@@ -111,6 +111,9 @@ impl AlsTopN {
     fn top_n(&self, users: &[f32], excluded: &[&[i32]]) -> Vec<Vec<(i32, f32)>> {
         let items = &self.model.items;
         let (k, n) = (items.rank(), self.model.n);
+        if k == 1 && users.iter().all(|&u| u > 0.0) {
+            return self.top_n_one_ranking(users, excluded);
+        }
         let m = users.len() / k.max(1);
         let mut best: Vec<Vec<(i32, f32)>> = vec![Vec::with_capacity(n + 1); m];
         let mut scores = vec![0.0f32; USER_BLOCK * ITEM_BLOCK];
@@ -151,6 +154,33 @@ impl AlsTopN {
             }
         }
         best
+    }
+}
+
+impl AlsTopN {
+    /// [`Self::top_n`] for rank-1 items and positive users (a popularity model): every user
+    /// ranks the items in the same order, so the allowed items are sorted once and each user
+    /// takes the first `n` that it does not exclude, instead of scoring every item again.
+    fn top_n_one_ranking(&self, users: &[f32], excluded: &[&[i32]]) -> Vec<Vec<(i32, f32)>> {
+        let items = &self.model.items;
+        let mut order: Vec<(i32, f32)> = (0..items.rows())
+            .filter(|&i| self.model.allowed.get(i).copied().unwrap_or(false))
+            .map(|i| (i as i32, items.row(i)[0]))
+            .filter(|e| !e.1.is_nan())
+            .collect();
+        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        users
+            .iter()
+            .zip(excluded)
+            .map(|(&u, skip)| {
+                order
+                    .iter()
+                    .filter(|e| !skip.contains(&e.0))
+                    .take(self.model.n)
+                    .map(|&(i, score)| (i, u * score))
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -263,6 +293,29 @@ mod tests {
         let best = f.top_n(&[1.0, -1.0], &[&[1], &[]]);
         assert_eq!(best[0], vec![(2, 3.0), (0, 1.0)]);
         assert_eq!(best[1], vec![(0, -1.0), (2, -3.0)]);
+    }
+
+    #[test]
+    fn a_popularity_model_ranks_like_scoring_every_item() {
+        let pop: Vec<f32> = (0..300).map(|i| ((i * 37) % 101) as f32).collect();
+        let model = TopNModel {
+            items: Arc::new(Factors::new(300, 1, pop).unwrap()),
+            allowed: Arc::new((0..300).map(|i| i % 7 != 0).collect()),
+            n: 10,
+        };
+        let f = AlsTopN::new(model.clone());
+        let excluded: Vec<Vec<i32>> = vec![vec![], vec![100, 33, 66], vec![0]];
+        let skip: Vec<&[i32]> = excluded.iter().map(Vec::as_slice).collect();
+        let fast = f.top_n(&[1.0, 2.0, 0.5], &skip);
+        // Against scoring every allowed, not excluded item.
+        for (user, u) in [1.0f32, 2.0, 0.5].iter().enumerate() {
+            let mut all: Vec<(i32, f32)> = (0..300)
+                .filter(|&i| model.allowed[i] && !excluded[user].contains(&(i as i32)))
+                .map(|i| (i as i32, u * model.items.row(i)[0]))
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            assert_eq!(fast[user], all[..10].to_vec(), "user {user}");
+        }
     }
 
     #[test]

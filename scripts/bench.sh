@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The end-to-end benchmark of the nightly job: `persona run` on generated data with the release
+# build, timed whole (wall, CPU, peak RSS) and per stage (from the run manifest), its results
+# checked, and the two model stages compared side by side with their usual peers on the same
+# data and the same cores (scikit-learn's KMeans on the segments' points; `implicit`'s ALS on
+# the evaluation's training pairs, the ones Persona's evaluation fit used).
+#
+#   scripts/bench.sh [SCALE ...]          # default: small medium
+#
+# Environment: BENCH_CONFIG (a persona.toml for the runs; default: the built-in defaults),
+# BENCH_PEERS=0 (skip the peers). Data is generated once into ~/.cache/persona/bench/als-SCALE
+# (shared with scripts/bench-als.sh); the peers are installed once into
+# ~/.cache/persona/bench-venv from PyPI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${PERSONA_CACHE_DIR:-$HOME/.cache/persona}"
+VENV="$CACHE/bench-venv"
+DATE=2026-11-22
+PEERS="${BENCH_PEERS:-1}"
+CONFIG=()
+[ -n "${BENCH_CONFIG:-}" ] && CONFIG=(--config "$BENCH_CONFIG")
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+BIN="$CARGO_TARGET_DIR/release/persona"
+
+if [ "$PEERS" = 1 ] && { [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import implicit, sklearn, pyarrow, pandas, threadpoolctl" 2>/dev/null; }; then
+  echo "== installing scikit-learn, implicit, pyarrow, pandas into $VENV (once)" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scipy pandas pyarrow threadpoolctl scikit-learn implicit
+fi
+cargo build --release --locked --bin persona >&2
+peer_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1)
+
+for SCALE in "${@:-small medium}"; do
+  DATA="$CACHE/bench/als-$SCALE"
+  if [ ! -f "$DATA/input/.complete" ]; then
+    echo "== generating $SCALE data into $DATA/input (once)" >&2
+    rm -rf "$DATA/input" && mkdir -p "$DATA"
+    "$BIN" generate --scale "$SCALE" --out "$DATA/input" --end-date "$DATE" >&2
+    touch "$DATA/input/.complete"
+  fi
+  OUT=$(mktemp -d)
+  trap 'rm -rf "$OUT"' EXIT
+  echo "== $SCALE: persona run" >&2
+  /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" "$BIN" run --input "$DATA/input" --output "$OUT/o" \
+    --date "$DATE" "${CONFIG[@]}" >/dev/null 2>"$OUT/log" || { tail -5 "$OUT/log" >&2; echo "FAILED: persona run ($SCALE)" >&2; exit 1; }
+  kmeans_peer="" als_peer=""
+  if [ "$PEERS" = 1 ]; then
+    echo "== $SCALE: scikit-learn on the segments' points" >&2
+    kmeans_peer=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/kmeans_peer.py segments --output "$OUT/o" --date "$DATE")
+    # The exact pairs the run's evaluation trained on (same input, date and configuration).
+    "$BIN" evaluate --input "$DATA/input" --output "$OUT/eval" --date "$DATE" "${CONFIG[@]}" \
+      --export-split "$OUT/split" >/dev/null 2>&1
+    read -r rank iters alpha lambda cg < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["config"]["recommendations"]; print(c["rank"], c["iterations"], c["alpha"], c["lambda"], c["cg_steps"])' "$OUT/o/_runs/dt=$DATE/manifest.json")
+    echo "== $SCALE: implicit on the evaluation's training pairs (rank $rank, $iters iterations)" >&2
+    als_peer=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/als_peer.py implicit --dir "$OUT/split" \
+      --rank "$rank" --iters "$iters" --alpha "$alpha" --lambda "$lambda" --cg-steps "$cg")
+  fi
+  python3 - "$SCALE" "$OUT/o/_runs/dt=$DATE/manifest.json" "$OUT/time" "$kmeans_peer" "$als_peer" <<'PY'
+import json, sys
+scale, manifest, timing, kmeans_peer, als_peer = sys.argv[1:6]
+m = json.load(open(manifest))
+wall, user, system, rss = open(timing).read().split()
+groups = [
+    ("staging", ("inputs", "web_logs_flagged", "app_events_flagged", "customers", "identity_map", "events", "event_drops")),
+    ("features", ("user_features",)),
+    ("segments", ("segments (k-means)", "user_profiles", "segments")),
+    ("ALS", ("item_index", "user_index", "interactions", "recommendations (als)")),
+    ("recommendations", ("popular_items", "als_recommendations", "recommendations", "user_factors", "item_factors", "similar_items")),
+    ("evaluation", ("eval_train", "eval_holdout", "evaluation (als vs popular)", "evaluation")),
+    ("publish", ("publish",)),
+]
+seconds = {}
+rows = {}
+for s in m["stages"]:
+    seconds[s["name"]] = seconds.get(s["name"], 0) + s["seconds"]
+    rows[s["name"]] = s["rows"]
+print(f"\n{scale}: wall {float(wall):.1f} s, CPU {float(user) + float(system):.1f} s, peak RSS {int(rss) / 1048576:.2f} GiB")
+print(f"  {'stage':<16} {'seconds':>8} {'share':>6}  rows")
+known = set()
+for name, stages in groups:
+    t = sum(seconds.get(s, 0.0) for s in stages)
+    known.update(stages)
+    main_rows = max((rows.get(s, 0) for s in stages), default=0)
+    print(f"  {name:<16} {t:>8.2f} {100 * t / float(wall):>5.0f}%  {main_rows:,}")
+other = [n for n in seconds if n not in known]
+assert not other, f"stages missing from the table: {other}"
+
+# Results, not only time: every table published, the models did their job.
+problems = []
+for table, n in m["tables"].items():
+    if n == 0:
+        problems.append(f"{table} is empty")
+ev = m.get("evaluation") or {}
+scores = {s["model"]: s for s in ev.get("models", [])}
+if "als" not in scores:
+    problems.append(f"no evaluation ({ev.get('skipped')})")
+else:
+    als, pop = scores["als"]["ndcg_at_k"], scores["popular"]["ndcg_at_k"]
+    print(f"  evaluation: ALS NDCG@10 {als:.4f}, popularity {pop:.4f}")
+    if not (0.03 <= als <= 0.5):
+        problems.append(f"ALS NDCG@10 {als:.4f} outside the expected 0.03..0.5")
+    if als < 2 * pop:
+        problems.append(f"ALS NDCG@10 {als:.4f} is not twice popularity's {pop:.4f}")
+seg = m["segments"]
+if not (2 <= seg["fit"]["k"] <= 12) or min(seg["sizes"]) == 0:
+    problems.append(f"segments look wrong: k {seg['fit']['k']}, sizes {seg['sizes']}")
+
+if kmeans_peer:
+    peer = json.loads(kmeans_peer)
+    ours = seg["fit"]["seconds_per_iteration"]
+    ours = sum(ours) / len(ours)
+    print(f"  K-Means {peer['rows']:,} x {peer['dims']}, k={peer['k']}: persona {ours:.4f} s/iter, "
+          f"scikit-learn {peer['seconds_per_iteration']:.4f} s/iter, ratio {ours / peer['seconds_per_iteration']:.2f}x")
+if als_peer:
+    peer = json.loads(als_peer)
+    fit = ev["fit"]
+    ours = sum(fit["seconds_per_iteration"]) / len(fit["seconds_per_iteration"])
+    print(f"  ALS on {fit['interactions']:,} training pairs: persona {ours:.4f} s/iter, implicit "
+          f"{peer['seconds_per_iteration']:.4f} s/iter, ratio {ours / peer['seconds_per_iteration']:.2f}x; "
+          f"NDCG@10 persona {scores['als']['ndcg_at_k']:.4f}, implicit {peer['ndcg_at_k']:.4f}")
+if problems:
+    print("  RESULT CHECKS FAILED: " + "; ".join(problems))
+    sys.exit(1)
+print("  result checks passed")
+PY
+  rm -rf "$OUT"
+done
