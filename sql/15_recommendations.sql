@@ -1,7 +1,8 @@
 -- input: als_recommendations, interactions, user_index, item_index, user_profiles, popular_items
 -- output: recommendations
 --
--- The published recommendations, {{top_n}} per active customer, never empty:
+-- The published recommendations, {{top_n}} per active customer who agreed to marketing
+-- (marketing_opt_in; everyone when [privacy] recommend_without_opt_in = true), never empty:
 --   'als'              the model's top-N, for customers with at least {{min_interactions}}
 --                      items in the window (the model knows them well enough);
 --   'segment_popular'  otherwise (cold start): the items most popular among the customer's
@@ -61,9 +62,14 @@ ranked AS (
   )
   WHERE copy = 1
 )
-SELECT customer_id, rank, item_id, score, 'als' AS source FROM modelled
-UNION ALL
-SELECT customer_id, CAST(place AS INT) AS rank, item_id, CAST(popularity AS FLOAT) AS score,
-       CASE tier WHEN 0 THEN 'segment_popular' ELSE 'popular' END AS source
-FROM ranked
-WHERE place <= {{top_n}}
+SELECT r.*
+FROM (
+  SELECT customer_id, rank, item_id, score, 'als' AS source FROM modelled
+  UNION ALL
+  SELECT customer_id, CAST(place AS INT) AS rank, item_id, CAST(popularity AS FLOAT) AS score,
+         CASE tier WHEN 0 THEN 'segment_popular' ELSE 'popular' END AS source
+  FROM ranked
+  WHERE place <= {{top_n}}
+) r
+JOIN user_profiles p ON r.customer_id = p.customer_id
+WHERE COALESCE(p.marketing_opt_in, false) OR {{recommend_without_opt_in}}

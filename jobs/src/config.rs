@@ -22,6 +22,8 @@ pub struct PipelineConfig {
     pub recommendations: RecommendationsConfig,
     /// The nightly offline evaluation of the recommendations.
     pub evaluation: EvaluationConfig,
+    /// What personal data may be used for.
+    pub privacy: PrivacyConfig,
     /// Execution settings.
     pub execution: ExecutionConfig,
     /// Object storage (`s3://` roots).
@@ -309,6 +311,15 @@ pub enum AlsSolver {
     Cg,
     /// Exact Cholesky solve.
     Cholesky,
+}
+
+/// `[privacy]` of persona.toml.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Publish recommendations for customers who did not agree to marketing
+    /// (`marketing_opt_in` false or unknown) too. Off by default: they get none.
+    pub recommend_without_opt_in: bool,
 }
 
 /// The nightly offline evaluation: `[evaluation]` of persona.toml.

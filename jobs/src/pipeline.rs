@@ -45,6 +45,7 @@ pub const PUBLISHED: &[&str] = &[
     "user_factors",
     "item_factors",
     "similar_items",
+    "data_quality",
 ];
 
 /// The output SQL stages that run after the models.
@@ -56,6 +57,7 @@ const AFTER_MODELS: &[&str] = &[
     "user_factors",
     "item_factors",
     "similar_items",
+    "data_quality",
 ];
 
 /// What to run.
@@ -398,6 +400,10 @@ pub fn sql_params(opts: &RunOptions, window: Window) -> BTreeMap<&'static str, S
         ("min_interactions", rec.min_interactions.to_string()),
         ("exclude_rule", exclude.to_string()),
         ("holdout_start", format!("{holdout_start}T00:00:00Z")),
+        (
+            "recommend_without_opt_in",
+            opts.config.privacy.recommend_without_opt_in.to_string(),
+        ),
     ])
 }
 

@@ -52,6 +52,7 @@ pub const STAGES: &[SqlStage] = &[
     stage!("eval_train", "19_eval_train.sql"),
     stage!("eval_holdout", "20_eval_holdout.sql"),
     stage!("evaluation", "21_evaluation.sql"),
+    stage!("data_quality", "22_data_quality.sql"),
 ];
 
 /// The stages that run before the models (staging and features).

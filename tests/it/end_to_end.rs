@@ -38,6 +38,7 @@ async fn run_publishes_complete_consistent_tables() {
         "item_factors",
         "similar_items",
         "evaluation",
+        "data_quality",
         "_runs",
     ] {
         let dir = out.path().join(table).join(format!("dt={DATE}"));
@@ -121,13 +122,64 @@ async fn run_publishes_complete_consistent_tables() {
         .await,
         0
     );
-    // Every active customer gets recommendations: ten, from one source; the customers the
-    // model hardly knows get their segment's favourites.
+    // Every active customer who agreed to marketing gets recommendations: ten, from one
+    // source; the customers the model hardly knows get their segment's favourites. The others
+    // get none (privacy by default).
     assert_eq!(
-        scalar_i64(&ctx, "SELECT COUNT(*) FROM user_profiles WHERE customer_id NOT IN (SELECT customer_id FROM recommendations)").await,
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM user_profiles WHERE marketing_opt_in AND customer_id NOT IN (SELECT customer_id FROM recommendations)").await,
         0,
-        "active customer without recommendations"
+        "active opted-in customer without recommendations"
     );
+    assert_eq!(
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM recommendations r JOIN user_profiles p ON r.customer_id = p.customer_id WHERE NOT COALESCE(p.marketing_opt_in, false)").await,
+        0,
+        "recommendations for a customer without marketing_opt_in"
+    );
+    assert!(
+        scalar_i64(
+            &ctx,
+            "SELECT COUNT(*) FROM user_profiles WHERE NOT COALESCE(marketing_opt_in, false)"
+        )
+        .await
+            > 0,
+        "the generated data has customers who did not opt in"
+    );
+
+    // No email address, IP address or cookie id in any string column of any output.
+    for table in [
+        "user_features",
+        "user_profiles",
+        "segments",
+        "recommendations",
+        "user_factors",
+        "item_factors",
+        "similar_items",
+        "evaluation",
+        "data_quality",
+    ] {
+        let schema = ctx.table(table).await.unwrap().schema().as_arrow().clone();
+        for field in schema.fields() {
+            if field.data_type() != &datafusion::arrow::datatypes::DataType::Utf8
+                && field.data_type() != &datafusion::arrow::datatypes::DataType::Utf8View
+            {
+                continue;
+            }
+            let col = field.name();
+            let leaks = scalar_i64(
+                &ctx,
+                &format!(
+                    "SELECT COUNT(*) FROM {table} WHERE \"{col}\" ~ '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]+' \
+                     OR \"{col}\" ~ '(^|[^0-9])[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}([^0-9]|$)' \
+                     OR \"{col}\" IN (SELECT cookie_id FROM in_web_logs)"
+                ),
+            )
+            .await;
+            assert_eq!(
+                leaks, 0,
+                "{table}.{col} holds an email, IP address or cookie id"
+            );
+        }
+    }
     assert_eq!(
         scalar_i64(&ctx, "SELECT COUNT(*) FROM (SELECT customer_id FROM recommendations GROUP BY customer_id HAVING COUNT(*) <> 10 OR COUNT(DISTINCT source = 'als') <> 1)").await,
         0,

@@ -170,6 +170,7 @@ pub async fn outputs(output: &Path, input: &Path) -> SessionContext {
         "item_factors",
         "similar_items",
         "evaluation",
+        "data_quality",
     ] {
         let dir = output.join(table).join(format!("dt={DATE}"));
         ctx.register_parquet(

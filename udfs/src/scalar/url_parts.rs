@@ -120,3 +120,98 @@ mod tests {
         }
     }
 }
+
+/// Malformed input, generated: the parsers must never panic, and what they return must still
+/// be one of the documented answers.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod fuzz {
+    use super::*;
+    use crate::scalar::is_crawler::is_crawler_agent;
+
+    /// SplitMix64: deterministic, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// A string built from URL-ish pieces, random bytes (made valid UTF-8) and multi-byte
+    /// characters, so that byte offsets land inside characters too.
+    fn malformed(rng: &mut Rng) -> String {
+        const PIECES: &[&str] = &[
+            "/",
+            "//",
+            "?",
+            "&",
+            "=",
+            "#",
+            "://",
+            "product",
+            "cart",
+            "add",
+            "item=",
+            "category",
+            "search",
+            "checkout",
+            "complete",
+            "I000123",
+            "%2F",
+            "é",
+            "日本",
+            "🙂",
+            " ",
+            "\t",
+            "..",
+            "http",
+            "https",
+            "p",
+            "c",
+            "account",
+            "\u{0}",
+            "?item=",
+            "/product/",
+        ];
+        let mut s = String::new();
+        for _ in 0..rng.below(12) {
+            match rng.below(3) {
+                0 => {
+                    let bytes: Vec<u8> = (0..rng.below(6)).map(|_| rng.next() as u8).collect();
+                    s.push_str(&String::from_utf8_lossy(&bytes));
+                }
+                _ => s.push_str(PIECES[rng.below(PIECES.len())]),
+            }
+        }
+        if rng.below(4) == 0 {
+            s.push_str(&"x".repeat(rng.below(200)));
+        }
+        s
+    }
+
+    #[test]
+    fn random_malformed_urls_and_user_agents_never_panic() {
+        let kinds = [
+            "product", "cart_add", "category", "search", "checkout", "home", "account", "other",
+        ];
+        let mut rng = Rng(2026);
+        for _ in 0..50_000 {
+            let s = malformed(&mut rng);
+            assert!(kinds.contains(&page_type(&s)), "{s:?}");
+            if let Some(id) = parse_item_id(&s) {
+                assert!(!id.is_empty() && id.len() <= 64, "{s:?} gave item {id:?}");
+                assert!(s.contains(id), "{s:?} gave item {id:?}");
+            }
+            // Any answer is fine for a user agent; it must just not panic.
+            let _ = is_crawler_agent(Some(&s));
+        }
+    }
+}
