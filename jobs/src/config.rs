@@ -24,6 +24,8 @@ pub struct PipelineConfig {
     pub evaluation: EvaluationConfig,
     /// What personal data may be used for.
     pub privacy: PrivacyConfig,
+    /// Data-quality gates.
+    pub gates: GatesConfig,
     /// Execution settings.
     pub execution: ExecutionConfig,
     /// Object storage (`s3://` roots).
@@ -313,6 +315,35 @@ pub enum AlsSolver {
     Cholesky,
 }
 
+/// `[gates]` of persona.toml: when the inputs look too wrong to publish from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatesConfig {
+    /// Run the gates at all.
+    pub enabled: bool,
+    /// Fail when a source has no raw row in the window.
+    pub required_sources: Vec<String>,
+    /// Fail when more than this share of a source's raw rows is dropped (any reason).
+    pub max_dropped_share: f64,
+    /// Fail when the run date's kept rows of a source are below this share of the median of
+    /// the `volume_history_days` days before (0: off; not checked with fewer than 3 such days).
+    pub min_volume_ratio: f64,
+    /// Days before the run date that the volume gate compares with.
+    pub volume_history_days: u32,
+}
+
+impl Default for GatesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            required_sources: vec!["web_logs".into(), "app_events".into()],
+            max_dropped_share: 0.2,
+            min_volume_ratio: 0.5,
+            volume_history_days: 7,
+        }
+    }
+}
+
 /// `[privacy]` of persona.toml.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -499,6 +530,18 @@ impl PipelineConfig {
                 "evaluation.holdout_days must be at least 1 and less than window.lookback_days",
             ),
             (self.evaluation.k >= 1, "evaluation.k must be at least 1"),
+            (
+                (0.0..=1.0).contains(&self.gates.max_dropped_share),
+                "gates.max_dropped_share must be between 0 and 1",
+            ),
+            (
+                self.gates.min_volume_ratio >= 0.0 && self.gates.min_volume_ratio.is_finite(),
+                "gates.min_volume_ratio must be >= 0 (0: off)",
+            ),
+            (
+                self.gates.volume_history_days >= 3,
+                "gates.volume_history_days must be at least 3",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, msg)) => Err(msg.to_string()),

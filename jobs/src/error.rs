@@ -31,6 +31,9 @@ pub enum PipelineError {
         #[source]
         source: Box<PipelineError>,
     },
+    /// A data-quality gate failed: the inputs look wrong enough that publishing would mislead.
+    #[error("[GATE] {0}")]
+    GateFailed(String),
     /// Another run of the same date holds the output root's lock.
     #[error("[LOCKED] {0}")]
     Locked(String),
@@ -91,6 +94,7 @@ impl PipelineError {
             PipelineError::Config(_) => 4,
             PipelineError::Storage(_) | PipelineError::Parquet(_) => 5,
             PipelineError::Locked(_) => 6,
+            PipelineError::GateFailed(_) => 7,
             PipelineError::Query(_) => 2,
             PipelineError::Interrupted { exit_code, .. } => *exit_code,
             PipelineError::DataFusion(e) if is_storage_error(e) => 5,

@@ -16,6 +16,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod fault;
+pub mod gates;
 pub mod generate;
 pub mod input;
 pub mod kmeans;

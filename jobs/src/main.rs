@@ -53,6 +53,9 @@ enum Command {
     /// Score the recommendations offline for one date (ALS against popularity on the last
     /// days of the window) and publish the evaluation table.
     Evaluate(EvaluateArgs),
+    /// Validate one date's inputs and run the data-quality gates, publishing nothing (a
+    /// pre-flight task for a scheduler): exit 0 when the night can run, 3 or 7 when not.
+    Check(CheckArgs),
     /// Run a Ballista scheduler with Persona's functions and codecs.
     Scheduler(SchedulerArgs),
     /// Run a Ballista executor with Persona's functions and codecs.
@@ -139,6 +142,19 @@ struct KMeansArgs {
     /// Where queries run: local, standalone or ballista://HOST:PORT.
     #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
     engine: Engine,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Input root: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, env = "PERSONA_INPUT")]
+    input: String,
+    /// The run date (YYYY-MM-DD).
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    date: NaiveDate,
+    /// persona.toml ([window], [gates], [storage]).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -394,6 +410,23 @@ fn main_inner(cli: Cli) -> Result<()> {
             let summary = runtime.block_on(pipeline::run(&opts, &mut Progress::new()))?;
             print_summary(&summary);
             Ok(())
+        }
+        Command::Check(args) => {
+            let opts = RunOptions {
+                input: args.input,
+                output: String::new(),
+                date: args.date,
+                config: PipelineConfig::load(args.config.as_deref())?,
+                engine: Engine::Local,
+                evaluate_only: false,
+                export_split: None,
+            };
+            let mut report = None;
+            let result = runtime.block_on(pipeline::check(&opts, &mut report));
+            if let Some(report) = &report {
+                print_check(report, args.date);
+            }
+            result
         }
         Command::Als(args) => {
             let opts = als_options(args)?;
@@ -653,6 +686,36 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let summary = pipeline::run(&opts, &mut Progress::new()).await?;
     print_summary(&summary);
     Ok(())
+}
+
+fn print_check(report: &pipeline::CheckReport, date: NaiveDate) {
+    println!("\nInputs for {date}: raw rows per source and reason");
+    for d in &report.data_quality {
+        println!(
+            "  {:<12} {:<18} {:>10}",
+            d.source,
+            d.reason,
+            group_digits(d.rows)
+        );
+    }
+    println!("\nGates:");
+    for g in &report.gates {
+        let value = if g.value.is_nan() {
+            "-".to_string()
+        } else if g.gate == "source_present" {
+            format!("{}", g.value)
+        } else {
+            format!("{:.1}%", 100.0 * g.value)
+        };
+        println!(
+            "  {:<5} {:<17} {:<11} {:>8}  {}",
+            if g.passed { "ok" } else { "FAIL" },
+            g.gate,
+            g.source,
+            value,
+            g.detail
+        );
+    }
 }
 
 fn print_summary(summary: &RunSummary) {

@@ -52,6 +52,8 @@ pub struct Manifest {
     pub tables: BTreeMap<String, u64>,
     /// Data-quality counters.
     pub data_quality: Vec<DropCount>,
+    /// Every data-quality gate with its threshold and measured value.
+    pub gates: Vec<crate::gates::GateResult>,
     /// Segmentation details.
     pub segments: Option<SegmentsReport>,
     /// ALS details.

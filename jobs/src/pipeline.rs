@@ -24,6 +24,7 @@ use crate::als::evaluate::{self, EvaluationReport};
 use crate::config::{Exclude, PipelineConfig};
 use crate::error::{PipelineError, Result};
 use crate::fault;
+use crate::gates;
 use crate::input::{self, Window};
 use crate::lock::RunLock;
 use crate::manifest::{DropCount, Manifest};
@@ -161,8 +162,12 @@ async fn run_in(
     ));
 
     let params = sql_params(opts, window);
+    let mut gates = Vec::new();
     for name in sql::BEFORE_MODELS {
         stages.push(run_sql_stage(ctx, work, name, &params, progress).await?);
+        if *name == "event_drops" {
+            gates = run_gates(ctx, cfg, opts.date, progress).await?;
+        }
     }
 
     let (mut seg, mut als, mut published) = (None, None, Vec::new());
@@ -249,6 +254,7 @@ async fn run_in(
         },
         tables: tables.clone(),
         data_quality: drop_counts(ctx).await?,
+        gates,
         segments: seg,
         recommendations: als,
         evaluation,
@@ -280,6 +286,75 @@ async fn run_in(
 fn finish(progress: &mut Progress, m: StageMetrics) -> StageMetrics {
     progress.finish(&m);
     m
+}
+
+/// The data-quality gates, as a stage: fails the run when one fails.
+async fn run_gates(
+    ctx: &SessionContext,
+    cfg: &PipelineConfig,
+    date: NaiveDate,
+    progress: &mut Progress,
+) -> Result<Vec<gates::GateResult>> {
+    progress.start("gates");
+    let t = Instant::now();
+    let results = gates::evaluate(ctx, &cfg.gates, date)
+        .await
+        .map_err(|e| e.in_stage("gates"))?;
+    gates::enforce(&results).map_err(|e| e.in_stage("gates"))?;
+    progress.finish(&StageMetrics::new(
+        "gates",
+        results.len() as u64,
+        t.elapsed(),
+    ));
+    Ok(results)
+}
+
+/// What `persona check` found.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// Raw rows per source and reason.
+    pub data_quality: Vec<DropCount>,
+    /// Every gate.
+    pub gates: Vec<gates::GateResult>,
+}
+
+/// `persona check`: validates the inputs of `opts.date` against the contract, stages them
+/// (`sql/01`–`06`) in a scratch area and runs the gates, publishing nothing. A failed gate is
+/// an error (exit 7) after the report has been returned to the caller through `report`.
+pub async fn check(opts: &RunOptions, report: &mut Option<CheckReport>) -> Result<()> {
+    let cfg = &opts.config;
+    let input = Root::parse(&opts.input, &cfg.storage)?;
+    let scratch_dir = std::env::temp_dir().join(format!("persona-check-{}", std::process::id()));
+    let scratch = Root::parse(&scratch_dir.to_string_lossy(), &cfg.storage)?;
+    std::fs::create_dir_all(&scratch_dir).map_err(|e| PipelineError::io(&scratch_dir, e))?;
+    let ctx = session::new_context(&Engine::Local, cfg).await?;
+    let work = WorkArea::create(&scratch, "check", true).await?;
+    let result = async {
+        let window = Window::ending(opts.date, cfg.window.lookback_days);
+        input::register_inputs(&ctx, &input, window)
+            .await
+            .map_err(|e| e.in_stage("inputs"))?;
+        let params = sql_params(opts, window);
+        let mut progress = Progress::new();
+        for name in sql::BEFORE_MODELS {
+            run_sql_stage(&ctx, &work, name, &params, &mut progress).await?;
+            if *name == "event_drops" {
+                break;
+            }
+        }
+        let gates = gates::evaluate(&ctx, &cfg.gates, opts.date)
+            .await
+            .map_err(|e| e.in_stage("gates"))?;
+        *report = Some(CheckReport {
+            data_quality: drop_counts(&ctx).await?,
+            gates: gates.clone(),
+        });
+        gates::enforce(&gates).map_err(|e| e.in_stage("gates"))
+    }
+    .await;
+    work.remove().await;
+    let _ = std::fs::remove_dir_all(&scratch_dir);
+    result
 }
 
 /// The offline evaluation: the split stages, the evaluation fit and recommendations, and the

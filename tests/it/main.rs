@@ -12,6 +12,7 @@ mod als;
 mod bad_input;
 mod distributed;
 mod end_to_end;
+mod gates;
 mod generate;
 mod kmeans;
 mod s3;
