@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -240,5 +240,171 @@ fn unknown_config_key() {
     assert!(
         stderr.contains("[BAD_CONFIG]") && stderr.contains("kk"),
         "{stderr}"
+    );
+}
+
+/// The customer id and time of the first app event of the run date in `input`.
+fn an_active_customer(input: &Path) -> String {
+    let day = input.join("app_events").join(format!("dt={DATE}"));
+    let file = std::fs::File::open(first_file(&day)).unwrap();
+    let mut reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+    let batch = reader.next().unwrap().unwrap();
+    let ids = batch
+        .column_by_name("customer_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    (0..ids.len())
+        .find(|&i| ids.is_valid(i))
+        .map(|i| ids.value(i).to_string())
+        .unwrap()
+}
+
+fn manifest(output: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(output.join(format!("_runs/dt={DATE}/manifest.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn drops(m: &serde_json::Value, source: &str, reason: &str) -> i64 {
+    m["data_quality"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["source"] == source && d["reason"] == reason)
+        .and_then(|d| d["rows"].as_i64())
+        .unwrap_or(0)
+}
+
+/// Events from a device with a wrong clock (years ahead) are not errors: they are dropped as
+/// future_dated, counted, and the run publishes everything else.
+#[test]
+fn clock_skewed_events_are_counted_and_left_out() {
+    use datafusion::arrow::array::{Float64Array, Int32Array, TimestampMicrosecondArray};
+    let (baseline, skewed) = (temp(), temp());
+    crate::support::ok(&run_job(tiny_input(), baseline.path(), &[]));
+    let input = broken_copy();
+    let customer = an_active_customer(input.path());
+    let rows = 25;
+    let year_2031_us = 1_924_992_000_000_000i64;
+    let fields = vec![
+        Field::new(
+            "event_time",
+            DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                Some("UTC".into()),
+            ),
+            true,
+        ),
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("device_id", DataType::Utf8, true),
+        Field::new("platform", DataType::Utf8, true),
+        Field::new("event_type", DataType::Utf8, true),
+        Field::new("item_id", DataType::Utf8, true),
+        Field::new("quantity", DataType::Int32, true),
+        Field::new("price", DataType::Float64, true),
+    ];
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(
+                (0..rows).map(|i| year_2031_us + i * 1_000_000),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from(vec![customer.as_str(); rows as usize])),
+        Arc::new(StringArray::from(vec!["skewed-device"; rows as usize])),
+        Arc::new(StringArray::from(vec!["ios"; rows as usize])),
+        Arc::new(StringArray::from(vec!["app_open"; rows as usize])),
+        Arc::new(StringArray::from(vec![None::<&str>; rows as usize])),
+        Arc::new(Int32Array::from(vec![None; rows as usize])),
+        Arc::new(Float64Array::from(vec![None; rows as usize])),
+    ];
+    let day = input.path().join("app_events").join(format!("dt={DATE}"));
+    write_parquet(
+        &day.join("zz-skewed.parquet"),
+        &RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap(),
+    );
+    crate::support::ok(&run_job(input.path(), skewed.path(), &[]));
+    let (before, after) = (manifest(baseline.path()), manifest(skewed.path()));
+    assert_eq!(
+        drops(&after, "app_events", "future_dated"),
+        drops(&before, "app_events", "future_dated") + rows,
+        "every skewed event is counted as future_dated"
+    );
+    assert_eq!(
+        drops(&after, "app_events", "kept"),
+        drops(&before, "app_events", "kept")
+    );
+    assert_eq!(
+        after["tables"]["user_features"],
+        before["tables"]["user_features"]
+    );
+}
+
+/// A customer exported twice with conflicting values: the row with the latest signup_date
+/// wins, as the input contract says, and the customer appears once.
+#[tokio::test(flavor = "multi_thread")]
+async fn conflicting_crm_duplicates_resolve_to_the_latest_signup() {
+    use datafusion::arrow::array::{BooleanArray, Date32Array, Float64Array};
+    let input = broken_copy();
+    let customer = an_active_customer(input.path());
+    let fields = vec![
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("email", DataType::Utf8, true),
+        Field::new("birth_date", DataType::Date32, true),
+        Field::new("gender", DataType::Utf8, true),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("city", DataType::Utf8, true),
+        Field::new("annual_income", DataType::Float64, true),
+        Field::new("signup_date", DataType::Date32, true),
+        Field::new("loyalty_tier", DataType::Utf8, true),
+        Field::new("marketing_opt_in", DataType::Boolean, true),
+    ];
+    // Two more rows for the customer: an older signup (must lose) and a newer one (must win).
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![
+            customer.as_str(),
+            customer.as_str(),
+        ])),
+        Arc::new(StringArray::from(vec![
+            "old@example.com",
+            "new@example.com",
+        ])),
+        Arc::new(Date32Array::from(vec![Some(3650), Some(3650)])),
+        Arc::new(StringArray::from(vec!["f", "f"])),
+        Arc::new(StringArray::from(vec!["OLD", "NEW"])),
+        Arc::new(StringArray::from(vec!["Old Town", "New Town"])),
+        Arc::new(Float64Array::from(vec![1.0, 2.0])),
+        // 1970-01-02 and 2026-11-21 (the day before the run date): older and newer than the
+        // customer's signup in the generated export.
+        Arc::new(Date32Array::from(vec![Some(1), Some(20_778)])),
+        Arc::new(StringArray::from(vec!["none", "silver"])),
+        Arc::new(BooleanArray::from(vec![false, true])),
+    ];
+    write_parquet(
+        &input
+            .path()
+            .join("crm_customers")
+            .join("zz-duplicates.parquet"),
+        &RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap(),
+    );
+    let out = temp();
+    crate::support::ok(&run_job(input.path(), out.path(), &[]));
+    let ctx = crate::support::outputs(out.path(), input.path()).await;
+    let rows = crate::support::rows_as_text(
+        &ctx,
+        &format!("SELECT country, loyalty_tier, annual_income FROM user_features WHERE customer_id = '{customer}'"),
+    )
+    .await;
+    let data: Vec<&String> = rows
+        .iter()
+        .filter(|l| l.starts_with("| ") && !l.contains("country"))
+        .collect();
+    assert_eq!(data.len(), 1, "the customer appears once: {rows:?}");
+    assert!(
+        data[0].contains("NEW") && data[0].contains("silver") && data[0].contains("| 2.0"),
+        "{rows:?}"
     );
 }
