@@ -274,3 +274,60 @@ async fn register_fallback(ctx: &SessionContext, source: &Source) -> Result<()> 
     }
     Ok(())
 }
+
+/// Whether a failed query's error looks like undecodable Parquet data (corrupt pages behind a
+/// valid footer): the footers were all checked up front, the pages are only read by the query,
+/// whose error does not say which file it was reading.
+pub fn is_page_decoding_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("parquet")
+        && [
+            "corrupt",
+            "decompress",
+            "snappy",
+            "zstd",
+            "out of spec",
+            "eof",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
+}
+
+/// Finds the first input file of the window whose data cannot be decoded, by reading each one
+/// whole. Only called after a query failed on undecodable data, to name the file.
+pub async fn find_undecodable_file(root: &Root, window: Window) -> Result<Option<PipelineError>> {
+    for source in contract::sources() {
+        if !root.exists_dir(source.name).await? {
+            continue;
+        }
+        let (files, _) = files_in_window(root, &source, window).await?;
+        for meta in files {
+            let rel = root.relative(&meta);
+            let (store, path) = root.object(&rel)?;
+            let bytes = store
+                .get(&path)
+                .await
+                .map_err(|e| root.error(&rel, e))?
+                .bytes()
+                .await
+                .map_err(|e| root.error(&rel, e))?;
+            let decoded =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|b| b.build())
+                    .map_err(|e| e.to_string())
+                    .and_then(|reader| {
+                        reader
+                            .map(|batch| batch.map(|_| ()).map_err(|e| e.to_string()))
+                            .collect::<std::result::Result<Vec<()>, String>>()
+                    });
+            if let Err(why) = decoded {
+                return Ok(Some(PipelineError::BadInput(format!(
+                    "{}: the file's data cannot be decoded ({why}); its footer is intact, so the \
+                     file was damaged after it was written: re-export it",
+                    root.location(&rel)
+                ))));
+            }
+        }
+    }
+    Ok(None)
+}

@@ -164,7 +164,19 @@ async fn run_in(
     let params = sql_params(opts, window);
     let mut gates = Vec::new();
     for name in sql::BEFORE_MODELS {
-        stages.push(run_sql_stage(ctx, work, name, &params, progress).await?);
+        let stage = match run_sql_stage(ctx, work, name, &params, progress).await {
+            Err(e) if input::is_page_decoding_error(&e.to_string()) => {
+                // Name the damaged file, which the query's error does not.
+                return Err(
+                    match input::find_undecodable_file(roots.input, window).await? {
+                        Some(named) => named.in_stage(name),
+                        None => e,
+                    },
+                );
+            }
+            other => other?,
+        };
+        stages.push(stage);
         if *name == "event_drops" {
             gates = run_gates(ctx, cfg, opts.date, progress).await?;
         }

@@ -408,3 +408,27 @@ async fn conflicting_crm_duplicates_resolve_to_the_latest_signup() {
         "{rows:?}"
     );
 }
+
+/// A file damaged after it was written: its footer is intact (so the up-front check passes)
+/// but its data pages are garbage. The failure names the file.
+#[test]
+fn damaged_data_pages_name_the_file() {
+    let input = broken_copy();
+    let day = input.path().join("app_events").join(format!("dt={DATE}"));
+    let file = first_file(&day);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    // Garble the data between the leading magic (plus a little) and the footer.
+    let end = n - 8 - footer - 64;
+    for b in &mut bytes[200..end] {
+        *b = 0xAB;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    expect_failure(
+        input.path(),
+        3,
+        &[&name, "cannot be decoded", "re-export it"],
+    );
+}
