@@ -1,8 +1,9 @@
 -- input: event_drops                                  output: data_quality
 --
--- The data-quality counters of the run, published for analysts: raw rows per source and reason
+-- The data-quality counters of the run, published for analysts: raw rows per source, reason
 -- (kept, duplicate, crawler, outside_window, future_dated, error_status, invalid_value,
--- anonymous, unknown_customer), adding up to the rows read for the window. One partition per
--- run date; data_quality_history shows the trend.
-SELECT source, reason, rows
+-- anonymous, unknown_customer) and event day (NULL for rows without a usable time), adding up
+-- to the rows read for the window. One partition per run date; data_quality_history shows how
+-- the counts of the same days changed from night to night (late data, re-exports).
+SELECT source, reason, day AS event_date, rows
 FROM event_drops

@@ -497,7 +497,10 @@ pub fn sql_params(opts: &RunOptions, window: Window) -> BTreeMap<&'static str, S
 /// Reads the data-quality counters staged by `06_event_drops.sql`.
 async fn drop_counts(ctx: &SessionContext) -> Result<Vec<DropCount>> {
     let batches = ctx
-        .sql("SELECT source, reason, rows FROM event_drops ORDER BY source, reason")
+        .sql(
+            "SELECT source, reason, CAST(SUM(rows) AS BIGINT) AS rows FROM event_drops \
+             GROUP BY source, reason ORDER BY source, reason",
+        )
         .await?
         .collect()
         .await?;

@@ -245,6 +245,17 @@ async fn run_publishes_complete_consistent_tables() {
         web_counted, web_read,
         "every web-log row is kept or counted as dropped"
     );
+    // The published data_quality table has the same counts, split by event day.
+    let published = scalar_i64(
+        &ctx,
+        "SELECT CAST(SUM(rows) AS BIGINT) FROM data_quality WHERE source = 'web_logs'",
+    )
+    .await;
+    assert_eq!(published, web_read, "data_quality adds up to the rows read");
+    assert!(
+        scalar_i64(&ctx, "SELECT COUNT(DISTINCT event_date) FROM data_quality").await >= 28,
+        "data_quality is split by event day"
+    );
     assert!(
         m["segments"]["fit"]["inertia"]
             .as_array()
