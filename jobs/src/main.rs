@@ -776,6 +776,19 @@ fn print_summary(summary: &RunSummary) {
             }
         }
     }
+    if !m.gates.is_empty() {
+        let worst_drop = m
+            .gates
+            .iter()
+            .filter(|g| g.gate == "dropped_share")
+            .map(|g| g.value)
+            .fold(0.0f64, f64::max);
+        println!(
+            "\nGates: all {} passed (highest dropped share {:.1}%; see the manifest's gates)",
+            m.gates.len(),
+            100.0 * worst_drop
+        );
+    }
     println!("\nData quality (rows per source and reason):");
     for d in &m.data_quality {
         println!(

@@ -317,6 +317,13 @@ async fn run_publishes_complete_consistent_tables() {
     .await;
     assert_eq!(scored, 2, "the evaluation table has one row per model");
     assert!(stdout.contains("Evaluation (trained before"), "{stdout}");
+    assert!(stdout.contains("Gates: all 6 passed"), "{stdout}");
+    assert_eq!(
+        m["gates"].as_array().map(Vec::len),
+        Some(6),
+        "{}",
+        m["gates"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
