@@ -101,11 +101,7 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
     if let Some(path) = output.local_path() {
         std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
     }
-    let run_id = format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-        std::process::id()
-    );
+    let run_id = crate::work::new_run_id();
     let lock = RunLock::acquire(&output, opts.date, &run_id)
         .await
         .map_err(|e| e.in_stage("lock"))?;
@@ -418,16 +414,16 @@ async fn export_split(ctx: &SessionContext, dir: &std::path::Path) -> Result<()>
         ("eval_train", "train.parquet"),
         ("eval_holdout", "holdout.parquet"),
     ] {
+        // One file, streamed by DataFusion's own Parquet writer (no batches collected here).
         let path = dir.join(file);
-        let batches = ctx.table(table).await?.collect().await?;
-        let schema = ctx.table(table).await?.schema().as_arrow().clone();
-        let out = std::fs::File::create(&path).map_err(|e| PipelineError::io(&path, e))?;
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(out, std::sync::Arc::new(schema), None)?;
-        for b in &batches {
-            writer.write(b)?;
-        }
-        writer.close()?;
+        ctx.table(table)
+            .await?
+            .write_parquet(
+                &path.to_string_lossy(),
+                datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await?;
     }
     Ok(())
 }

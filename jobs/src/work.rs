@@ -33,7 +33,26 @@ pub struct WorkArea {
     in_process: bool,
 }
 
+/// A unique id for a run or a command started now: `<UTC time>-<pid>`.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        std::process::id()
+    )
+}
+
 impl WorkArea {
+    /// The work area of a one-off command (`persona kmeans`, `persona als`) publishing into
+    /// `output`: creates a local `output` folder if needed, then `create`s the area under a
+    /// fresh id `<kind>-<time>-<pid>`.
+    pub async fn for_command(output: &Root, kind: &str, local_scratch: bool) -> Result<Self> {
+        if let Some(path) = output.local_path() {
+            std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+        }
+        Self::create(output, &format!("{kind}-{}", new_run_id()), local_scratch).await
+    }
+
     /// Creates `output/_work/run-<run_id>/`, first removing stale work folders of dead runs.
     ///
     /// With `local_scratch` (a run in this process) and an output in object storage, the

@@ -81,15 +81,7 @@ pub async fn run(opts: &KMeansOptions) -> Result<KMeansSummary> {
     );
     let ctx = session::new_context(&opts.engine, &opts.pipeline).await?;
     register_parquet(&ctx, "input", &input, &opts.input).await?;
-    if let Some(path) = output.local_path() {
-        std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
-    }
-    let run_id = format!(
-        "kmeans-{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-        std::process::id()
-    );
-    let work = WorkArea::create(&output, &run_id, opts.engine == Engine::Local).await?;
+    let work = WorkArea::for_command(&output, "kmeans", opts.engine == Engine::Local).await?;
     let result = fit_and_publish(&ctx, opts, &output, &work, started).await;
     work.remove().await;
     result
