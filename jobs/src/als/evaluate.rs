@@ -69,11 +69,6 @@ impl EvaluationReport {
             fit: None,
         }
     }
-
-    /// The scores of `model`, if it was scored.
-    pub fn scores(&self, model: &str) -> Option<&ModelScores> {
-        self.models.iter().find(|m| m.model == model)
-    }
 }
 
 /// The SQL stages that split the window: the pipeline runs them, then [`recommend`], then the
