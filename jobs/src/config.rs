@@ -260,6 +260,12 @@ pub struct RecommendationsConfig {
     pub solver: AlsSolver,
     /// Conjugate-gradient steps per solve.
     pub cg_steps: usize,
+    /// How the customer factors meet the interactions in the item half of an iteration:
+    /// `"plan"` (kept by the driver and shipped inside the plan: fastest, one process),
+    /// `"tables"` (a work table joined with the interactions: nothing customer-sized on the
+    /// client, for Ballista), or `"auto"` (`plan` locally, `tables` on Ballista). The factors
+    /// are the same bits either way.
+    pub factor_exchange: FactorExchange,
     /// Seed of the factor initialisation.
     pub seed: u64,
     /// Recommendations per customer.
@@ -292,6 +298,7 @@ impl Default for RecommendationsConfig {
             weighted_lambda: false,
             solver: AlsSolver::Cg,
             cg_steps: 3,
+            factor_exchange: FactorExchange::Auto,
             seed: 7,
             top_n: 10,
             min_interactions: 3,
@@ -313,6 +320,19 @@ pub enum AlsSolver {
     Cg,
     /// Exact Cholesky solve.
     Cholesky,
+}
+
+/// How the ALS fit exchanges the customer factors ([`RecommendationsConfig::factor_exchange`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FactorExchange {
+    /// `plan` in one process, `tables` on a Ballista cluster.
+    #[default]
+    Auto,
+    /// The driver keeps the customer factors and ships them in the plan.
+    Plan,
+    /// The customer factors stay in a work table on the shared storage.
+    Tables,
 }
 
 /// `[gates]` of persona.toml: when the inputs look too wrong to publish from.

@@ -181,6 +181,18 @@ impl WorkArea {
         Ok(batch.num_rows() as u64)
     }
 
+    /// Whether the queries run in this process (not on a Ballista cluster).
+    pub fn in_process(&self) -> bool {
+        self.in_process
+    }
+
+    /// Forgets the intermediate table `name` and deletes its files (an iterative stage's
+    /// previous pass, no longer needed).
+    pub async fn drop_table(&self, ctx: &SessionContext, name: &str) -> Result<()> {
+        ctx.deregister_table(name)?;
+        self.dir.delete_tree(name).await
+    }
+
     /// Removes the work area.
     pub async fn remove(&self) {
         for root in &self.owned {

@@ -85,6 +85,24 @@ pub(crate) fn float32_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
     }
 }
 
+/// Reads a factor-vector argument: a `List<Float32>`, or the result struct of `als_solve`
+/// (its `factors` field, with the struct's nulls), so that a fit can keep that struct in a work
+/// table and pass it on whole. (Reading the field in SQL instead, `solved['factors']`, makes
+/// DataFusion evaluate the solve once per field it reads, and Ballista's plan serialisation
+/// loses such a field's qualifier when it is pushed below a join.)
+pub(crate) fn factor_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
+    if let Some(s) = arg.as_struct_opt() {
+        let Some(factors) = s.column_by_name("factors") else {
+            return exec_err!("{func}: expected factors, found a struct without a 'factors' field");
+        };
+        let list = float32_list(func, factors)?;
+        let nulls = arrow::buffer::NullBuffer::union(list.nulls(), s.nulls());
+        let (field, offsets, values, _) = list.into_parts();
+        return Ok(ListArray::new(field, offsets, values, nulls));
+    }
+    float32_list(func, arg)
+}
+
 /// Reads a `List<Int32>` argument (casting other integer lists).
 pub(crate) fn int32_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
     let target = DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use crate::aggregate::KMeansStep;
+use crate::aggregate::{AlsSolveGathered, KMeansStep};
 use crate::ml::{AlsModelSide, Centroids, Factors, Solver};
 use crate::scalar::{AlsSolve, AlsTopN, KMeansAssign, TopNModel};
 
@@ -28,7 +28,13 @@ pub fn encode_udf(udf: &ScalarUDF, buf: &mut Vec<u8>) {
         write_u64(buf, m.allowed.len() as u64);
         buf.extend(m.allowed.iter().map(|&a| u8::from(a)));
     } else if let Some(f) = any.downcast_ref::<AlsSolve>() {
-        let s = f.side();
+        write_side(buf, f.side());
+    }
+}
+
+/// Writes an ALS half-iteration's fixed side and hyper-parameters.
+fn write_side(buf: &mut Vec<u8>, s: &AlsModelSide) {
+    {
         write_factors(buf, &s.other);
         write_factors(buf, &s.gram);
         write_factors(buf, &s.previous);
@@ -60,7 +66,17 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
             let model = TopNModel { items, allowed, n };
             ScalarUDF::from(AlsTopN::from_parts(model, name == "als_similar"))
         }
-        "als_solve" => {
+        "als_solve" => ScalarUDF::from(AlsSolve::new(r.side()?)),
+        _ => return Ok(None),
+    };
+    Ok(Some(Arc::new(udf)))
+}
+
+impl Reader<'_> {
+    /// Reads what [`write_side`] wrote.
+    fn side(&mut self) -> Result<AlsModelSide> {
+        let r = self;
+        {
             let other = Arc::new(r.factors()?);
             let gram = Arc::new(r.factors()?);
             let previous = Arc::new(r.factors()?);
@@ -74,7 +90,7 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
                 },
             };
             let explicit = r.take(1)?[0] != 0;
-            ScalarUDF::from(AlsSolve::new(AlsModelSide {
+            Ok(AlsModelSide {
                 other,
                 gram,
                 previous,
@@ -83,11 +99,9 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
                 weighted_lambda,
                 solver,
                 explicit,
-            }))
+            })
         }
-        _ => return Ok(None),
-    };
-    Ok(Some(Arc::new(udf)))
+    }
 }
 
 /// Writes the payload of an aggregate model UDF; nothing for other functions.
@@ -96,6 +110,8 @@ pub fn encode_udaf(udaf: &AggregateUDF, buf: &mut Vec<u8>) {
     if let Some(f) = any.downcast_ref::<KMeansStep>() {
         write_centroids(buf, f.centroids());
         buf.push(u8::from(f.is_weighted()));
+    } else if let Some(f) = any.downcast_ref::<AlsSolveGathered>() {
+        write_side(buf, f.side());
     }
 }
 
@@ -111,6 +127,7 @@ pub fn decode_udaf(name: &str, buf: &[u8]) -> Result<Option<Arc<AggregateUDF>>> 
                 AggregateUDF::from(KMeansStep::new(centroids))
             }
         }
+        "als_solve_gathered" => AggregateUDF::from(AlsSolveGathered::new(r.side()?)),
         _ => return Ok(None),
     };
     Ok(Some(Arc::new(udaf)))

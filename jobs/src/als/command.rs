@@ -83,23 +83,28 @@ pub struct Rmse {
     pub holdout: Option<f64>,
 }
 
-/// The RMSE of the model on the (user_idx, item_idx, rating) rows of `sql`, streamed (the
-/// rows are never collected).
+/// The RMSE of the model on the (`user_idx`, `item_idx`, `rating`) rows of `sql` whose
+/// customer has factors, streamed with those factors (the rows are never collected).
 async fn rmse(ctx: &SessionContext, sql: &str, model: &super::AlsModel) -> Result<f64> {
     use arrow::array::AsArray;
     use arrow::compute::cast;
     use arrow::datatypes::{DataType, Float64Type, Int32Type};
     use futures::StreamExt;
-    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+    let sql = format!(
+        "SELECT q.item_idx, q.rating, f.factors FROM ({sql}) q JOIN {} f ON q.user_idx = f.user_idx",
+        model.users
+    );
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     let (mut sum, mut n) = (0.0f64, 0u64);
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let users = batch.column(0).as_primitive::<Int32Type>();
-        let items = batch.column(1).as_primitive::<Int32Type>();
-        let ratings = cast(batch.column(2), &DataType::Float64)?;
+        let items = batch.column(0).as_primitive::<Int32Type>();
+        let ratings = cast(batch.column(1), &DataType::Float64)?;
         let ratings = ratings.as_primitive::<Float64Type>();
+        let factors = batch.column(2).as_list::<i32>();
         for r in 0..batch.num_rows() {
-            let x = model.users.row(users.value(r) as usize);
+            let x = factors.value(r);
+            let x = x.as_primitive::<arrow::datatypes::Float32Type>().values();
             let y = model.items.row(items.value(r) as usize);
             let predicted: f64 = x.iter().zip(y).map(|(a, b)| f64::from(a * b)).sum();
             sum += (ratings.value(r) - predicted).powi(2);
@@ -212,9 +217,16 @@ async fn fit_and_publish(
             opts.input
         )));
     }
-    let model = super::fit(ctx, work, "als_pairs", (users, items), &opts.als).await?;
+    let model = super::fit(
+        ctx,
+        work,
+        "als_pairs",
+        (users, items),
+        &opts.als,
+        "als_user_rows",
+    )
+    .await?;
 
-    write_factors(ctx, work, "als_user_rows", "user_idx", &model.users).await?;
     write_factors(ctx, work, "als_item_rows", "item_idx", &model.items).await?;
     register_top_n(ctx, &model.items, vec![true; items], opts.als.top_n);
     let seen = if opts.keep_seen { "WHERE false" } else { "" };
@@ -248,7 +260,7 @@ async fn fit_and_publish(
     let rmse = if opts.als.explicit {
         let train = rmse(
             ctx,
-            "SELECT user_idx, item_idx, weight FROM als_pairs",
+            "SELECT user_idx, item_idx, weight AS rating FROM als_pairs",
             &model,
         )
         .await?;
@@ -257,7 +269,7 @@ async fn fit_and_publish(
                 rmse(
                     ctx,
                     &format!(
-                        "SELECT u.idx, i.idx, {weight} FROM als_holdout_input x \
+                        "SELECT u.idx AS user_idx, i.idx AS item_idx, {weight} AS rating FROM als_holdout_input x \
                          JOIN als_users u ON x.{user} = u.id JOIN als_items i ON x.{item} = i.id \
                          WHERE {weight} IS NOT NULL"
                     ),

@@ -110,7 +110,15 @@ pub async fn recommend(
     }
     let users = super::count(ctx, "SELECT COUNT(*) FROM user_index").await? as usize;
     let items = super::count(ctx, "SELECT COUNT(*) FROM item_index").await? as usize;
-    let model = super::fit(ctx, work, "eval_train", (users, items), rec).await?;
+    let model = super::fit(
+        ctx,
+        work,
+        "eval_train",
+        (users, items),
+        rec,
+        "eval_user_factor_rows",
+    )
+    .await?;
     let candidates = super::item_mask(
         ctx,
         "SELECT DISTINCT t.item_idx FROM eval_train t JOIN item_index i ON t.item_idx = i.item_idx WHERE i.in_catalog",
@@ -125,26 +133,26 @@ pub async fn recommend(
 }
 
 /// Writes `eval_recommendations` (`model`, `user_idx`, `rank`, `item_idx`): the top `k` of ALS
-/// (`users` · `items`) and of popularity for every customer of `eval_holdout`, both excluding
-/// the customer's items in `eval_train` and both limited to the `candidates` items.
+/// (the customer factors of the work table `users` · `items`) and of popularity for every
+/// customer of `eval_holdout` with factors, both excluding the customer's items in
+/// `eval_train` and both limited to the `candidates` items.
 pub async fn recommend_models(
     ctx: &SessionContext,
     work: &WorkArea,
     k: usize,
-    users: &Factors,
+    users: &str,
     items: &Factors,
     candidates: Vec<bool>,
 ) -> Result<()> {
-    super::write_factors(ctx, work, "eval_user_factor_rows", "user_idx", users).await?;
     super::register_top_n(ctx, items, candidates.clone(), k);
-    recommend_with(ctx, work, "als", "eval_user_factor_rows").await?;
+    recommend_with(ctx, work, "als", users).await?;
 
     // Popularity as a rank-1 model: every customer's vector is [1], every item's its total
     // weight in training, so the same top-N (and the same exclusions) rank by popularity.
     let popularity = popularity(ctx, items.rows()).await?;
-    let ones = Factors::new(users.rows(), 1, vec![1.0; users.rows()])
-        .ok_or_else(|| PipelineError::Internal("popularity factors".into()))?;
-    super::write_factors(ctx, work, "eval_unit_rows", "user_idx", &ones).await?;
+    let ones = format!("SELECT user_idx, [CAST(1.0 AS FLOAT)] AS factors FROM {users}");
+    work.materialize(ctx, "eval_unit_rows", ctx.sql(&ones).await?)
+        .await?;
     super::register_top_n(ctx, &popularity, candidates, k);
     recommend_with(ctx, work, "popular", "eval_unit_rows").await?;
 

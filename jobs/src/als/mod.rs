@@ -2,13 +2,23 @@
 //! nightly recommendations, the nightly evaluation and `persona als`.
 //!
 //! The interactions (`user_idx`, `item_idx`, `weight`, one row per pair) are grouped once per
-//! fit into two tables, one row per customer and one per item, with the other side's indices
-//! and the weights as lists sorted by index ([`stage_grouped`]). Every half-iteration is then a
-//! projection, `als_solve(idx, items, weights)`, over one of them: the fixed side's factors and
-//! their Gram matrix `YᵀY` (computed once per half-iteration, here) travel inside the function,
-//! each partition solves its rows, and only the new factors come back. Nothing is shuffled or
-//! re-derived per iteration, and the result does not depend on the partitioning, so a run on a
-//! Ballista cluster gives the same factors as one process.
+//! fit by customer ([`stage_grouped`]: `idx`, the items and the weights as lists). Every
+//! customer half-iteration is then a projection, `als_solve(idx, items, weights)`, solved
+//! against the item factors and their Gram matrix `YᵀY`, which travel inside the function (the
+//! catalogue is small). The item half-iteration needs the customer factors, which grow with
+//! the customer base, and they meet the interactions in one of two ways ([`Exchange`]):
+//!
+//! - **in the plan** (one process): the driver keeps the customer factors in memory and the
+//!   item half is the same projection over the interactions grouped by item;
+//! - **through tables** (a Ballista cluster): the customer factors are a work table on the
+//!   shared storage, written by the executors and never collected; the item half joins the
+//!   interactions with it and solves each item in the `als_solve_gathered` aggregate, and
+//!   `XᵀX` comes back as one `rank × rank` matrix per block of customers (`als_gram`). Only
+//!   the item factors, the Gram matrices and the loss reach the client.
+//!
+//! Every solve puts a row's interactions in index order first and `XᵀX` is added block by
+//! block in a fixed order, so the two ways, and any partitioning, give the same factors bit
+//! for bit.
 
 pub mod command;
 pub mod evaluate;
@@ -18,16 +28,17 @@ use std::time::Instant;
 
 use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema};
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
+use persona_udfs::aggregate::AlsSolveGathered;
 use persona_udfs::lists::{list_type, uniform_list};
-use persona_udfs::ml::{AlsModelSide, Factors, Solver};
+use persona_udfs::ml::{AlsModelSide, Factors, GRAM_BLOCK, Solver, blocked_gram, sum_block_grams};
 use persona_udfs::scalar::{AlsSolve, AlsTopN, TopNModel};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::config::{AlsSolver, RecommendationsConfig};
+use crate::config::{AlsSolver, FactorExchange, RecommendationsConfig};
 use crate::error::{PipelineError, Result};
 use crate::work::WorkArea;
 
@@ -49,47 +60,88 @@ pub struct AlsReport {
     pub loss: Vec<f64>,
     /// Seconds spent grouping the interactions before the first iteration.
     pub staging_seconds: f64,
+    /// How the customer factors met the interactions: `plan` or `tables`.
+    pub exchange: String,
 }
 
-/// Fitted factors, indexed by the integer ids of the interactions.
+/// A fitted model: the item factors in memory, the customer factors in a work table.
 #[derive(Debug, Clone)]
 pub struct AlsModel {
-    /// Customer factors.
-    pub users: Factors,
-    /// Item factors.
+    /// The work table of the customer factors (`user_idx int`, `factors list<float>`), one row
+    /// per customer with interactions.
+    pub users: String,
+    /// Item factors, indexed by `item_idx`.
     pub items: Factors,
     /// What the fit did.
     pub report: AlsReport,
 }
 
+/// How the customer factors meet the interactions in the item half-iteration (see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exchange {
+    Plan,
+    Tables,
+}
+
+impl Exchange {
+    fn of(cfg: &RecommendationsConfig, work: &WorkArea) -> Self {
+        match cfg.factor_exchange {
+            FactorExchange::Plan => Exchange::Plan,
+            FactorExchange::Tables => Exchange::Tables,
+            FactorExchange::Auto if work.in_process() => Exchange::Plan,
+            FactorExchange::Auto => Exchange::Tables,
+        }
+    }
+}
+
 /// Fits ALS on the registered table `interactions` (`user_idx int`, `item_idx int`,
-/// `weight float`, unique pairs), whose ids run `0..users` and `0..items`. Intermediate tables
-/// are named after `interactions` (`<interactions>_by_user`, `<interactions>_by_item`).
+/// `weight float`, unique pairs), whose ids run `0..users` and `0..items`, and writes the
+/// customer factors as the work table `users_table`. Intermediate tables are named after
+/// `interactions`.
 pub async fn fit(
     ctx: &SessionContext,
     work: &WorkArea,
     interactions: &str,
     (users, items): (usize, usize),
     cfg: &RecommendationsConfig,
+    users_table: &str,
 ) -> Result<AlsModel> {
+    let exchange = Exchange::of(cfg, work);
     let started = Instant::now();
     let by_user = format!("{interactions}_by_user");
-    let by_item = format!("{interactions}_by_item");
     let pairs = stage_grouped(ctx, work, interactions, "user_idx", "item_idx", &by_user).await?;
-    stage_grouped(ctx, work, interactions, "item_idx", "user_idx", &by_item).await?;
+    let item_counts = item_counts(ctx, interactions, items).await?;
+    let mut state = match exchange {
+        Exchange::Plan => {
+            let by_item = format!("{interactions}_by_item");
+            stage_grouped(ctx, work, interactions, "item_idx", "user_idx", &by_item).await?;
+            CustomerFactors::InPlan {
+                x: Factors::zeros(users, cfg.rank),
+                present: vec![false; users],
+                by_item,
+            }
+        }
+        Exchange::Tables => CustomerFactors::InTable {
+            table: None,
+            interactions: interactions.to_string(),
+            passes: 0,
+            customer_gram: Factors::default(),
+        },
+    };
     let staging_seconds = started.elapsed().as_secs_f64();
 
+    // The customer factors start at zero (they are only the warm start of the first customer
+    // half, which solves against the random item factors).
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut x = random_factors(&mut rng, users, cfg.rank);
     let mut y = random_factors(&mut rng, items, cfg.rank);
     let (mut seconds, mut loss) = (Vec::new(), Vec::new());
     if pairs > 0 {
         for iteration in 0..cfg.iterations {
             let t = Instant::now();
-            let (new_x, user_loss) = half_step(ctx, cfg, &y, x, &by_user).await?;
-            x = new_x;
-            loss.push(user_loss + regularisation(ctx, cfg, &y, &by_item).await?);
-            y = half_step(ctx, cfg, &x, y, &by_item).await?.0;
+            let user_loss = state.solve_customers(ctx, work, cfg, &y, &by_user).await?;
+            loss.push(user_loss + regularisation(cfg, &y, &item_counts));
+            y = state.solve_items(ctx, cfg, y).await?;
             seconds.push(t.elapsed().as_secs_f64());
             tracing::debug!(
                 iteration,
@@ -99,6 +151,7 @@ pub async fn fit(
             );
         }
     }
+    state.write(ctx, work, users_table).await?;
     let report = AlsReport {
         users,
         items,
@@ -107,12 +160,223 @@ pub async fn fit(
         seconds_per_iteration: seconds,
         loss,
         staging_seconds,
+        exchange: match exchange {
+            Exchange::Plan => "plan",
+            Exchange::Tables => "tables",
+        }
+        .to_string(),
     };
     Ok(AlsModel {
-        users: x,
+        users: users_table.to_string(),
         items: y,
         report,
     })
+}
+
+/// Where the customer factors live during a fit.
+enum CustomerFactors {
+    /// In this process, with which rows have been solved (customers with interactions).
+    InPlan {
+        x: Factors,
+        present: Vec<bool>,
+        by_item: String,
+    },
+    /// In a work table (`idx`, `solved struct<factors, loss>`), `None` before the first pass,
+    /// with its `XᵀX`.
+    InTable {
+        table: Option<String>,
+        interactions: String,
+        passes: usize,
+        customer_gram: Factors,
+    },
+}
+
+impl CustomerFactors {
+    /// The customer half-iteration against the item factors `y`; returns the customers' loss.
+    async fn solve_customers(
+        &mut self,
+        ctx: &SessionContext,
+        work: &WorkArea,
+        cfg: &RecommendationsConfig,
+        y: &Factors,
+        by_user: &str,
+    ) -> Result<f64> {
+        let gram = gram_of(y.rank(), y.gram())?;
+        match self {
+            CustomerFactors::InPlan { x, present, .. } => {
+                let previous = std::mem::take(x);
+                let (solved, loss) =
+                    half_step(ctx, cfg, y, gram, previous, present, by_user).await?;
+                *x = solved;
+                Ok(loss)
+            }
+            CustomerFactors::InTable {
+                table,
+                passes,
+                customer_gram,
+                ..
+            } => {
+                let side = model_side(cfg, y.clone(), gram, Factors::default());
+                ctx.register_udf(ScalarUDF::from(AlsSolve::new(side)));
+                let sql = match table.as_deref() {
+                    None => format!(
+                        "SELECT idx, als_solve(idx, items, weights) AS solved FROM {by_user}"
+                    ),
+                    Some(previous) => format!(
+                        "SELECT b.idx, als_solve(b.idx, b.items, b.weights, p.solved) AS solved \
+                         FROM {by_user} b JOIN {previous} p ON b.idx = p.idx"
+                    ),
+                };
+                // The result struct is kept whole and passed on whole (see `als_solve`).
+                *passes += 1;
+                let name = format!("{by_user}_factors_{passes}");
+                work.materialize(ctx, &name, ctx.sql(&sql).await?).await?;
+                if let Some(previous) = table.replace(name.clone()) {
+                    work.drop_table(ctx, &previous).await?;
+                }
+                let (gram, loss) = blocked_gram_and_loss(ctx, &name, y.rank()).await?;
+                *customer_gram = gram;
+                Ok(loss)
+            }
+        }
+    }
+
+    /// The item half-iteration against the current customer factors; returns the new item
+    /// factors (`previous` for items without interactions).
+    async fn solve_items(
+        &mut self,
+        ctx: &SessionContext,
+        cfg: &RecommendationsConfig,
+        previous: Factors,
+    ) -> Result<Factors> {
+        let rank = previous.rank();
+        match self {
+            CustomerFactors::InPlan {
+                x,
+                present,
+                by_item,
+            } => {
+                let gram = gram_of(rank, blocked_gram(x, present))?;
+                let mut solved_items = vec![false; previous.rows()];
+                let (y, _) =
+                    half_step(ctx, cfg, x, gram, previous, &mut solved_items, by_item).await?;
+                Ok(y)
+            }
+            CustomerFactors::InTable {
+                table: Some(x),
+                interactions,
+                customer_gram,
+                ..
+            } => {
+                let side = model_side(
+                    cfg,
+                    Factors::default(),
+                    customer_gram.clone(),
+                    previous.clone(),
+                );
+                ctx.register_udaf(AggregateUDF::from(AlsSolveGathered::new(side)));
+                let sql = format!(
+                    "SELECT i.item_idx AS idx, \
+                            als_solve_gathered(i.item_idx, i.user_idx, CAST(i.weight AS FLOAT), x.solved) AS solved \
+                     FROM {interactions} i JOIN {x} x ON i.user_idx = x.idx \
+                     GROUP BY i.item_idx"
+                );
+                let batches = ctx.sql(&sql).await?.collect().await?;
+                Ok(read_solved(previous, &batches, &mut []).0)
+            }
+            CustomerFactors::InTable { table: None, .. } => Ok(previous),
+        }
+    }
+
+    /// Writes the customer factors as the work table `name` (`user_idx`, `factors`).
+    async fn write(&self, ctx: &SessionContext, work: &WorkArea, name: &str) -> Result<()> {
+        match self {
+            CustomerFactors::InPlan { x, present, .. } => {
+                write_factors_of(ctx, work, name, "user_idx", x, Some(present)).await
+            }
+            CustomerFactors::InTable { table: Some(x), .. } => {
+                let sql = format!("SELECT idx AS user_idx, solved['factors'] AS factors FROM {x}");
+                work.materialize(ctx, name, ctx.sql(&sql).await?).await?;
+                Ok(())
+            }
+            CustomerFactors::InTable { table: None, .. } => {
+                write_factors_of(ctx, work, name, "user_idx", &Factors::default(), None).await
+            }
+        }
+    }
+}
+
+/// A `rank × rank` matrix as [`Factors`].
+fn gram_of(rank: usize, values: Vec<f32>) -> Result<Factors> {
+    if rank == 0 {
+        return Ok(Factors::default());
+    }
+    Factors::new(rank, rank, values).ok_or_else(|| PipelineError::Internal("gram size".into()))
+}
+
+/// `XᵀX` of the customer factors in the work table `x` (added block by block, as
+/// [`blocked_gram`] does in memory) and the customers' summed loss: one query, whose result is
+/// one `rank × rank` matrix per block of customers.
+async fn blocked_gram_and_loss(
+    ctx: &SessionContext,
+    x: &str,
+    rank: usize,
+) -> Result<(Factors, f64)> {
+    let batches = ctx
+        .sql(&format!(
+            "SELECT CAST(idx / {GRAM_BLOCK} AS INT) AS block, als_gram(idx, solved) AS gram, \
+                    CAST(SUM(solved['loss']) AS DOUBLE) AS loss \
+             FROM {x} GROUP BY CAST(idx / {GRAM_BLOCK} AS INT)"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut blocks: Vec<(i32, Vec<f32>, f64)> = Vec::new();
+    for b in &batches {
+        let ids = b.column(0).as_primitive::<Int32Type>();
+        let (grams, losses) = (
+            b.column(1).as_list::<i32>(),
+            b.column(2).as_primitive::<Float64Type>(),
+        );
+        for r in 0..b.num_rows() {
+            let g = grams.value(r);
+            blocks.push((
+                ids.value(r),
+                g.as_primitive::<Float32Type>().values().to_vec(),
+                losses.value(r),
+            ));
+        }
+    }
+    blocks.sort_by_key(|(block, _, _)| *block);
+    let gram = sum_block_grams(rank, blocks.iter().map(|(_, g, _)| g.as_slice()));
+    Ok((gram_of(rank, gram)?, blocks.iter().map(|(_, _, l)| l).sum()))
+}
+
+/// Interactions per item (ALS-WR scales each item's λ by it).
+async fn item_counts(ctx: &SessionContext, interactions: &str, items: usize) -> Result<Vec<u64>> {
+    let batches = ctx
+        .sql(&format!(
+            "SELECT item_idx, COUNT(*) AS n FROM {interactions} GROUP BY item_idx"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut counts = vec![0u64; items];
+    for b in &batches {
+        let (ids, n) = (
+            b.column(0).as_primitive::<Int32Type>(),
+            b.column(1).as_primitive::<Int64Type>(),
+        );
+        for r in 0..b.num_rows() {
+            if let Some(c) = usize::try_from(ids.value(r))
+                .ok()
+                .and_then(|i| counts.get_mut(i))
+            {
+                *c = n.value(r) as u64;
+            }
+        }
+    }
+    Ok(counts)
 }
 
 /// Groups the interactions by `own` into `name` (`idx`, `items list<int>`, `weights
@@ -171,34 +435,50 @@ fn solver(cfg: &RecommendationsConfig) -> Solver {
     }
 }
 
-/// Solves every row of `grouped` against the fixed `other` factors; rows absent from `grouped`
-/// keep their previous factors. Returns the new factors and the summed row losses.
-async fn half_step(
-    ctx: &SessionContext,
+/// The fixed side, the warm start and the hyper-parameters of one half-iteration.
+fn model_side(
     cfg: &RecommendationsConfig,
-    other: &Factors,
+    other: Factors,
+    gram: Factors,
     previous: Factors,
-    grouped: &str,
-) -> Result<(Factors, f64)> {
-    let rank = other.rank();
-    let gram = Factors::new(rank, rank, other.gram())
-        .ok_or_else(|| PipelineError::Internal("gram size".into()))?;
-    let side = AlsModelSide {
-        other: Arc::new(other.clone()),
+) -> AlsModelSide {
+    AlsModelSide {
+        other: Arc::new(other),
         gram: Arc::new(gram),
-        previous: Arc::new(previous.clone()),
+        previous: Arc::new(previous),
         alpha_bits: (cfg.alpha as f32).to_bits(),
         lambda_bits: (cfg.lambda as f32).to_bits(),
         weighted_lambda: cfg.weighted_lambda,
         solver: solver(cfg),
         explicit: cfg.explicit,
-    };
+    }
+}
+
+/// Solves every row of `grouped` against the fixed `other` factors (whose Gram matrix is
+/// `gram`); rows absent from `grouped` keep their previous factors. Marks the solved rows in
+/// `solved` and returns the new factors and the summed row losses.
+async fn half_step(
+    ctx: &SessionContext,
+    cfg: &RecommendationsConfig,
+    other: &Factors,
+    gram: Factors,
+    previous: Factors,
+    solved: &mut [bool],
+    grouped: &str,
+) -> Result<(Factors, f64)> {
+    let side = model_side(cfg, other.clone(), gram, previous.clone());
     ctx.register_udf(ScalarUDF::from(AlsSolve::new(side)));
     let sql = format!("SELECT idx, als_solve(idx, items, weights) AS solved FROM {grouped}");
     let batches = ctx.sql(&sql).await?.collect().await?;
-    let mut solved = previous;
+    Ok(read_solved(previous, &batches, solved))
+}
+
+/// Copies the solved rows of `(idx, struct<factors, loss>)` batches over `previous`, marking
+/// them in `solved` (when it is long enough), and sums their losses.
+fn read_solved(previous: Factors, batches: &[RecordBatch], solved: &mut [bool]) -> (Factors, f64) {
+    let mut factors = previous;
     let mut loss = 0.0;
-    for batch in &batches {
+    for batch in batches {
         let ids = batch.column(0).as_primitive::<Int32Type>();
         let result = batch.column(1).as_struct();
         let lists = result.column(0).as_list::<i32>();
@@ -206,45 +486,33 @@ async fn half_step(
         let values = lists.values().as_primitive::<Float32Type>().values();
         let offsets = lists.value_offsets();
         for r in 0..batch.num_rows() {
-            let row = solved.row_mut(ids.value(r) as usize);
+            let id = ids.value(r) as usize;
+            let row = factors.row_mut(id);
             let new = &values[offsets[r] as usize..offsets[r + 1] as usize];
             if row.len() == new.len() {
                 row.copy_from_slice(new);
+                if let Some(s) = solved.get_mut(id) {
+                    *s = true;
+                }
             }
             loss += losses.value(r);
         }
     }
-    Ok((solved, loss))
+    (factors, loss)
 }
 
 /// `λ Σ ‖y_i‖²` over the item side (each scaled by the item's count under ALS-WR): the part of
 /// the loss that the customer rows do not carry.
-async fn regularisation(
-    ctx: &SessionContext,
-    cfg: &RecommendationsConfig,
-    y: &Factors,
-    by_item: &str,
-) -> Result<f64> {
+fn regularisation(cfg: &RecommendationsConfig, y: &Factors, counts: &[u64]) -> f64 {
     let norm = |i: usize| -> f64 { y.row(i).iter().map(|v| f64::from(*v).powi(2)).sum() };
-    if !cfg.weighted_lambda {
-        return Ok(cfg.lambda * (0..y.rows()).map(norm).sum::<f64>());
-    }
-    let batches = ctx
-        .sql(&format!("SELECT idx, n FROM {by_item}"))
-        .await?
-        .collect()
-        .await?;
-    let mut total = 0.0;
-    for b in &batches {
-        let (ids, n) = (
-            b.column(0).as_primitive::<Int32Type>(),
-            b.column(1).as_primitive::<Int64Type>(),
-        );
-        for r in 0..b.num_rows() {
-            total += n.value(r) as f64 * norm(ids.value(r) as usize);
-        }
-    }
-    Ok(cfg.lambda * total)
+    let total: f64 = if cfg.weighted_lambda {
+        (0..y.rows())
+            .map(|i| counts.get(i).copied().unwrap_or(0) as f64 * norm(i))
+            .sum()
+    } else {
+        (0..y.rows()).map(norm).sum()
+    };
+    cfg.lambda * total
 }
 
 /// Writes a factor matrix as the work table `name` (`<id_col> int`, `factors list<float>`).
@@ -255,14 +523,33 @@ pub async fn write_factors(
     id_col: &str,
     f: &Factors,
 ) -> Result<()> {
+    write_factors_of(ctx, work, name, id_col, f, None).await
+}
+
+/// [`write_factors`], only the rows `rows` marks when given.
+async fn write_factors_of(
+    ctx: &SessionContext,
+    work: &WorkArea,
+    name: &str,
+    id_col: &str,
+    f: &Factors,
+    rows: Option<&[bool]>,
+) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new(id_col, DataType::Int32, false),
         Field::new("factors", list_type(DataType::Float32), false),
     ]));
-    let values = arrow::array::Float32Array::from(f.values().to_vec());
+    let kept: Vec<usize> = (0..f.rows())
+        .filter(|&r| rows.is_none_or(|m| m.get(r).copied().unwrap_or(false)))
+        .collect();
+    let values: Vec<f32> = kept
+        .iter()
+        .flat_map(|&r| f.row(r).iter().copied())
+        .collect();
+    let values = arrow::array::Float32Array::from(values);
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int32Array::from_iter_values(0..f.rows() as i32)),
-        Arc::new(uniform_list(Arc::new(values), f.rank(), f.rows())),
+        Arc::new(Int32Array::from_iter_values(kept.iter().map(|&r| r as i32))),
+        Arc::new(uniform_list(Arc::new(values), f.rank().max(1), kept.len())),
     ];
     work.write_batch(ctx, name, &RecordBatch::try_new(schema, columns)?)
         .await?;

@@ -18,8 +18,15 @@ pub async fn fit(
 ) -> Result<AlsReport> {
     let users = als::count(ctx, "SELECT COUNT(*) FROM user_index").await? as usize;
     let items = als::count(ctx, "SELECT COUNT(*) FROM item_index").await? as usize;
-    let model = als::fit(ctx, work, "interactions", (users, items), cfg).await?;
-    als::write_factors(ctx, work, "user_factor_rows", "user_idx", &model.users).await?;
+    let model = als::fit(
+        ctx,
+        work,
+        "interactions",
+        (users, items),
+        cfg,
+        "user_factor_rows",
+    )
+    .await?;
     als::write_factors(ctx, work, "item_factor_rows", "item_idx", &model.items).await?;
     let allowed = als::item_mask(
         ctx,

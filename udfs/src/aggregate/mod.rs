@@ -1,18 +1,27 @@
 //! Aggregate UDFs, one file per function; [`functions`] lists them all.
 //!
-//! Each is one distributed pass of a model fit. Their states merge associatively, so DataFusion
+//! Each is one distributed pass of a model fit (`kmeans_step`, `als_solve_gathered`,
+//! `als_gram`). Their states merge associatively, so DataFusion
 //! (and Ballista, across executors) may split the input anywhere: partial aggregates per
 //! partition, merged after the shuffle.
 
+mod als_gram;
+mod als_solve_gathered;
 mod kmeans_step;
 
 use std::sync::Arc;
 
 use datafusion::logical_expr::AggregateUDF;
 
+pub use als_gram::AlsGram;
+pub use als_solve_gathered::AlsSolveGathered;
 pub use kmeans_step::{KMeansStep, KMeansStepResult};
 
 /// Every aggregate UDF, with its default (model-less) instance.
 pub fn functions() -> Vec<Arc<AggregateUDF>> {
-    vec![Arc::new(AggregateUDF::from(KMeansStep::default()))]
+    vec![
+        Arc::new(AggregateUDF::from(KMeansStep::default())),
+        Arc::new(AggregateUDF::from(AlsSolveGathered::default())),
+        Arc::new(AggregateUDF::from(AlsGram::default())),
+    ]
 }

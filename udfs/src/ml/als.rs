@@ -132,6 +132,46 @@ impl Factors {
     }
 }
 
+/// Rows per block of a blocked Gram matrix ([`blocked_gram`]): the rows with indices
+/// `b·GRAM_BLOCK .. (b+1)·GRAM_BLOCK` form block `b`.
+pub const GRAM_BLOCK: i32 = 65_536;
+
+/// `XᵀX` over the rows of `x` that `present` marks, computed so that it does not depend on
+/// where the rows live: each [`GRAM_BLOCK`] of indices is one matrix product over its present
+/// rows in index order, and the blocks are added in block order ([`sum_block_grams`]). A
+/// distributed fit computes the same blocks in the `als_gram` aggregate, one group per block,
+/// and adds them the same way, so both give the same bits.
+pub fn blocked_gram(x: &Factors, present: &[bool]) -> Vec<f32> {
+    let (k, block) = (x.rank(), GRAM_BLOCK as usize);
+    let mut blocks = Vec::new();
+    for start in (0..x.rows()).step_by(block) {
+        let end = (start + block).min(x.rows());
+        let mut values = Vec::new();
+        let mut rows = 0;
+        for r in start..end {
+            if present.get(r).copied().unwrap_or(false) {
+                values.extend_from_slice(x.row(r));
+                rows += 1;
+            }
+        }
+        if let Some(f) = Factors::new(rows, k, values).filter(|_| rows > 0) {
+            blocks.push(f.gram());
+        }
+    }
+    sum_block_grams(k, blocks.iter().map(Vec::as_slice))
+}
+
+/// Adds per-block Gram matrices (`k × k` each), in the order given, in f64.
+pub fn sum_block_grams<'a>(k: usize, blocks: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+    let mut total = vec![0.0f64; k * k];
+    for b in blocks {
+        for (t, v) in total.iter_mut().zip(b) {
+            *t += f64::from(*v);
+        }
+    }
+    total.into_iter().map(|v| v as f32).collect()
+}
+
 /// How each row's normal equations are solved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Solver {

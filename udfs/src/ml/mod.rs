@@ -7,7 +7,9 @@
 pub mod als;
 pub mod kmeans;
 
-pub use als::{AlsModelSide, Factors, SolveScratch, Solver};
+pub use als::{
+    AlsModelSide, Factors, GRAM_BLOCK, SolveScratch, Solver, blocked_gram, sum_block_grams,
+};
 pub use kmeans::Centroids;
 
 /// Lanes of the accumulators in [`dot`]: independent partial sums, so the compiler may keep

@@ -1,4 +1,5 @@
-//! `als_solve(own_idx, items, weights)`: one row of one implicit-ALS half-iteration.
+//! `als_solve(own_idx, items, weights [, previous])`: one row of one implicit-ALS
+//! half-iteration.
 
 use std::sync::Arc;
 
@@ -6,7 +7,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array, StructA
 use arrow::datatypes::{DataType, Field, Fields, Float32Type, Int32Type};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
 use crate::lists::{list_type, uniform_list};
@@ -26,6 +27,11 @@ use crate::ml::{AlsModelSide, SolveScratch};
 /// ```sql
 /// SELECT user_idx, als_solve(user_idx, items, weights) AS factors FROM als_by_user;
 /// ```
+///
+/// With a fourth argument, `previous list<float>` (or a previous result struct), the warm start comes from that column
+/// instead of the factors the instance carries: the distributed fit joins the previous
+/// customer factors from a work table, so that nothing the size of the customer base travels
+/// inside the plan. A null or missing `previous` starts from zeros.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct AlsSolve {
     signature: Signature,
@@ -42,12 +48,16 @@ impl AlsSolve {
     /// Solves against `side`.
     pub fn new(side: AlsModelSide) -> Self {
         Self {
-            signature: Signature::any(3, Volatility::Immutable),
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(3), TypeSignature::Any(4)],
+                Volatility::Immutable,
+            ),
             side: Arc::new(side),
         }
     }
 
-    fn fields() -> Fields {
+    /// The fields of the result struct (`factors`, `loss`), shared with `als_solve_gathered`.
+    pub(crate) fn fields() -> Fields {
         Fields::from(vec![
             Field::new("factors", list_type(DataType::Float32), false),
             Field::new("loss", DataType::Float64, false),
@@ -71,16 +81,24 @@ impl ScalarUDFImpl for AlsSolve {
         Ok(DataType::Struct(Self::fields()))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rank = self.side.other.rank();
+        let rank = self.side.gram.rank();
         if rank == 0 {
             return exec_err!(
                 "als_solve has no factors: it is built by the ALS fit, not called from SQL"
             );
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let [own, items, weights] = arrays.as_slice() else {
-            return exec_err!("als_solve: expected 3 arguments, got {}", arrays.len());
+        let (own, items, weights, previous) = match arrays.as_slice() {
+            [own, items, weights] => (own, items, weights, None),
+            [own, items, weights, previous] => (own, items, weights, Some(previous)),
+            _ => return exec_err!("als_solve: expected 3 or 4 arguments, got {}", arrays.len()),
         };
+        let previous = previous
+            .map(|p| crate::args::factor_list(self.name(), p))
+            .transpose()?;
+        let previous_values = previous
+            .as_ref()
+            .map(|p| p.values().as_primitive::<Float32Type>().values());
         let own = crate::args::int32(self.name(), own)?;
         let items = crate::args::int32_list(self.name(), items)?;
         let weights = crate::args::float32_list(self.name(), weights)?;
@@ -93,11 +111,17 @@ impl ScalarUDFImpl for AlsSolve {
         let mut scratch = SolveScratch::default();
         let mut sorted = SortedPairs::default();
         for (row, x) in out.chunks_exact_mut(rank).enumerate() {
-            let previous = usize::try_from(own.value(row))
-                .ok()
-                .filter(|_| own.is_valid(row))
-                .map(|o| self.side.previous.row(o))
-                .filter(|p| p.len() == rank);
+            let previous = match (&previous, previous_values) {
+                (Some(list), Some(values)) => Some(list).filter(|l| l.is_valid(row)).map(|l| {
+                    let (p0, p1) = (l.value_offsets()[row], l.value_offsets()[row + 1]);
+                    &values[p0 as usize..p1 as usize]
+                }),
+                _ => usize::try_from(own.value(row))
+                    .ok()
+                    .filter(|_| own.is_valid(row))
+                    .map(|o| self.side.previous.row(o)),
+            }
+            .filter(|p| p.len() == rank);
             if let Some(p) = previous {
                 x.copy_from_slice(p);
             }
