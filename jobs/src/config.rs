@@ -402,6 +402,10 @@ impl Default for EvaluationConfig {
 pub struct ExecutionConfig {
     /// Partitions per query (0 = one per core).
     pub target_partitions: usize,
+    /// Fail the run (exit 8, nothing published) when one stage runs longer than this many
+    /// seconds. Unset: no limit locally, 3600 on Ballista, where a job that lost an executor
+    /// can wait forever. 0: no limit.
+    pub stage_timeout_seconds: Option<u64>,
 }
 
 /// How `s3://` roots are reached. Every key falls back to the standard AWS environment variables

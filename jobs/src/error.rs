@@ -45,6 +45,13 @@ pub enum PipelineError {
         /// 128 + the signal's number.
         exit_code: u8,
     },
+    /// A stage ran longer than `[execution] stage_timeout_seconds` (on a Ballista cluster: most
+    /// likely a lost executor, which Ballista does not always recover from).
+    #[error("[TIMEOUT] {0}")]
+    Timeout(String),
+    /// The Ballista cluster failed the job: a process was lost or lacks Persona's functions.
+    #[error("[CLUSTER] {0}")]
+    Cluster(String),
     /// An analyst's query is wrong (unknown table or column, bad SQL).
     #[error("[QUERY] {0}")]
     Query(String),
@@ -79,6 +86,23 @@ impl PipelineError {
         }
     }
 
+    /// Rewrites a query error that came back from a Ballista cluster (where it arrives as the
+    /// text of a failed job, several layers deep) as one line that says which process failed
+    /// and what to check. Other errors are returned as they are.
+    pub fn explained(self) -> Self {
+        match self {
+            PipelineError::Stage { stage, source } => PipelineError::Stage {
+                stage,
+                source: Box::new(source.explained()),
+            },
+            PipelineError::DataFusion(e) => {
+                let text = e.to_string();
+                explain_cluster_failure(&text).unwrap_or(PipelineError::DataFusion(e))
+            }
+            other => other,
+        }
+    }
+
     /// The innermost error (inside any `Stage` wrapping).
     pub fn root(&self) -> &PipelineError {
         match self {
@@ -95,6 +119,7 @@ impl PipelineError {
             PipelineError::Storage(_) | PipelineError::Parquet(_) => 5,
             PipelineError::Locked(_) => 6,
             PipelineError::GateFailed(_) => 7,
+            PipelineError::Timeout(_) | PipelineError::Cluster(_) => 8,
             PipelineError::Query(_) => 2,
             PipelineError::Interrupted { exit_code, .. } => *exit_code,
             PipelineError::DataFusion(e) if is_storage_error(e) => 5,
@@ -111,6 +136,56 @@ fn is_input_error(e: &DataFusionError) -> bool {
         e.find_root(),
         DataFusionError::ParquetError(_) | DataFusionError::ArrowError(_, _)
     )
+}
+
+/// The one-line error for the text of a failed Ballista job, when it is one of the failures an
+/// operator can fix: a lost process, an executor without Persona's functions, an executor that
+/// cannot reach the object store.
+fn explain_cluster_failure(text: &str) -> Option<PipelineError> {
+    let after = |marker: &str| -> Option<String> {
+        let rest = &text[text.find(marker)? + marker.len()..];
+        Some(
+            rest.chars()
+                .take_while(|c| !matches!(c, '"' | '\\' | ' ' | ')'))
+                .collect::<String>()
+                .trim_end_matches([':', ','])
+                .to_string(),
+        )
+    };
+    if let Some(address) = after("Error connecting to Ballista scheduler or executor at ") {
+        let address = address.trim_start_matches("http://");
+        return Some(PipelineError::Cluster(format!(
+            "lost contact with the Ballista process at {address} during the job: check that the scheduler and every `persona executor` are running (an executor that died takes its shuffle data with it), then rerun; nothing was published"
+        )));
+    }
+    for kind in ["UDF", "UDAF"] {
+        if let Some(name) = after(&format!("There is no {kind} named \\\""))
+            .or_else(|| after(&format!("There is no {kind} named \"")))
+        {
+            return Some(PipelineError::Cluster(format!(
+                "a Ballista executor does not know Persona's function '{name}': run `persona executor` (the same version as this client) on every executor, not a stock Ballista executor; nothing was published"
+            )));
+        }
+    }
+    if text.contains("task could not be prepared or was rejected by executor") {
+        return Some(PipelineError::Cluster(
+            "a Ballista executor could not prepare a task of the job: most often it does not know Persona's functions (a stock Ballista executor, or `persona executor` of another version), which its log names ('There is no UDF named ...'); run `persona executor` of this version on every executor; nothing was published".into(),
+        ));
+    }
+    let storage = [
+        "Object Store error",
+        "Generic S3 error",
+        "Generic LocalFileSystem error",
+    ];
+    let ballista_job = text.contains("Fail to execute query") || text.contains("Job failed due to");
+    if ballista_job && storage.iter().any(|m| text.contains(m)) {
+        let path = after("Failed to fetch metadata for file ").or_else(|| after("path "));
+        let what = path.map_or(String::new(), |p| format!(" ({p})"));
+        return Some(PipelineError::Storage(format!(
+            "a Ballista executor could not read or write the object store{what}: every executor builds its S3 client from its own environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP); check them on the executors, and that the endpoint is reachable from them; nothing was published"
+        )));
+    }
+    None
 }
 
 /// The first line of a (possibly multi-line) message, for one-line errors.
@@ -138,5 +213,49 @@ mod tests {
         assert_eq!(PipelineError::Config("c".into()).exit_code(), 4);
         assert_eq!(PipelineError::Storage("s".into()).exit_code(), 5);
         assert_eq!(PipelineError::Internal("i".into()).exit_code(), 1);
+    }
+
+    fn explained(text: &str) -> PipelineError {
+        PipelineError::DataFusion(DataFusionError::Execution(text.into()))
+            .in_stage("als")
+            .explained()
+    }
+
+    #[test]
+    fn cluster_failures_are_explained_in_one_line() {
+        let lost = explained(
+            "GrpcConnectionError(\"Error connecting to Ballista scheduler or executor at http://127.0.0.1:33353: tonic::transport::Error(Transport, ...)\")",
+        );
+        assert_eq!(lost.exit_code(), 8);
+        assert!(
+            lost.to_string()
+                .contains("[CLUSTER] lost contact with the Ballista process at 127.0.0.1:33353"),
+            "{lost}"
+        );
+
+        let udf = explained(
+            "Fail to execute query due to FailedJob { error: \"Task failed: Error during planning: There is no UDF named \\\"is_crawler\\\" in the TaskContext\" }",
+        );
+        assert!(
+            udf.to_string()
+                .contains("does not know Persona's function 'is_crawler'"),
+            "{udf}"
+        );
+        let rejected = explained(
+            "Job 038GB6ASZR000 failed: task could not be prepared or was rejected by executor",
+        );
+        assert!(
+            rejected.to_string().contains("stock Ballista executor"),
+            "{rejected}"
+        );
+
+        let bucket = explained(
+            "Fail to execute query due to FailedJob { error: \"Object Store error: Generic S3 error: Error performing GET http://127.0.0.1:1/b/x.parquet\" }",
+        );
+        assert_eq!(bucket.exit_code(), 5);
+        assert!(bucket.to_string().contains("AWS_ENDPOINT_URL"), "{bucket}");
+
+        let other = explained("Arrow error: something else");
+        assert_eq!(other.exit_code(), 1);
     }
 }

@@ -242,6 +242,11 @@ struct SchedulerArgs {
     /// gRPC port for clients and executors.
     #[arg(long, default_value_t = 50050, env = "PERSONA_SCHEDULER_PORT")]
     port: u16,
+    /// Seconds without a heartbeat before an executor counts as lost and its tasks are run
+    /// again elsewhere (executors beat every 60 s on their own, and at once when they finish
+    /// a task).
+    #[arg(long, default_value_t = 180)]
+    executor_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +276,14 @@ struct ExecutorArgs {
     /// Folder for shuffle files (default: a temporary folder).
     #[arg(long)]
     work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler (keep it well under the scheduler's
+    /// --executor-timeout).
+    #[arg(long, default_value_t = 10)]
+    heartbeat_interval: u64,
+    /// Register none of Persona's functions and codecs: behaves like a stock Ballista
+    /// executor, so that the tests can check the error a cluster with one gives.
+    #[arg(long, hide = true)]
+    without_persona_functions: bool,
 }
 
 #[derive(Debug, Args)]
@@ -338,6 +351,7 @@ fn main() -> ExitCode {
     match main_inner(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let e = e.explained();
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
@@ -456,6 +470,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             let opts = SchedulerOptions {
                 bind_host: args.bind,
                 port: args.port,
+                executor_timeout_seconds: args.executor_timeout,
             };
             runtime.block_on(run_scheduler(&opts))
         }
@@ -469,6 +484,8 @@ fn main_inner(cli: Cli) -> Result<()> {
                 scheduler_port: args.scheduler_port,
                 task_slots: args.task_slots,
                 work_dir: args.work_dir,
+                heartbeat_interval_seconds: args.heartbeat_interval,
+                stock: args.without_persona_functions,
             };
             runtime.block_on(run_executor(&opts))
         }

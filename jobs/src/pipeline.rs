@@ -111,9 +111,11 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
             input: &input,
             output: &output,
         };
+        let watchdog = stage_watchdog(progress.clock(), stage_timeout(opts), &opts.engine);
         let result = tokio::select! {
             result = run_in(&ctx, opts, roots, &run_id, &work, progress) => result,
             stop = signals::interrupted() => Err(stop),
+            late = watchdog => Err(late),
         };
         work.remove().await;
         result
@@ -124,6 +126,50 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
     }
     lock.release().await;
     result
+}
+
+/// The stage time limit of a run: `[execution] stage_timeout_seconds`, or when unset none
+/// locally and an hour on Ballista.
+fn stage_timeout(opts: &RunOptions) -> Option<std::time::Duration> {
+    let seconds = match opts.config.execution.stage_timeout_seconds {
+        Some(s) => s,
+        None if opts.engine == Engine::Local => 0,
+        None => 3600,
+    };
+    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+}
+
+/// Resolves to a `[TIMEOUT]` error when a stage has run longer than `limit` (never while the
+/// run is publishing, which nothing interrupts). On Ballista 55 a job whose executor died
+/// mid-stage can wait forever for tasks nobody runs; this turns that into a failed run that
+/// publishes nothing, which a rerun repeats on the executors that remain.
+async fn stage_watchdog(
+    clock: crate::progress::StageClock,
+    limit: Option<std::time::Duration>,
+    engine: &Engine,
+) -> PipelineError {
+    let Some(limit) = limit else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if signals::committing() {
+            continue;
+        }
+        if let Some((stage, running)) = clock.current().filter(|(_, t)| *t > limit) {
+            let hint = match engine {
+                Engine::Local => String::new(),
+                other => format!(
+                    "; on {other} a lost executor leaves its job waiting forever: check that every `persona executor` is running and registered (the scheduler logs 'heartbeat timed out' for a lost one), then rerun"
+                ),
+            };
+            return PipelineError::Timeout(format!(
+                "stage {stage} ran {} s, longer than [execution] stage_timeout_seconds = {}{hint}; nothing was published",
+                running.as_secs(),
+                limit.as_secs()
+            ));
+        }
+    }
 }
 
 /// The parsed input and output roots of a run.

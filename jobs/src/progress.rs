@@ -2,7 +2,8 @@
 //! (cron, Airflow and Kubernetes capture stderr).
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -13,6 +14,25 @@ use crate::stages::StageMetrics;
 pub struct Progress {
     interactive: bool,
     bar: Option<ProgressBar>,
+    clock: StageClock,
+}
+
+/// The stage running now and since when, shared with the stage watchdog.
+#[derive(Debug, Clone, Default)]
+pub struct StageClock(Arc<Mutex<Option<(String, Instant)>>>);
+
+impl StageClock {
+    /// The running stage and how long it has run.
+    pub fn current(&self) -> Option<(String, Duration)> {
+        let guard = self.0.lock().ok()?;
+        guard.as_ref().map(|(s, t)| (s.clone(), t.elapsed()))
+    }
+
+    fn set(&self, stage: Option<&str>) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = stage.map(|s| (s.to_string(), Instant::now()));
+        }
+    }
 }
 
 impl Default for Progress {
@@ -27,6 +47,7 @@ impl Progress {
         Self {
             interactive: std::io::stderr().is_terminal(),
             bar: None,
+            clock: StageClock::default(),
         }
     }
 
@@ -35,11 +56,13 @@ impl Progress {
         Self {
             interactive: false,
             bar: None,
+            clock: StageClock::default(),
         }
     }
 
     /// A stage begins.
     pub fn start(&mut self, stage: &str) {
+        self.clock.set(Some(stage));
         if self.interactive {
             let bar = ProgressBar::new_spinner();
             if let Ok(style) = ProgressStyle::with_template("  {spinner} {msg} {elapsed}") {
@@ -55,6 +78,7 @@ impl Progress {
 
     /// A stage ended.
     pub fn finish(&mut self, m: &StageMetrics) {
+        self.clock.set(None);
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
             eprintln!(
@@ -70,9 +94,17 @@ impl Progress {
 
     /// A stage failed: clear the spinner.
     pub fn abandon(&mut self) {
+        self.clock.set(None);
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Progress {
+    /// A handle on the running stage, for [`crate::pipeline`]'s stage watchdog.
+    pub fn clock(&self) -> StageClock {
+        self.clock.clone()
     }
 }
 

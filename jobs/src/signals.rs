@@ -16,6 +16,11 @@ pub fn commit_started() {
     COMMITTING.store(true, Ordering::SeqCst);
 }
 
+/// Whether the run is publishing (nothing may stop it then).
+pub fn committing() -> bool {
+    COMMITTING.load(Ordering::SeqCst)
+}
+
 /// Resolves with the error to stop with when SIGINT or SIGTERM arrives outside the commit;
 /// never resolves during the commit. Installing the handlers replaces the default action of
 /// both signals for the rest of the process.

@@ -34,10 +34,15 @@ fn run_on(engine: &str, output: &Path) {
 
 /// How the run's ALS fit exchanged the customer factors (`plan` or `tables`).
 fn exchange(output: &Path) -> String {
-    let text = std::fs::read_to_string(output.join(format!("_runs/dt={}/manifest.json", crate::support::DATE)))
-        .expect("manifest");
+    let text = std::fs::read_to_string(
+        output.join(format!("_runs/dt={}/manifest.json", crate::support::DATE)),
+    )
+    .expect("manifest");
     let m: serde_json::Value = serde_json::from_str(&text).expect("json");
-    m["recommendations"]["exchange"].as_str().unwrap_or_default().to_string()
+    m["recommendations"]["exchange"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,5 +88,125 @@ fn unreachable_scheduler_is_a_clear_error() {
     assert!(
         stderr.contains(&format!("127.0.0.1:{port}")),
         "the error names the scheduler address: {stderr}"
+    );
+}
+
+/// An executor killed during the ALS stage: Ballista 55 does not reschedule the lost tasks of
+/// the running job (it waits for them forever, and keeps retrying the orphaned job after the
+/// client gives up), so the run must end by the stage watchdog with exit 8 and a message that
+/// says what to check, publish nothing, and leave the previous night's outputs as they were;
+/// on a restarted cluster the rerun succeeds. If a later Ballista recovers the job instead,
+/// the run simply succeeds, and the test accepts that too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_executor_fails_the_run_cleanly_and_a_rerun_succeeds() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let out = temp();
+    // The previous night's outputs, from a local run.
+    run_on("local", out.path());
+    let before = snapshot(out.path(), tiny_input()).await;
+
+    let timeout_config = out.path().join("timeout.toml");
+    std::fs::write(
+        &timeout_config,
+        "[recommendations]\niterations = 3\n[execution]\nstage_timeout_seconds = 20\n",
+    )
+    .expect("config");
+    let mut cluster = LocalCluster::start_with(
+        2,
+        &["--executor-timeout", "6"],
+        &["--heartbeat-interval", "2"],
+        &[],
+    );
+    let mut run = Command::new(crate::support::persona_bin())
+        .args([
+            "run",
+            "--input",
+            tiny_input().to_str().expect("utf8"),
+            "--output",
+            out.path().to_str().expect("utf8"),
+            "--date",
+            crate::support::DATE,
+            "--engine",
+            &cluster.engine(),
+            "--config",
+            timeout_config.to_str().expect("utf8"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the run");
+    let mut stderr = BufReader::new(run.stderr.take().expect("stderr"));
+    let mut log = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).expect("read stderr") > 0 {
+        log.push_str(&line);
+        if line.contains("stage started") && line.contains("recommendations (als)") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(
+        log.contains("recommendations (als)"),
+        "the ALS stage never started:\n{log}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let executor = &mut cluster.children[2];
+    executor.kill().expect("kill an executor");
+    executor.wait().expect("reap it");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    let status = run.wait().expect("wait for the run");
+    match status.code() {
+        Some(0) => {}
+        Some(8) => {
+            assert!(
+                rest.contains("[TIMEOUT]") && rest.contains("persona executor"),
+                "{rest}"
+            );
+            assert_same(
+                &snapshot(out.path(), tiny_input()).await,
+                &before,
+                "a failed cluster run changed the previous outputs",
+            );
+        }
+        other => panic!("exit {other:?} after losing an executor:\n{rest}"),
+    }
+    drop(cluster);
+
+    let cluster = LocalCluster::start(2);
+    run_on(&cluster.engine(), out.path());
+    assert_same(
+        &snapshot(out.path(), tiny_input()).await,
+        &before,
+        "the rerun on the cluster differs from the local run",
+    );
+}
+
+/// An executor without Persona's functions (as a stock Ballista executor would be): the run
+/// fails with one line that names the function and says which process to run instead.
+#[test]
+fn an_executor_without_persona_functions_is_named() {
+    let cluster = LocalCluster::start_with(1, &[], &["--without-persona-functions"], &[]);
+    let out = temp();
+    let result = run_job_with(
+        tiny_input(),
+        out.path(),
+        &["--engine", &cluster.engine()],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(8), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("[CLUSTER] a Ballista executor")
+            && error.contains("Persona's functions")
+            && error.contains("run `persona executor`"),
+        "{stderr}"
     );
 }

@@ -178,3 +178,27 @@ fn storage_mistakes_give_one_line_with_the_url_and_a_hint() {
         "{err}"
     );
 }
+
+/// A cluster whose executor cannot reach the S3 endpoint (its own AWS_ENDPOINT_URL is wrong,
+/// while the client's and the scheduler's are right): one line that says an executor could
+/// not reach the store and which settings of the executors to check; exit 5.
+#[test]
+fn an_executor_that_cannot_reach_the_bucket_is_named() {
+    let root = prefix("executor-without-bucket");
+    let input = generate_into(&root);
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let cluster = LocalCluster::start_with(1, &[], &[], &[("AWS_ENDPOINT_URL", &nowhere)]);
+    let output = format!("{root}/output");
+    let result = run_at(&input, &output, DATE, &["--engine", &cluster.engine()], &[]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(5), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("a Ballista executor could not read or write the object store")
+            && error.contains("AWS_ENDPOINT_URL"),
+        "{stderr}"
+    );
+}

@@ -262,25 +262,38 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts the processes and waits until the scheduler accepts connections.
     pub fn start(executors: usize) -> Self {
+        Self::start_with(executors, &[], &[], &[])
+    }
+
+    /// [`Self::start`], with extra flags for the scheduler and for each executor, and extra
+    /// environment variables for each executor.
+    pub fn start_with(
+        executors: usize,
+        scheduler_flags: &[&str],
+        executor_flags: &[&str],
+        executor_env: &[(&str, &str)],
+    ) -> Self {
         let dir = temp();
         let scheduler_port = free_port();
-        let spawn = |args: Vec<String>, log: &str| {
+        let spawn = |args: Vec<String>, log: &str, env: &[(&str, &str)]| {
             let log = std::fs::File::create(dir.path().join(log)).expect("log file");
             Command::new(persona_bin())
                 .args(args)
                 .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)
                 .spawn()
                 .expect("spawn")
         };
         let mut children = vec![spawn(
-            vec![
-                "scheduler".into(),
-                "--port".into(),
-                scheduler_port.to_string(),
-            ],
+            ["scheduler", "--port", &scheduler_port.to_string()]
+                .iter()
+                .chain(scheduler_flags)
+                .map(|s| s.to_string())
+                .collect(),
             "scheduler.log",
+            &[],
         )];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", scheduler_port)).is_err() {
@@ -293,7 +306,7 @@ impl LocalCluster {
         for i in 0..executors {
             let work = dir.path().join(format!("executor-{i}"));
             std::fs::create_dir_all(&work).expect("work dir");
-            let args = vec![
+            let mut args: Vec<String> = vec![
                 "executor".into(),
                 "--port".into(),
                 free_port().to_string(),
@@ -306,7 +319,8 @@ impl LocalCluster {
                 "--work-dir".into(),
                 work.display().to_string(),
             ];
-            children.push(spawn(args, &format!("executor-{i}.log")));
+            args.extend(executor_flags.iter().map(|s| s.to_string()));
+            children.push(spawn(args, &format!("executor-{i}.log"), executor_env));
         }
         // Executors register with the scheduler shortly after start.
         std::thread::sleep(std::time::Duration::from_secs(2));

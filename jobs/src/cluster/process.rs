@@ -28,6 +28,8 @@ pub struct SchedulerOptions {
     pub bind_host: String,
     /// gRPC port (clients and executors connect here).
     pub port: u16,
+    /// Seconds without a heartbeat before an executor is declared lost.
+    pub executor_timeout_seconds: u64,
 }
 
 /// Runs a scheduler until the process is stopped.
@@ -58,6 +60,9 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
         })),
         override_logical_codec: Some(Arc::new(PersonaLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PersonaPhysicalCodec::default())),
+        executor_timeout_seconds: opts.executor_timeout_seconds,
+        expire_dead_executor_interval_seconds: opts.executor_timeout_seconds.clamp(1, 15),
+        no_executors_grace_period_seconds: opts.executor_timeout_seconds,
         ..Default::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
@@ -88,6 +93,10 @@ pub struct ExecutorOptions {
     pub task_slots: Option<usize>,
     /// Folder for shuffle files.
     pub work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler.
+    pub heartbeat_interval_seconds: u64,
+    /// Behave like a stock Ballista executor: none of Persona's functions or codecs.
+    pub stock: bool,
 }
 
 /// Runs an executor until the process is stopped.
@@ -113,6 +122,7 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
         scheduler_host: opts.scheduler_host.clone(),
         scheduler_port: opts.scheduler_port,
         scheduler_connect_timeout_seconds: 30,
+        executor_heartbeat_interval_seconds: opts.heartbeat_interval_seconds,
         work_dir: opts.work_dir.clone(),
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
         override_runtime_producer: Some(runtime_producer),
@@ -120,6 +130,11 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
         override_physical_codec: Some(Arc::new(PersonaPhysicalCodec::default())),
         ..Default::default()
     };
+    if opts.stock {
+        config.override_function_registry = None;
+        config.override_logical_codec = None;
+        config.override_physical_codec = None;
+    }
     if let Some(slots) = opts.task_slots {
         config.vcores = slots;
     }
