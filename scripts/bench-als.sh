@@ -32,6 +32,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import implicit, pyar
   "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scipy pandas pyarrow threadpoolctl implicit
 fi
 cargo build --release --locked --bin persona >&2
+source scripts/bench/data.sh
 PEER="scripts/bench/als_peer.py"
 # implicit's OpenBLAS and threads: the machine's OPENBLAS_* overrides are for old builds.
 peer_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1)
@@ -41,13 +42,7 @@ best() { python3 -c 'import json,sys; a=[json.loads(x) for x in sys.argv[1:] if 
 printf '%-7s %-9s %9s %5s %10s %8s %9s %8s %8s %9s\n' scale side pairs iters s/iter fit_s peak_MiB ndcg@10 ndcg_gap time_ratio
 for SCALE in "${@:-small medium}"; do
   DATA="$CACHE/bench/als-$SCALE"
-  if [ ! -f "$DATA/split/holdout.parquet" ]; then
-    echo "== generating $SCALE data and the evaluation split into $DATA (once)" >&2
-    rm -rf "$DATA" && mkdir -p "$DATA"
-    "$BIN" generate --scale "$SCALE" --out "$DATA/input" --end-date "$DATE" >&2
-    "$BIN" evaluate --input "$DATA/input" --output "$DATA/output" --date "$DATE" \
-      --export-split "$DATA/split" >/dev/null
-  fi
+  bench_split "$SCALE" >/dev/null
   best_peer="" best_ours=""
   for _ in $(seq 1 "$REPEAT"); do
     peer=$("${peer_env[@]}" /usr/bin/time -f '%M' -o "$DATA/peer.rss" "$VENV/bin/python" "$PEER" implicit \

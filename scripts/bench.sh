@@ -29,16 +29,12 @@ if [ "$PEERS" = 1 ] && { [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 
   "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scipy pandas pyarrow threadpoolctl scikit-learn implicit
 fi
 cargo build --release --locked --bin persona >&2
+source scripts/bench/data.sh
 peer_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1)
 
 for SCALE in "${@:-small medium}"; do
   DATA="$CACHE/bench/als-$SCALE"
-  if [ ! -f "$DATA/input/.complete" ]; then
-    echo "== generating $SCALE data into $DATA/input (once)" >&2
-    rm -rf "$DATA/input" && mkdir -p "$DATA"
-    "$BIN" generate --scale "$SCALE" --out "$DATA/input" --end-date "$DATE" >&2
-    touch "$DATA/input/.complete"
-  fi
+  bench_input "$SCALE" >/dev/null
   OUT=$(mktemp -d)
   trap 'rm -rf "$OUT"' EXIT
   echo "== $SCALE: persona run" >&2

@@ -1,0 +1,28 @@
+# Generated benchmark data, shared by scripts/bench*.sh (sourced; they set BIN, CACHE, DATE):
+# one input per scale in $CACHE/bench/als-SCALE/input, and the evaluation's train/holdout split
+# of it in .../split, each made once and reused.
+
+# bench_input SCALE: the input folder of SCALE, generated first if missing.
+bench_input() {
+  local data="$CACHE/bench/als-$1"
+  if [ ! -f "$data/input/.complete" ]; then
+    echo "== generating $1 data into $data/input (once)" >&2
+    rm -rf "$data/input" && mkdir -p "$data"
+    "$BIN" generate --scale "$1" --out "$data/input" --end-date "$DATE" >&2
+    touch "$data/input/.complete"
+  fi
+  echo "$data/input"
+}
+
+# bench_split SCALE: the folder of the evaluation's split (train.parquet, holdout.parquet) of
+# SCALE's input, exported first if missing.
+bench_split() {
+  local data="$CACHE/bench/als-$1" input
+  input=$(bench_input "$1")
+  if [ ! -f "$data/split/holdout.parquet" ]; then
+    echo "== exporting the evaluation split of $1 into $data/split (once)" >&2
+    "$BIN" evaluate --input "$input" --output "$data/output" --date "$DATE" \
+      --export-split "$data/split" >/dev/null
+  fi
+  echo "$data/split"
+}
