@@ -34,10 +34,11 @@ for SCALE in "${@:-small}"; do
       --date "$DATE" --engine "$2" >/dev/null 2>"$OUT/$1.log" \
       || { tail -5 "$OUT/$1.log" >&2; echo "FAILED: $1" >&2; exit 1; }
   }
-  shuffled() { du -sb "$OUT/cluster"/executor-* | awk '{s += $1} END {printf "%d\n", s}'; }
+  shuffled() { du -sb "$OUT/cluster"/executor-*/ | awk '{s += $1} END {printf "%d\n", s}'; }
   als_fit() { # iterations engine
     "$BIN" als --input "$SPLIT/train.parquet" --output "$OUT/als-$1" --user user_idx \
-      --item item_idx --weight weight --iterations "$1" --engine "$2" >/dev/null 2>&1
+      --item item_idx --weight weight --iterations "$1" --engine "$2" >/dev/null 2>"$OUT/als-$1.log" \
+      || { tail -5 "$OUT/als-$1.log" >&2; echo "FAILED: persona als ($1 iterations)" >&2; exit 1; }
   }
 
   engines=(local)
