@@ -26,7 +26,7 @@ for SCALE in "${@:-small}"; do
   INPUT=$(bench_input "$SCALE")
   SPLIT=$(bench_split "$SCALE")
   OUT=$(mktemp -d)
-  trap 'PERSONA_CLUSTER_DIR="$OUT/cluster" scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
+  trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
 
   run() { # name engine
     echo "== $SCALE: persona run --engine $2" >&2
@@ -34,7 +34,7 @@ for SCALE in "${@:-small}"; do
       --date "$DATE" --engine "$2" >/dev/null 2>"$OUT/$1.log" \
       || { tail -5 "$OUT/$1.log" >&2; echo "FAILED: $1" >&2; exit 1; }
   }
-  shuffled() { du -sb "$OUT/cluster"/executor-*/ | awk '{s += $1} END {printf "%d\n", s}'; }
+  shuffled() { du -sb "$PERSONA_CLUSTER_DIR"/executor-*/ | awk '{s += $1} END {printf "%d\n", s}'; }
   als_fit() { # iterations engine
     "$BIN" als --input "$SPLIT/train.parquet" --output "$OUT/als-$1" --user user_idx \
       --item item_idx --weight weight --iterations "$1" --engine "$2" >/dev/null 2>"$OUT/als-$1.log" \
@@ -54,12 +54,25 @@ for SCALE in "${@:-small}"; do
     sleep 2
     run "cluster-$n" "ballista://127.0.0.1:$port"
     engines+=("cluster-$n")
-    if [ "$n" = 2 ]; then
-      echo "== $SCALE: shuffle bytes per ALS iteration (persona als, 1 and 2 iterations)" >&2
-      before=$(shuffled); als_fit 1 "ballista://127.0.0.1:$port"; one=$(($(shuffled) - before))
-      before=$(shuffled); als_fit 2 "ballista://127.0.0.1:$port"; two=$(($(shuffled) - before))
-      echo "$one $two" >"$OUT/shuffle"
-    fi
+    scripts/cluster.sh stop >/dev/null
+    port=$((port + 100))
+  done
+  # Shuffle files of a job are removed some time after it ends (sooner when its client
+  # disconnects), so each fit runs on a fresh two-executor cluster and the executors' folders
+  # are sampled while it runs: the peak is what the fit wrote.
+  echo "== $SCALE: shuffle bytes per ALS iteration (persona als, 1 and 2 iterations)" >&2
+  for it in 1 2; do
+    export PERSONA_CLUSTER_DIR="$OUT/cluster-fit-$it" PERSONA_SCHEDULER_PORT=$port
+    scripts/cluster.sh start 2 >/dev/null
+    sleep 2
+    als_fit "$it" "ballista://127.0.0.1:$port" &
+    fit=$! peak=0
+    while kill -0 "$fit" 2>/dev/null; do
+      now=$(shuffled); [ "$now" -gt "$peak" ] && peak=$now
+      sleep 0.2
+    done
+    wait "$fit"
+    echo "$peak" >>"$OUT/shuffle"
     scripts/cluster.sh stop >/dev/null
     port=$((port + 100))
   done
@@ -91,7 +104,7 @@ for e in engines:
         print(f"\n{e}: {len(jobs)} Ballista jobs, fastest {jobs[0]} ms, median {jobs[len(jobs) // 2]} ms")
 try:
     one, two = (int(x) for x in open(f"{out}/shuffle").read().split())
-    print(f"\nshuffle written by the executors: ALS fit of 1 iteration {one / 2**20:.1f} MiB, of 2 iterations {two / 2**20:.1f} MiB: {(two - one) / 2**20:.1f} MiB per iteration")
+    print(f"\nshuffle files of the executors at their peak: ALS fit of 1 iteration {one / 2**20:.0f} MiB, of 2 iterations {two / 2**20:.0f} MiB: {(two - one) / 2**20:.0f} MiB per iteration")
 except FileNotFoundError:
     pass
 PY
