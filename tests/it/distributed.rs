@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::end_to_end::{assert_same, snapshot};
-use crate::support::{LocalCluster, ok, run_job_with, temp, tiny_input};
+use crate::end_to_end::{assert_same, manifest, snapshot};
+use crate::support::{LocalCluster, error_line, ok, run_job_with, temp, tiny_input};
 
 /// A configuration with fewer ALS iterations than the default: every iteration is a few
 /// Ballista jobs, and the standalone engine polls for work about once a second.
@@ -34,12 +34,7 @@ fn run_on(engine: &str, output: &Path) {
 
 /// How the run's ALS fit exchanged the customer factors (`plan` or `tables`).
 fn exchange(output: &Path) -> String {
-    let text = std::fs::read_to_string(
-        output.join(format!("_runs/dt={}/manifest.json", crate::support::DATE)),
-    )
-    .expect("manifest");
-    let m: serde_json::Value = serde_json::from_str(&text).expect("json");
-    m["recommendations"]["exchange"]
+    manifest(output)["recommendations"]["exchange"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -197,16 +192,11 @@ fn an_executor_without_persona_functions_is_named() {
         &["--engine", &cluster.engine()],
         &[],
     );
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(8), "{stderr}");
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_default();
+    let error = error_line(&result, 8);
     assert!(
         error.contains("[CLUSTER] a Ballista executor")
             && error.contains("Persona's functions")
             && error.contains("run `persona executor`"),
-        "{stderr}"
+        "{error}"
     );
 }

@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use crate::support::{
-    DATE, copy_dir, list_files, ok, outputs, query, rows_as_text, run_job, scalar_i64, temp,
-    tiny_input,
+    DATE, PUBLISHED_TABLES, copy_dir, list_files, ok, outputs, query, rows_as_text, run_job,
+    scalar_i64, temp, tiny_input,
 };
 
-fn manifest(output: &Path) -> serde_json::Value {
+/// The run manifest of [`DATE`] under `output`.
+pub fn manifest(output: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(output.join(format!("_runs/dt={DATE}/manifest.json")))
         .expect("manifest");
     serde_json::from_str(&text).expect("manifest json")
@@ -146,17 +147,7 @@ async fn run_publishes_complete_consistent_tables() {
     );
 
     // No email address, IP address or cookie id in any string column of any output.
-    for table in [
-        "user_features",
-        "user_profiles",
-        "segments",
-        "recommendations",
-        "user_factors",
-        "item_factors",
-        "similar_items",
-        "evaluation",
-        "data_quality",
-    ] {
+    for table in PUBLISHED_TABLES {
         let schema = ctx.table(table).await.unwrap().schema().as_arrow().clone();
         for field in schema.fields() {
             if field.data_type() != &datafusion::arrow::datatypes::DataType::Utf8

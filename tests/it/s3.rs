@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use crate::sql::sql_csv;
 use crate::support::{
-    DATE, LocalCluster, free_port, generate_tiny, ok, persona_bin, run_at, run_job_with, temp,
-    tiny_input,
+    DATE, LocalCluster, error_line, free_port, generate_tiny, ok, persona_bin, run_at,
+    run_job_with, temp, tiny_input,
 };
 
 /// The test bucket (the server is started by scripts/test.sh).
@@ -190,15 +190,10 @@ fn an_executor_that_cannot_reach_the_bucket_is_named() {
     let cluster = LocalCluster::start_with(1, &[], &[], &[("AWS_ENDPOINT_URL", &nowhere)]);
     let output = format!("{root}/output");
     let result = run_at(&input, &output, DATE, &["--engine", &cluster.engine()], &[]);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(5), "{stderr}");
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_default();
+    let error = error_line(&result, 5);
     assert!(
         error.contains("a Ballista executor could not read or write the object store")
             && error.contains("AWS_ENDPOINT_URL"),
-        "{stderr}"
+        "{error}"
     );
 }

@@ -36,6 +36,20 @@ pub fn persona(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run persona")
 }
 
+/// Asserts that a command failed with exit `code` and printed exactly one `error:` line, and
+/// returns that line.
+pub fn error_line(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit code; stderr:\n{stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    errors[0].to_string()
+}
+
 /// Asserts success and returns stdout.
 pub fn ok(out: &Output) -> String {
     assert!(
@@ -157,21 +171,24 @@ pub fn list_files(root: &Path) -> Vec<String> {
     out
 }
 
+/// Every table a run on the tiny data publishes.
+pub const PUBLISHED_TABLES: [&str; 9] = [
+    "user_features",
+    "user_profiles",
+    "segments",
+    "recommendations",
+    "user_factors",
+    "item_factors",
+    "similar_items",
+    "evaluation",
+    "data_quality",
+];
+
 /// A DataFusion session with every published table of `output` for [`DATE`] registered, and
 /// the generated input sources as `in_<source>`.
 pub async fn outputs(output: &Path, input: &Path) -> SessionContext {
     let ctx = SessionContext::new();
-    for table in [
-        "user_features",
-        "user_profiles",
-        "segments",
-        "recommendations",
-        "user_factors",
-        "item_factors",
-        "similar_items",
-        "evaluation",
-        "data_quality",
-    ] {
+    for table in PUBLISHED_TABLES {
         let dir = output.join(table).join(format!("dt={DATE}"));
         ctx.register_parquet(
             table,

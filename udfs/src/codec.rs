@@ -34,23 +34,21 @@ pub fn encode_udf(udf: &ScalarUDF, buf: &mut Vec<u8>) {
 
 /// Writes an ALS half-iteration's fixed side and hyper-parameters.
 fn write_side(buf: &mut Vec<u8>, s: &AlsModelSide) {
-    {
-        write_factors(buf, &s.other);
-        write_factors(buf, &s.gram);
-        write_factors(buf, &s.previous);
-        buf.extend(s.alpha_bits.to_le_bytes());
-        buf.extend(s.lambda_bits.to_le_bytes());
-        buf.push(u8::from(s.weighted_lambda));
-        // Solver: 0 = Cholesky, else conjugate gradient with (value − 1) steps.
-        write_u64(
-            buf,
-            match s.solver {
-                Solver::Cholesky => 0,
-                Solver::ConjugateGradient { steps } => steps as u64 + 1,
-            },
-        );
-        buf.push(u8::from(s.explicit));
-    }
+    write_factors(buf, &s.other);
+    write_factors(buf, &s.gram);
+    write_factors(buf, &s.previous);
+    buf.extend(s.alpha_bits.to_le_bytes());
+    buf.extend(s.lambda_bits.to_le_bytes());
+    buf.push(u8::from(s.weighted_lambda));
+    // Solver: 0 = Cholesky, else conjugate gradient with (value − 1) steps.
+    write_u64(
+        buf,
+        match s.solver {
+            Solver::Cholesky => 0,
+            Solver::ConjugateGradient { steps } => steps as u64 + 1,
+        },
+    );
+    buf.push(u8::from(s.explicit));
 }
 
 /// Rebuilds a scalar model UDF from its payload; `None` when `name` is not a model function.
@@ -75,32 +73,29 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
 impl Reader<'_> {
     /// Reads what [`write_side`] wrote.
     fn side(&mut self) -> Result<AlsModelSide> {
-        let r = self;
-        {
-            let other = Arc::new(r.factors()?);
-            let gram = Arc::new(r.factors()?);
-            let previous = Arc::new(r.factors()?);
-            let alpha_bits = r.u32()?;
-            let lambda_bits = r.u32()?;
-            let weighted_lambda = r.take(1)?[0] != 0;
-            let solver = match r.u64()? {
-                0 => Solver::Cholesky,
-                n => Solver::ConjugateGradient {
-                    steps: (n - 1) as usize,
-                },
-            };
-            let explicit = r.take(1)?[0] != 0;
-            Ok(AlsModelSide {
-                other,
-                gram,
-                previous,
-                alpha_bits,
-                lambda_bits,
-                weighted_lambda,
-                solver,
-                explicit,
-            })
-        }
+        let other = Arc::new(self.factors()?);
+        let gram = Arc::new(self.factors()?);
+        let previous = Arc::new(self.factors()?);
+        let alpha_bits = self.u32()?;
+        let lambda_bits = self.u32()?;
+        let weighted_lambda = self.take(1)?[0] != 0;
+        let solver = match self.u64()? {
+            0 => Solver::Cholesky,
+            n => Solver::ConjugateGradient {
+                steps: (n - 1) as usize,
+            },
+        };
+        let explicit = self.take(1)?[0] != 0;
+        Ok(AlsModelSide {
+            other,
+            gram,
+            previous,
+            alpha_bits,
+            lambda_bits,
+            weighted_lambda,
+            solver,
+            explicit,
+        })
     }
 }
 

@@ -111,7 +111,12 @@ pub async fn fit(
     let started = Instant::now();
     let by_user = format!("{interactions}_by_user");
     let pairs = stage_grouped(ctx, work, interactions, "user_idx", "item_idx", &by_user).await?;
-    let item_counts = item_counts(ctx, interactions, items).await?;
+    // Only ALS-WR's loss needs them (each item's λ is scaled by its count).
+    let item_counts = if cfg.weighted_lambda {
+        item_counts(ctx, interactions, items).await?
+    } else {
+        Vec::new()
+    };
     let mut state = match exchange {
         Exchange::Plan => {
             let by_item = format!("{interactions}_by_item");
@@ -257,10 +262,9 @@ impl CustomerFactors {
                 by_item,
             } => {
                 let gram = gram_of(rank, blocked_gram(x, present))?;
-                let mut solved_items = vec![false; previous.rows()];
-                let (y, _) =
-                    half_step(ctx, cfg, x, gram, previous, &mut solved_items, by_item).await?;
-                Ok(y)
+                Ok(half_step(ctx, cfg, x, gram, previous, &mut [], by_item)
+                    .await?
+                    .0)
             }
             CustomerFactors::InTable {
                 table: Some(x),

@@ -28,10 +28,10 @@ use crate::ml::{AlsModelSide, SolveScratch};
 /// SELECT user_idx, als_solve(user_idx, items, weights) AS factors FROM als_by_user;
 /// ```
 ///
-/// With a fourth argument, `previous list<float>` (or a previous result struct), the warm start comes from that column
-/// instead of the factors the instance carries: the distributed fit joins the previous
-/// customer factors from a work table, so that nothing the size of the customer base travels
-/// inside the plan. A null or missing `previous` starts from zeros.
+/// With a fourth argument, `previous list<float>` (or a previous result struct), the warm
+/// start comes from that column instead of the factors the instance carries: the distributed
+/// fit joins the previous customer factors from a work table, so that nothing the size of the
+/// customer base travels inside the plan. A null or missing `previous` starts from zeros.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct AlsSolve {
     signature: Signature,
