@@ -158,6 +158,11 @@ fn explain_cluster_failure(text: &str) -> Option<PipelineError> {
             "lost contact with the Ballista process at {address} during the job: check that the scheduler and every `persona executor` are running (an executor that died takes its shuffle data with it), then rerun; nothing was published"
         )));
     }
+    if let Some(executor) = after("Shuffle fetch partition error from Executor ") {
+        return Some(PipelineError::Cluster(format!(
+            "could not fetch shuffle data from Ballista executor {executor}: it has stopped or is unreachable (an executor that dies takes its shuffle data with it); check that every `persona executor` is running, then rerun; nothing was published"
+        )));
+    }
     for kind in ["UDF", "UDAF"] {
         if let Some(name) = after(&format!("There is no {kind} named \\\""))
             .or_else(|| after(&format!("There is no {kind} named \"")))
@@ -231,6 +236,17 @@ mod tests {
             lost.to_string()
                 .contains("[CLUSTER] lost contact with the Ballista process at 127.0.0.1:33353"),
             "{lost}"
+        );
+
+        let fetch = explained(
+            "External error: Shuffle fetch partition error from Executor 027738c1-ec07-4ba9-b4a0-a7c97f08fd3f, map_stage 1, map_partition 1, error desc: Status { code: Unavailable, message: \"tcp connect error\" }",
+        );
+        assert_eq!(fetch.exit_code(), 8);
+        assert!(
+            fetch.to_string().contains(
+                "[CLUSTER] could not fetch shuffle data from Ballista executor 027738c1-ec07-4ba9-b4a0-a7c97f08fd3f: "
+            ),
+            "{fetch}"
         );
 
         let udf = explained(
