@@ -111,7 +111,8 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
             input: &input,
             output: &output,
         };
-        let watchdog = stage_watchdog(progress.clock(), stage_timeout(opts), &opts.engine);
+        let limit = stage_timeout(&opts.config, &opts.engine);
+        let watchdog = stage_watchdog(progress.clock(), limit, &opts.engine);
         let result = tokio::select! {
             result = run_in(&ctx, opts, roots, &run_id, &work, progress) => result,
             stop = signals::interrupted() => Err(stop),
@@ -130,20 +131,39 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
 
 /// The stage time limit of a run: `[execution] stage_timeout_seconds`, or when unset none
 /// locally and an hour on Ballista.
-fn stage_timeout(opts: &RunOptions) -> Option<std::time::Duration> {
-    let seconds = match opts.config.execution.stage_timeout_seconds {
+pub(crate) fn stage_timeout(
+    config: &PipelineConfig,
+    engine: &Engine,
+) -> Option<std::time::Duration> {
+    let seconds = match config.execution.stage_timeout_seconds {
         Some(s) => s,
-        None if opts.engine == Engine::Local => 0,
+        None if *engine == Engine::Local => 0,
         None => 3600,
     };
     (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+}
+
+/// Runs a command that is one stage as a whole (`persona als`, `persona kmeans`) under the same
+/// watchdog as the stages of `persona run`, so that a fit on a cluster that lost its executors
+/// fails with `[TIMEOUT]` instead of waiting forever.
+pub(crate) async fn as_one_stage<T>(
+    stage: &str,
+    config: &PipelineConfig,
+    engine: &Engine,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let clock = crate::progress::StageClock::started(stage);
+    tokio::select! {
+        result = work => result,
+        late = stage_watchdog(clock, stage_timeout(config, engine), engine) => Err(late),
+    }
 }
 
 /// Resolves to a `[TIMEOUT]` error when a stage has run longer than `limit` (never while the
 /// run is publishing, which nothing interrupts). On Ballista 55 a job whose executor died
 /// mid-stage can wait forever for tasks nobody runs; this turns that into a failed run that
 /// publishes nothing, which a rerun repeats on the executors that remain.
-async fn stage_watchdog(
+pub(crate) async fn stage_watchdog(
     clock: crate::progress::StageClock,
     limit: Option<std::time::Duration>,
     engine: &Engine,

@@ -22,6 +22,13 @@ pub struct Progress {
 pub struct StageClock(Arc<Mutex<Option<(String, Instant)>>>);
 
 impl StageClock {
+    /// A clock whose stage `stage` starts now.
+    pub fn started(stage: &str) -> Self {
+        let clock = Self::default();
+        clock.set(Some(stage));
+        clock
+    }
+
     /// The running stage and how long it has run.
     pub fn current(&self) -> Option<(String, Duration)> {
         let guard = self.0.lock().ok()?;

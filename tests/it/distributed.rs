@@ -201,3 +201,77 @@ fn an_executor_without_persona_functions_is_named() {
         "{error}"
     );
 }
+
+/// `persona als` and `persona kmeans` run as one stage under the same watchdog as `persona
+/// run`: on a cluster with no executor their first job would wait forever; instead each fails
+/// with `[TIMEOUT]` (exit 8) and publishes nothing.
+#[test]
+fn a_fit_on_a_cluster_without_executors_times_out() {
+    use arrow::array::{Float64Array, Int64Array, RecordBatch};
+
+    let cluster = LocalCluster::start_with(0, &[], &[], &[]);
+    let dir = temp();
+    let input = dir.path().join("pairs.parquet");
+    let batch = RecordBatch::try_from_iter([
+        (
+            "customer",
+            std::sync::Arc::new(Int64Array::from_iter_values(0..60)) as _,
+        ),
+        (
+            "product",
+            std::sync::Arc::new(Int64Array::from_iter_values((0..60).map(|i| i % 7))) as _,
+        ),
+        (
+            "spend",
+            std::sync::Arc::new(Float64Array::from_iter_values((0..60).map(f64::from))) as _,
+        ),
+    ])
+    .expect("batch");
+    let file = std::fs::File::create(&input).expect("create");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    let config = dir.path().join("timeout.toml");
+    std::fs::write(&config, "[execution]\nstage_timeout_seconds = 3\n").expect("config");
+
+    let engine = cluster.engine();
+    let (input, config) = (
+        input.to_str().expect("utf8"),
+        config.to_str().expect("utf8"),
+    );
+    let fits: [(&str, Vec<&str>); 2] = [
+        ("als", vec!["--user", "customer", "--item", "product"]),
+        ("kmeans", vec!["--features", "spend", "--k", "2"]),
+    ];
+    for (command, flags) in fits {
+        let out = dir.path().join(command);
+        let mut args = vec![
+            command,
+            "--input",
+            input,
+            "--output",
+            out.to_str().expect("utf8"),
+            "--engine",
+            &engine,
+            "--config",
+            config,
+        ];
+        args.extend(flags);
+        let error = error_line(&crate::support::persona(&args, &[]), 8);
+        assert!(
+            error.contains(&format!("[TIMEOUT] stage {command} ran"))
+                && error.contains("persona executor"),
+            "{error}"
+        );
+        let published: Vec<String> = std::fs::read_dir(&out)
+            .map(|entries| {
+                entries
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .filter(|name| name != "_work")
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(published.is_empty(), "{command} published {published:?}");
+    }
+}

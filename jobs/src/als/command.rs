@@ -126,7 +126,8 @@ pub async fn run(opts: &AlsOptions) -> Result<AlsCommandReport> {
     register_parquet(&ctx, "als_input", &input, &opts.input).await?;
     check_columns(&ctx, "als_input", &opts.input, opts, true).await?;
     let work = WorkArea::for_command(&output, "als", opts.engine == Engine::Local).await?;
-    let result = fit_and_publish(&ctx, opts, &output, &work, started).await;
+    let fit = fit_and_publish(&ctx, opts, &output, &work, started);
+    let result = crate::pipeline::as_one_stage("als", &opts.pipeline, &opts.engine, fit).await;
     work.remove().await;
     result
 }

@@ -1,0 +1,58 @@
+//! One K-Means pass over one 8192-row batch of 30 standardised features with k = 8: the
+//! assignment (`kmeans_assign`, the segments output) and the Lloyd step (`kmeans_step`, one
+//! iteration of the fit).
+//!
+//! ```sh
+//! cargo bench -p persona-udfs --bench kmeans
+//! ```
+
+#![allow(missing_docs, clippy::unwrap_used, reason = "a bench harness")]
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use datafusion::logical_expr::AggregateUDFImpl;
+use persona_udfs::aggregate::KMeansStep;
+use persona_udfs::ml::Centroids;
+use persona_udfs::scalar::KMeansAssign;
+use support::{AggregateInputs, Numbers, ROWS, invoke};
+
+const FEATURES: usize = 30;
+const K: usize = 8;
+
+fn kmeans_functions(c: &mut Criterion) {
+    let mut n = Numbers(2);
+    let points: Vec<ArrayRef> = (0..FEATURES)
+        .map(|_| {
+            Arc::new(Float64Array::from_iter_values(
+                (0..ROWS).map(|_| n.unit() * 4.0 - 2.0),
+            )) as ArrayRef
+        })
+        .collect();
+    let values = (0..K * FEATURES).map(|_| n.unit() * 2.0 - 1.0).collect();
+    let centroids = Centroids::new(K, FEATURES, values).unwrap();
+
+    let mut group = c.benchmark_group("kmeans");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    let assign = KMeansAssign::new(centroids.clone());
+    group.bench_function("kmeans_assign", |b| {
+        b.iter(|| invoke(&assign, black_box(&points)))
+    });
+    let step = KMeansStep::new(centroids);
+    let inputs = AggregateInputs::new(&step, &points);
+    group.bench_function("kmeans_step", |b| {
+        b.iter(|| {
+            let mut acc = step.accumulator(inputs.args()).unwrap();
+            acc.update_batch(black_box(&points)).unwrap();
+            acc.evaluate().unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, kmeans_functions);
+criterion_main!(benches);
