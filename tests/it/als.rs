@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::support::{ok, persona, query, temp};
+use crate::support::{ok, persona, query, temp, write_parquet};
 
 const GROUPS: usize = 5;
 const USERS_PER_GROUP: usize = 80;
@@ -62,13 +62,6 @@ fn planted() -> (RecordBatch, RecordBatch) {
         RecordBatch::try_new(schema(true), train).unwrap(),
         RecordBatch::try_new(schema(false), holdout).unwrap(),
     )
-}
-
-fn write_parquet(path: &Path, batch: &RecordBatch) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(batch).unwrap();
-    w.close().unwrap();
 }
 
 /// Writes the planted data and runs `persona als` with `extra`; returns the folder, the

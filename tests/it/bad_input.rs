@@ -10,6 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::support::{
     DATE, copy_dir, error_line, list_files, persona, run_job, run_job_with, temp, tiny_input,
+    write_parquet,
 };
 
 /// Runs on a broken copy of the tiny input; asserts the exit code, that stderr contains every
@@ -46,13 +47,6 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "parquet"))
         .unwrap()
-}
-
-fn write_parquet(path: &Path, batch: &RecordBatch) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(batch).unwrap();
-    w.close().unwrap();
 }
 
 #[test]

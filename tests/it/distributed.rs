@@ -227,11 +227,7 @@ fn a_fit_on_a_cluster_without_executors_times_out() {
         ),
     ])
     .expect("batch");
-    let file = std::fs::File::create(&input).expect("create");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
+    crate::support::write_parquet(&input, &batch);
     let config = dir.path().join("timeout.toml");
     std::fs::write(&config, "[execution]\nstage_timeout_seconds = 3\n").expect("config");
 

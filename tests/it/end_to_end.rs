@@ -30,18 +30,7 @@ async fn run_publishes_complete_consistent_tables() {
     );
 
     // Every table partition is complete: data files and the _SUCCESS marker; no work area left.
-    for table in [
-        "user_features",
-        "user_profiles",
-        "segments",
-        "recommendations",
-        "user_factors",
-        "item_factors",
-        "similar_items",
-        "evaluation",
-        "data_quality",
-        "_runs",
-    ] {
+    for table in PUBLISHED_TABLES.into_iter().chain(["_runs"]) {
         let dir = out.path().join(table).join(format!("dt={DATE}"));
         assert!(dir.join("_SUCCESS").exists(), "{table} has no _SUCCESS");
     }

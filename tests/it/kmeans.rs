@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::support::{list_files, ok, persona, query, temp};
+use crate::support::{list_files, ok, persona, query, temp, write_parquet};
 
 /// A deterministic generator (SplitMix64) with standard normal draws.
 struct Rng(u64);
@@ -58,13 +58,6 @@ fn blobs(centres: &[Vec<f64>], n: usize, sd: f64, seed: u64) -> (RecordBatch, Ve
     )));
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap();
     (batch, truth)
-}
-
-fn write_parquet(path: &Path, batch: &RecordBatch) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(batch).unwrap();
-    w.close().unwrap();
 }
 
 /// Five well-separated blobs in 3-D.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{DATE, ok, persona, run_at, run_job_with, temp, tiny_input};
+use crate::support::{DATE, PUBLISHED_TABLES, ok, persona, run_at, run_job_with, temp, tiny_input};
 
 /// The day before [`DATE`]: a second published date for the `_history` tables.
 const PREVIOUS: &str = "2026-11-21";
@@ -227,16 +227,7 @@ fn outputs_are_readable_by_pyarrow() {
         .unwrap();
     let stdout = ok(&result);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    for table in [
-        "user_features",
-        "user_profiles",
-        "segments",
-        "recommendations",
-        "user_factors",
-        "item_factors",
-        "similar_items",
-        "evaluation",
-    ] {
+    for table in PUBLISHED_TABLES {
         assert_eq!(
             report[table]["rows"].as_u64().unwrap(),
             manifest_rows(out.path(), DATE, table),

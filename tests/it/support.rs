@@ -50,6 +50,15 @@ pub fn error_line(out: &Output, code: i32) -> String {
     errors[0].to_string()
 }
 
+/// Writes `batch` as one Parquet file at `path` (test inputs).
+pub fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).expect("create the Parquet file");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("a Parquet writer");
+    writer.write(batch).expect("write the batch");
+    writer.close().expect("close the Parquet file");
+}
+
 /// Asserts success and returns stdout.
 pub fn ok(out: &Output) -> String {
     assert!(

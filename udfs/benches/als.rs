@@ -20,7 +20,7 @@ use datafusion::logical_expr::{AggregateUDFImpl, EmitTo};
 use persona_udfs::aggregate::{AlsGram, AlsSolveGathered};
 use persona_udfs::ml::{AlsModelSide, Factors, Solver};
 use persona_udfs::scalar::{AlsSolve, AlsTopN, TopNModel};
-use support::{AggregateInputs, Numbers, ROWS, invoke, list_of};
+use support::{AggregateInputs, Numbers, ROWS, accumulate, invoke, list_of};
 
 const RANK: usize = 64;
 /// Mean interactions per customer (uniform in 1..2·PER_USER).
@@ -112,11 +112,7 @@ fn als_functions(c: &mut Criterion) {
     let gram = AlsGram::default();
     let inputs = AggregateInputs::new(&gram, &gram_rows);
     group.bench_function("als_gram", |b| {
-        b.iter(|| {
-            let mut acc = gram.accumulator(inputs.args()).unwrap();
-            acc.update_batch(black_box(&gram_rows)).unwrap();
-            acc.evaluate().unwrap()
-        })
+        b.iter(|| accumulate(&gram, &inputs, black_box(&gram_rows)))
     });
 
     let top_n = AlsTopN::new(TopNModel {

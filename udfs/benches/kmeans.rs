@@ -15,11 +15,10 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use datafusion::logical_expr::AggregateUDFImpl;
 use persona_udfs::aggregate::KMeansStep;
 use persona_udfs::ml::Centroids;
 use persona_udfs::scalar::KMeansAssign;
-use support::{AggregateInputs, Numbers, ROWS, invoke};
+use support::{AggregateInputs, Numbers, ROWS, accumulate, invoke};
 
 const FEATURES: usize = 30;
 const K: usize = 8;
@@ -45,11 +44,7 @@ fn kmeans_functions(c: &mut Criterion) {
     let step = KMeansStep::new(centroids);
     let inputs = AggregateInputs::new(&step, &points);
     group.bench_function("kmeans_step", |b| {
-        b.iter(|| {
-            let mut acc = step.accumulator(inputs.args()).unwrap();
-            acc.update_batch(black_box(&points)).unwrap();
-            acc.evaluate().unwrap()
-        })
+        b.iter(|| accumulate(&step, &inputs, black_box(&points)))
     });
     group.finish();
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, ListArray};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::common::ScalarValue;
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
@@ -109,6 +110,18 @@ impl AggregateInputs {
             expr_fields: &self.fields,
         }
     }
+}
+
+/// One partial aggregate over one batch, as DataFusion runs it: a fresh accumulator from
+/// `inputs`, updated with `columns`, evaluated.
+pub fn accumulate(
+    udaf: &dyn AggregateUDFImpl,
+    inputs: &AggregateInputs,
+    columns: &[ArrayRef],
+) -> ScalarValue {
+    let mut acc = udaf.accumulator(inputs.args()).unwrap();
+    acc.update_batch(columns).unwrap();
+    acc.evaluate().unwrap()
 }
 
 /// A list column: `values` cut into rows of the given lengths.
