@@ -58,7 +58,7 @@ scale, manifest, timing, kmeans_peer, als_peer = sys.argv[1:6]
 m = json.load(open(manifest))
 wall, user, system, rss = open(timing).read().split()
 groups = [
-    ("staging", ("inputs", "web_logs_flagged", "app_events_flagged", "customers", "identity_map", "events", "event_drops")),
+    ("staging", ("inputs", "web_logs_flagged", "app_events_flagged", "customers", "identity_map", "events", "event_drops", "data_quality")),
     ("features", ("user_features",)),
     ("segments", ("segments (k-means)", "user_profiles", "segments")),
     ("ALS", ("item_index", "user_index", "interactions", "recommendations (als)")),
