@@ -4,7 +4,8 @@
 -- through identity_map), with the item's category. Web pages map to event types: product ->
 -- view, cart_add -> add_to_cart, search -> search, anything else -> page_view. Rows whose
 -- customer is still unknown (anonymous, never logged in) or missing from the CRM export are
--- dropped here; 06_event_drops counts them.
+-- dropped here; 06_event_drops counts them, from the rows kept here and their `copies`. An item
+-- listed twice in the catalog counts once (the greatest category), so no event is doubled.
 WITH web AS (
   SELECT
     COALESCE(w.customer_id, m.customer_id) AS customer_id,
@@ -19,13 +20,14 @@ WITH web AS (
     END AS event_type,
     w.item_id,
     CAST(NULL AS INT) AS quantity,
-    CAST(NULL AS DOUBLE) AS price
+    CAST(NULL AS DOUBLE) AS price,
+    w.copies
   FROM web_logs_flagged w
   LEFT JOIN identity_map m ON w.customer_id IS NULL AND w.cookie_id = m.cookie_id
   WHERE w.drop_reason IS NULL
 ),
 app AS (
-  SELECT customer_id, ts, 'app_events' AS source, platform, event_type, item_id, quantity, price
+  SELECT customer_id, ts, 'app_events' AS source, platform, event_type, item_id, quantity, price, copies
   FROM app_events_flagged
   WHERE drop_reason IS NULL
 ),
@@ -34,7 +36,7 @@ stitched AS (
   UNION ALL
   SELECT * FROM app
 )
-SELECT s.customer_id, s.ts, s.source, s.platform, s.event_type, s.item_id, s.quantity, s.price, i.category
+SELECT s.customer_id, s.ts, s.source, s.platform, s.event_type, s.item_id, s.quantity, s.price, i.category, s.copies
 FROM stitched s
 JOIN customers c ON s.customer_id = c.customer_id
-LEFT JOIN items i ON s.item_id = i.item_id
+LEFT JOIN (SELECT item_id, MAX(category) AS category FROM items GROUP BY item_id) i ON s.item_id = i.item_id

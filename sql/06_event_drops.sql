@@ -1,45 +1,65 @@
--- input: web_logs_flagged, app_events_flagged, identity_map, customers     output: event_drops
+-- input: web_logs_flagged, app_events_flagged, identity_map, events     output: event_drops
 --
 -- Data-quality counters: raw rows per source, reason and event day (NULL when the row has no
--- usable time), adding up to the rows read. Staging
--- decided the reasons of distinct rows (all their copies share it); extra copies of otherwise
--- kept rows are 'duplicate'; stitching adds 'anonymous' (no customer even after identity
--- stitching) and 'unknown_customer' (not in the CRM export).
-WITH web AS (
-  SELECT
-    CASE
-      WHEN w.drop_reason IS NOT NULL THEN w.drop_reason
-      WHEN COALESCE(w.customer_id, m.customer_id) IS NULL THEN 'anonymous'
-      WHEN c.customer_id IS NULL THEN 'unknown_customer'
-    END AS reason,
-    CAST(w.ts AS DATE) AS day,
-    w.copies
-  FROM web_logs_flagged w
-  LEFT JOIN identity_map m ON w.customer_id IS NULL AND w.cookie_id = m.cookie_id
-  LEFT JOIN customers c ON COALESCE(w.customer_id, m.customer_id) = c.customer_id
-),
-app AS (
-  SELECT
-    CASE
-      WHEN a.drop_reason IS NOT NULL THEN a.drop_reason
-      WHEN c.customer_id IS NULL THEN 'unknown_customer'
-    END AS reason,
-    CAST(a.ts AS DATE) AS day,
-    a.copies
-  FROM app_events_flagged a
-  LEFT JOIN customers c ON a.customer_id = c.customer_id
-),
-counted AS (
-  SELECT 'web_logs' AS source, COALESCE(reason, 'kept') AS reason, day, 1 AS kept_rows, copies FROM web
+-- usable time), adding up to the rows read. Staging decided the reasons of distinct rows (all
+-- their copies share it); extra copies of kept rows are 'duplicate'; stitching adds
+-- 'anonymous' (a web row with no customer even after identity stitching) and
+-- 'unknown_customer' (not in the CRM export).
+--
+-- Stitching is not redone here: a row that passed staging is either in `events` (kept, with
+-- its copies) or was lost at stitching. So, per source and day, counting rows with their copies,
+--   unknown_customer = passed staging - in events - anonymous,
+-- and only the anonymous web rows need a look at the identity map.
+WITH staged AS (
+  SELECT 'web_logs' AS source, drop_reason, CAST(ts AS DATE) AS day, copies FROM web_logs_flagged
   UNION ALL
-  SELECT 'app_events' AS source, COALESCE(reason, 'kept') AS reason, day, 1 AS kept_rows, copies FROM app
+  SELECT 'app_events' AS source, drop_reason, CAST(ts AS DATE) AS day, copies FROM app_events_flagged
+),
+passed AS (
+  SELECT source, day, SUM(copies) AS copies
+  FROM staged
+  WHERE drop_reason IS NULL
+  GROUP BY source, day
+),
+kept AS (
+  SELECT source, CAST(ts AS DATE) AS day, COUNT(*) AS rows, SUM(copies) AS copies
+  FROM events
+  GROUP BY source, CAST(ts AS DATE)
+),
+anonymous AS (
+  SELECT 'web_logs' AS source, CAST(w.ts AS DATE) AS day, SUM(w.copies) AS copies
+  FROM web_logs_flagged w
+  WHERE w.drop_reason IS NULL
+    AND w.customer_id IS NULL
+    AND NOT EXISTS (SELECT 1 FROM identity_map m WHERE m.cookie_id = w.cookie_id)
+  GROUP BY CAST(w.ts AS DATE)
+),
+stitched AS (
+  SELECT
+    p.source,
+    p.day,
+    COALESCE(k.rows, 0) AS kept,
+    COALESCE(k.copies, 0) - COALESCE(k.rows, 0) AS duplicate,
+    COALESCE(a.copies, 0) AS anonymous,
+    p.copies - COALESCE(k.copies, 0) - COALESCE(a.copies, 0) AS unknown_customer
+  FROM passed p
+  LEFT JOIN kept k ON p.source = k.source AND p.day IS NOT DISTINCT FROM k.day
+  LEFT JOIN anonymous a ON p.source = a.source AND p.day IS NOT DISTINCT FROM a.day
+),
+-- One row per (source, day, reason) of stitching, in the same shape as staging's reasons.
+stitched_reasons AS (
+  SELECT
+    source,
+    day,
+    unnest(['kept', 'duplicate', 'anonymous', 'unknown_customer']) AS reason,
+    unnest([kept, duplicate, anonymous, unknown_customer]) AS rows
+  FROM stitched
 )
-SELECT source, reason, day, SUM(CASE WHEN reason = 'kept' THEN kept_rows ELSE copies END) AS rows
-FROM counted
-GROUP BY source, reason, day
+SELECT source, drop_reason AS reason, day, SUM(copies) AS rows
+FROM staged
+WHERE drop_reason IS NOT NULL
+GROUP BY source, drop_reason, day
 UNION ALL
-SELECT source, 'duplicate' AS reason, day, SUM(copies - 1) AS rows
-FROM counted
-WHERE reason = 'kept'
-GROUP BY source, day
-HAVING SUM(copies - 1) > 0
+SELECT source, reason, day, rows
+FROM stitched_reasons
+WHERE rows > 0
