@@ -432,3 +432,35 @@ async fn missing_catalog_falls_back_to_items_seen_in_events() {
         serde_json::json!(["top_category_share"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_listing_items_twice_doubles_no_event() {
+    // A real catalog export can list an item twice: every catalog row is here a second time, in
+    // a second file. Events, features, recommendations and the data-quality counters must be
+    // those of the catalog without the copies.
+    let input = temp();
+    copy_dir(tiny_input(), input.path());
+    let items = input.path().join("items");
+    for entry in std::fs::read_dir(&items).expect("items folder") {
+        let path = entry.expect("entry").path();
+        let copy = items.join(format!(
+            "again-{}",
+            path.file_name().expect("name").to_string_lossy()
+        ));
+        std::fs::copy(&path, copy).expect("copy catalog file");
+    }
+    let (plain, doubled) = (temp(), temp());
+    ok(&run_job(tiny_input(), plain.path(), &[]));
+    ok(&run_job(input.path(), doubled.path(), &[]));
+    assert_same(
+        &snapshot(plain.path(), tiny_input()).await,
+        &snapshot(doubled.path(), input.path()).await,
+        "outputs with every catalog row listed twice",
+    );
+    let counters = "SELECT * FROM data_quality";
+    assert_eq!(
+        rows_as_text(&outputs(plain.path(), tiny_input()).await, counters).await,
+        rows_as_text(&outputs(doubled.path(), input.path()).await, counters).await,
+        "data-quality counters"
+    );
+}
