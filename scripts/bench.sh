@@ -106,8 +106,10 @@ if kmeans_peer:
     peer = json.loads(kmeans_peer)
     ours = seg["fit"]["seconds_per_iteration"]
     ours = sum(ours) / len(ours)
+    theirs = peer["seconds_per_iteration"]
+    ratio = f"ratio {ours / theirs:.2f}x" if theirs > 0 else "no ratio (scikit-learn's per-iteration time is below the noise)"
     print(f"  K-Means {peer['rows']:,} x {peer['dims']}, k={peer['k']}: persona {ours:.4f} s/iter, "
-          f"scikit-learn {peer['seconds_per_iteration']:.4f} s/iter, ratio {ours / peer['seconds_per_iteration']:.2f}x")
+          f"scikit-learn {theirs:.4f} s/iter, {ratio}")
 if als_peer:
     peer = json.loads(als_peer)
     fit = ev["fit"]
