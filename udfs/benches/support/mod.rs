@@ -17,10 +17,10 @@ use datafusion::common::ScalarValue;
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl,
+    AggregateUDFImpl, ColumnarValue, EmitTo, ScalarFunctionArgs, ScalarUDFImpl,
 };
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::expressions::{Column, Literal};
 
 /// Rows per call: DataFusion's default `batch_size`, so one call here is one call in a query.
 pub const ROWS: usize = 8192;
@@ -97,6 +97,12 @@ impl AggregateInputs {
         }
     }
 
+    /// Argument `index` as the constant `value` (a literal in the query), not a column.
+    pub fn with_constant(mut self, index: usize, value: ScalarValue) -> Self {
+        self.exprs[index] = Arc::new(Literal::new(value));
+        self
+    }
+
     pub fn args(&self) -> AccumulatorArgs<'_> {
         AccumulatorArgs {
             return_field: Arc::clone(&self.return_field),
@@ -122,6 +128,21 @@ pub fn accumulate(
     let mut acc = udaf.accumulator(inputs.args()).unwrap();
     acc.update_batch(columns).unwrap();
     acc.evaluate().unwrap()
+}
+
+/// One grouped partial aggregate over one batch, as DataFusion's hash aggregate runs it: a
+/// fresh groups accumulator from `inputs`, updated with `columns` (row `i` in group
+/// `groups[i]`), evaluated for all groups.
+pub fn accumulate_groups(
+    udaf: &dyn AggregateUDFImpl,
+    inputs: &AggregateInputs,
+    columns: &[ArrayRef],
+    groups: &[usize],
+) -> ArrayRef {
+    let total = groups.iter().max().map_or(0, |g| g + 1);
+    let mut acc = udaf.create_groups_accumulator(inputs.args()).unwrap();
+    acc.update_batch(columns, groups, None, total).unwrap();
+    acc.evaluate(EmitTo::All).unwrap()
 }
 
 /// A list column: `values` cut into rows of the given lengths.
