@@ -10,13 +10,14 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Float32Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
+use super::{GrowGroups, SingleGroup};
 use crate::lists::{list_type, uniform_list};
 use crate::ml::{AlsModelSide, Factors, SolveScratch};
 use crate::scalar::AlsSolve;
@@ -151,13 +152,15 @@ struct Columns<'a> {
     factors: &'a ListArray,
 }
 
-impl GatheredAccumulator {
+impl GrowGroups for GatheredAccumulator {
     fn grow(&mut self, total_num_groups: usize) {
         if self.groups.len() < total_num_groups {
             self.groups.resize_with(total_num_groups, Gathered::default);
         }
     }
+}
 
+impl GatheredAccumulator {
     /// Appends the interactions of input rows (one each) to their groups.
     fn gather(
         &mut self,
@@ -381,43 +384,6 @@ impl GroupsAccumulator for GatheredAccumulator {
 
     fn size(&self) -> usize {
         self.groups.iter().map(Gathered::size).sum::<usize>() + std::mem::size_of::<Self>()
-    }
-}
-
-/// The same accumulator for an aggregate without GROUP BY (one group).
-#[derive(Debug)]
-struct SingleGroup(GatheredAccumulator);
-
-impl Accumulator for SingleGroup {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let rows = values.first().map_or(0, |v| v.len());
-        self.0.grow(1);
-        self.0.gather(values, &vec![0; rows], None)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.0.grow(1);
-        let groups = std::mem::take(&mut self.0.groups);
-        let solved = self.0.solve(groups);
-        ScalarValue::try_from_array(&solved, 0)
-    }
-
-    fn size(&self) -> usize {
-        self.0.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.0.grow(1);
-        GatheredAccumulator::states(&self.0.groups)
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let rows = states.first().map_or(0, |v| v.len());
-        self.0.grow(1);
-        self.0.merge(&state_columns(states)?, &vec![0; rows])
     }
 }
 

@@ -15,6 +15,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::expressions::Literal;
 
+use super::{GrowGroups, SingleGroup};
+
 /// `session_stats(time_seconds double, gap_seconds double constant) -> struct<sessions bigint,
 /// active_days bigint>`, over a group's events (times in seconds since the Unix epoch):
 /// - `sessions`: a new session starts at the first event and after every pause longer than
@@ -122,13 +124,6 @@ impl Sessions {
         }
     }
 
-    fn grow(&mut self, groups: usize) {
-        if self.times.len() < groups {
-            self.times.resize_with(groups, Vec::new);
-            self.untimed.resize(groups, 0);
-        }
-    }
-
     fn gather(
         &mut self,
         values: &[ArrayRef],
@@ -201,16 +196,29 @@ impl Sessions {
     }
 
     fn states(times: Vec<Vec<f64>>, untimed: Vec<i64>) -> Vec<ArrayRef> {
-        let lengths = times.iter().map(Vec::len);
-        let offsets = OffsetBuffer::from_lengths(lengths);
-        let values: Vec<f64> = times.into_iter().flatten().collect();
-        let list = ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Float64, false)),
-            offsets,
-            Arc::new(arrow::array::Float64Array::from(values)),
-            None,
-        );
-        vec![Arc::new(list), Arc::new(Int64Array::from(untimed))]
+        let lengths: Vec<usize> = times.iter().map(Vec::len).collect();
+        state_arrays(lengths, times.into_iter().flatten().collect(), untimed)
+    }
+}
+
+/// Partial state columns: each row's times (`lengths[i]` of `times`, in order) and its count of
+/// events without a time.
+fn state_arrays(lengths: Vec<usize>, times: Vec<f64>, untimed: Vec<i64>) -> Vec<ArrayRef> {
+    let list = ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Float64, false)),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(arrow::array::Float64Array::from(times)),
+        None,
+    );
+    vec![Arc::new(list), Arc::new(Int64Array::from(untimed))]
+}
+
+impl GrowGroups for Sessions {
+    fn grow(&mut self, groups: usize) {
+        if self.times.len() < groups {
+            self.times.resize_with(groups, Vec::new);
+            self.untimed.resize(groups, 0);
+        }
     }
 }
 
@@ -273,13 +281,7 @@ impl GroupsAccumulator for Sessions {
             }
             untimed.push(i64::from(counted && !has_time));
         }
-        let list = ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Float64, false)),
-            OffsetBuffer::from_lengths(lengths),
-            Arc::new(arrow::array::Float64Array::from(timed)),
-            None,
-        );
-        Ok(vec![Arc::new(list), Arc::new(Int64Array::from(untimed))])
+        Ok(state_arrays(lengths, timed, untimed))
     }
 
     fn size(&self) -> usize {
@@ -290,46 +292,6 @@ impl GroupsAccumulator for Sessions {
                 .map(|t| t.capacity() * 8 + 24)
                 .sum::<usize>()
             + self.untimed.capacity() * 8
-    }
-}
-
-/// The same accumulator for an aggregate without GROUP BY (one group).
-#[derive(Debug)]
-struct SingleGroup(Sessions);
-
-impl Accumulator for SingleGroup {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let rows = values.first().map_or(0, |v| v.len());
-        self.0.grow(1);
-        self.0.gather(values, &vec![0; rows], None)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.0.grow(1);
-        let (times, untimed) = (
-            std::mem::take(&mut self.0.times),
-            std::mem::take(&mut self.0.untimed),
-        );
-        let results = self.0.results(times, untimed);
-        ScalarValue::try_from_array(&results, 0)
-    }
-
-    fn size(&self) -> usize {
-        GroupsAccumulator::size(&self.0)
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.0.grow(1);
-        Sessions::states(self.0.times.clone(), self.0.untimed.clone())
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let rows = states.first().map_or(0, |v| v.len());
-        self.0.grow(1);
-        self.0.merge(states, &vec![0; rows])
     }
 }
 
@@ -428,6 +390,24 @@ mod tests {
         let merged = merged.evaluate(EmitTo::All).unwrap();
         assert_eq!(columns(&merged).0, [2, 2]);
         assert_eq!(&merged, &whole.evaluate(EmitTo::All).unwrap());
+    }
+
+    #[test]
+    fn without_group_by_evaluating_keeps_the_state() {
+        // A window frame growing row by row evaluates after every batch.
+        let mut acc = SingleGroup(Sessions::new(10.0));
+        acc.update_batch(&[times(&[Some(0.0), Some(100.0)])])
+            .unwrap();
+        let first = acc.evaluate().unwrap();
+        assert_eq!(acc.evaluate().unwrap(), first);
+        acc.update_batch(&[times(&[Some(200.0)])]).unwrap();
+        let ScalarValue::Struct(result) = acc.evaluate().unwrap() else {
+            panic!("a struct")
+        };
+        assert_eq!(
+            columns(&(Arc::new(result.as_ref().clone()) as ArrayRef)),
+            (vec![3], vec![1])
+        );
     }
 
     #[test]
