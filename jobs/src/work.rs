@@ -145,6 +145,17 @@ impl WorkArea {
             ))?
             .collect_partitioned()
             .await?;
+        // Float columns as the fit kernels scan them best: one allocation per batch, columns
+        // in different cache sets (see `stagger_float_columns`).
+        let partitions = partitions
+            .iter()
+            .map(|batches| {
+                batches
+                    .iter()
+                    .map(persona_udfs::ml::layout::stagger_float_columns)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let rows = partitions
             .iter()
             .flatten()

@@ -194,15 +194,23 @@ impl KMeansStepAccumulator {
     }
 }
 
-/// Adds a block's rows to their clusters' sums and counts. Rows are on the accumulation grain,
-/// so the sums are exact in any order; four interleaved accumulators per cluster keep
-/// consecutive rows of the same cluster from waiting on each other's additions.
+/// Adds a block's rows, rounded to the accumulation grain ([`quantize`]), to their clusters'
+/// sums and counts: the sums are then exact in any order.
+///
+/// The block's rows are first sorted by cluster (a counting sort of their indices). Then, a
+/// column at a time, the column's rounded values go into a buffer that stays in L1
+/// (vectorised), and each cluster's sum is gathered from it with four running totals in
+/// registers: no scatter into memory, so consecutive rows of one cluster never wait on each
+/// other's stores, and the cost does not grow with k.
 struct ClusterSums<'a> {
     block: &'a crate::ml::kmeans::Block<'a>,
     k: usize,
     sums: &'a mut [f64],
     counts: &'a mut [f64],
 }
+
+/// Row indices within a block: `u8`, so indexing a `[f64; BLOCK]` needs no bounds check.
+const _: () = assert!(crate::ml::kmeans::BLOCK == 256);
 
 impl pulp::WithSimd for ClusterSums<'_> {
     type Output = ();
@@ -211,28 +219,75 @@ impl pulp::WithSimd for ClusterSums<'_> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         let (k, labels) = (self.k, self.block.labels);
         let d = self.sums.len() / k.max(1);
-        let mut lanes = vec![0.0f64; 4 * k];
+        // Counting sort: the rows of cluster c are order[starts[c]..starts[c + 1]].
+        let mut starts = vec![0usize; k + 1];
+        for &l in labels {
+            starts[l as usize + 1] += 1;
+        }
+        for c in 0..k {
+            starts[c + 1] += starts[c];
+            self.counts[c] += (starts[c + 1] - starts[c]) as f64;
+        }
+        let mut next = starts.clone();
+        let mut order = [0u8; crate::ml::kmeans::BLOCK];
+        for (i, &l) in labels.iter().enumerate() {
+            order[next[l as usize]] = i as u8;
+            next[l as usize] += 1;
+        }
+        let mut rounded = [0.0f64; crate::ml::kmeans::BLOCK];
         for j in 0..d {
-            lanes.fill(0.0);
-            let column = self.block.column(j);
-            let mut rows = labels.chunks_exact(4).zip(column.chunks_exact(4));
-            for (l, x) in &mut rows {
-                lanes[l[0] as usize] += x[0];
-                lanes[k + l[1] as usize] += x[1];
-                lanes[2 * k + l[2] as usize] += x[2];
-                lanes[3 * k + l[3] as usize] += x[3];
-            }
-            let tail = labels.len() / 4 * 4;
-            for (l, x) in labels[tail..].iter().zip(&column[tail..]) {
-                lanes[*l as usize] += x;
+            for (r, v) in rounded.iter_mut().zip(self.block.column(j)) {
+                *r = quantize(*v);
             }
             for c in 0..k {
-                self.sums[c * d + j] +=
-                    lanes[c] + lanes[k + c] + lanes[2 * k + c] + lanes[3 * k + c];
+                let rows = &order[starts[c]..starts[c + 1]];
+                let mut totals = [0.0f64; 4];
+                let mut quads = rows.chunks_exact(4);
+                for q in &mut quads {
+                    totals[0] += rounded[usize::from(q[0])];
+                    totals[1] += rounded[usize::from(q[1])];
+                    totals[2] += rounded[usize::from(q[2])];
+                    totals[3] += rounded[usize::from(q[3])];
+                }
+                for &r in quads.remainder() {
+                    totals[0] += rounded[usize::from(r)];
+                }
+                self.sums[c * d + j] += (totals[0] + totals[1]) + (totals[2] + totals[3]);
             }
         }
-        for &l in labels {
-            self.counts[l as usize] += 1.0;
+    }
+}
+
+/// The sum of a block's squared distances rounded to the grain (its unweighted inertia), and
+/// the largest of them: eight running totals, so that both loops vectorise.
+struct DistanceStats<'a>(&'a [f64]);
+
+/// What [`DistanceStats`] returns.
+struct BlockDistances {
+    rounded_sum: f64,
+    max: f64,
+}
+
+impl pulp::WithSimd for DistanceStats<'_> {
+    type Output = BlockDistances;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> BlockDistances {
+        let (mut sums, mut maxima) = ([0.0f64; 8], [0.0f64; 8]);
+        let mut chunks = self.0.chunks_exact(8);
+        for chunk in &mut chunks {
+            for ((s, m), d) in sums.iter_mut().zip(maxima.iter_mut()).zip(chunk) {
+                *s += quantize(*d);
+                *m = if *d > *m { *d } else { *m };
+            }
+        }
+        for (s, d) in sums.iter_mut().zip(chunks.remainder()) {
+            *s += quantize(*d);
+            maxima[0] = maxima[0].max(*d);
+        }
+        BlockDistances {
+            rounded_sum: sums.iter().sum(),
+            max: maxima.iter().copied().fold(0.0, f64::max),
         }
     }
 }
@@ -268,8 +323,7 @@ impl Accumulator for KMeansStepAccumulator {
             ..
         } = self;
         let k = centroids.k();
-        // Rows arrive rounded to the grain, so the unweighted sums below are exact in any order.
-        let visited = centroids.for_each_block(&columns, true, scratch, |block| {
+        let visited = centroids.for_each_block(&columns, scratch, |block| {
             match &weights {
                 None => {
                     pulp::Arch::new().dispatch(ClusterSums {
@@ -291,11 +345,23 @@ impl Accumulator for KMeansStepAccumulator {
                     }
                 }
             }
-            for (i, &dist) in block.distances.iter().enumerate() {
-                let w = weights.as_ref().map_or(1.0, |w| w[block.start + i]);
-                *inertia += quantize(w * dist);
-                if w > 0.0 && farthest.admits(dist) {
-                    farthest.offer(dist, block.row(i));
+            let stats = pulp::Arch::new().dispatch(DistanceStats(block.distances));
+            match &weights {
+                None => *inertia += stats.rounded_sum,
+                Some(w) => {
+                    for (i, &dist) in block.distances.iter().enumerate() {
+                        *inertia += quantize(w[block.start + i] * dist);
+                    }
+                }
+            }
+            // Admission only gets harder as distances grow: when the block's largest distance
+            // is not admitted, none of its rows is.
+            if farthest.admits(stats.max) {
+                for (i, &dist) in block.distances.iter().enumerate() {
+                    let w = weights.as_ref().map_or(1.0, |w| w[block.start + i]);
+                    if w > 0.0 && farthest.admits(dist) {
+                        farthest.offer(dist, block.row(i));
+                    }
                 }
             }
             Ok(())
