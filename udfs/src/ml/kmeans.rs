@@ -474,6 +474,68 @@ mod tests {
         assert_eq!(quantize(1e12 + 0.1), 1e12 + 0.1);
     }
 
+    /// The tile kernel run with one given instruction set.
+    fn assign_with<S: pulp::Simd>(
+        simd: S,
+        c: &Centroids,
+        columns: &[&[f64]],
+    ) -> (Vec<u32>, Vec<f64>) {
+        let rows = columns[0].len();
+        let tiles = TileCentres::new(c);
+        let mut norms = vec![0.0; rows];
+        let (mut labels, mut distances) = (vec![0; rows], vec![0.0; rows]);
+        simd.vectorize(RowNorms {
+            columns,
+            start: 0,
+            norms: &mut norms,
+        });
+        simd.vectorize(AssignTiles {
+            columns,
+            start: 0,
+            centres: &tiles,
+            norms: &norms,
+            labels: &mut labels,
+            distances: &mut distances,
+        });
+        (labels, distances)
+    }
+
+    #[test]
+    fn every_instruction_set_assigns_the_same() {
+        // k = 11: a full chunk of centroids and a padded one; 37 rows: whole steps and a tail.
+        let (k, d, n) = (11, 5, 37);
+        let values: Vec<f64> = (0..k * d)
+            .map(|i| ((i * 37 % 29) as f64 - 14.0) / 4.0)
+            .collect();
+        let c = Centroids::new(k, d, values).unwrap();
+        let columns: Vec<Vec<f64>> = (0..d)
+            .map(|j| {
+                (0..n)
+                    .map(|i| (((i * 13 + j * 7) % 31) as f64 - 15.0) / 3.0)
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
+        let expected: Vec<(usize, f64)> = (0..n)
+            .map(|i| c.nearest(&columns.iter().map(|col| col[i]).collect::<Vec<_>>()))
+            .collect();
+        let mut results = vec![assign_with(pulp::Scalar::new(), &c, &refs)];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(v3) = pulp::x86::V3::try_new() {
+            results.push(assign_with(v3, &c, &refs));
+        }
+        let mut dispatched = (Vec::new(), Vec::new());
+        c.nearest_batch(&refs, &mut dispatched.0, &mut dispatched.1)
+            .unwrap();
+        results.push(dispatched);
+        for (labels, distances) in &results {
+            for (i, (label, best)) in expected.iter().enumerate() {
+                assert_eq!(labels[i] as usize, *label, "row {i}");
+                assert!((distances[i] - best).abs() < 1e-9, "row {i}");
+            }
+        }
+    }
+
     #[test]
     fn batch_kernel_agrees_with_the_point_kernel() {
         let (k, d, n) = (5, 3, 2_500);
