@@ -354,8 +354,8 @@ impl Accumulator for KMeansStepAccumulator {
                     }
                 }
             }
-            // Admission only gets harder as distances grow: when the block's largest distance
-            // is not admitted, none of its rows is.
+            // A farther point is always admitted when a nearer one is: when the block's largest
+            // distance is not admitted, none of its rows is.
             if farthest.admits(stats.max) {
                 for (i, &dist) in block.distances.iter().enumerate() {
                     let w = weights.as_ref().map_or(1.0, |w| w[block.start + i]);

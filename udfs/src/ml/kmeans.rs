@@ -159,8 +159,8 @@ impl Centroids {
 }
 
 /// Centroids per chunk of the tile kernel: one accumulator register each (plus one for the
-/// row norms and one for the coordinates) fits the 16 registers of AVX2, and eight independent
-/// multiply-adds per coordinate hide the FMA latency.
+/// coordinates) fits the 16 registers of AVX2, and eight independent multiply-adds per
+/// coordinate hide the FMA latency.
 pub const CHUNK: usize = 8;
 
 /// The centroids laid out for [`AssignTiles`]: `−2·Cᵀ` (d rows of `kp` values, `kp` being `k`
@@ -195,8 +195,8 @@ impl TileCentres {
 /// at once where there are registers enough (AVX-512's 32). For each chunk of [`CHUNK`]
 /// centroids, one pass over the coordinates multiplies each tile's coordinate `j` (a contiguous
 /// load from column `j`) by each centroid's `−2·c_j` (a broadcast) into one accumulator per
-/// centroid, while the first chunk also accumulates the rows' squared norms. The best score per
-/// row is then kept with vector compares and selects.
+/// centroid. The best score per row is then kept with vector compares and selects, and added
+/// to the row's squared norm ([`RowNorms`]) for its distance.
 struct AssignTiles<'a> {
     columns: &'a [&'a [f64]],
     start: usize,
@@ -267,11 +267,6 @@ impl pulp::WithSimd for AssignTiles<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let len = self.labels.len();
-        let block: Vec<&[f64]> = self
-            .columns
-            .iter()
-            .map(|c| &c[self.start..self.start + len])
-            .collect();
         let step = if S::F64_LANES >= 8 { 2 } else { 1 } * S::F64_LANES;
         let whole = len / step * step;
         let mut out = TileOut::default();
@@ -282,25 +277,24 @@ impl pulp::WithSimd for AssignTiles<'_> {
                     hints.fetch(column, self.start + first + PREFETCH_AHEAD + line);
                 }
             }
-            out.distances[..step].copy_from_slice(&self.norms[first..first + step]);
+            let (rows, norms) = (self.start + first, &self.norms[first..first + step]);
             if S::F64_LANES >= 8 {
-                score_tiles::<S, 2>(simd, &block, first, step, self.centres, &mut out);
+                score_tiles::<S, 2>(simd, self.columns, rows, norms, self.centres, &mut out);
             } else {
-                score_tiles::<S, 1>(simd, &block, first, step, self.centres, &mut out);
+                score_tiles::<S, 1>(simd, self.columns, rows, norms, self.centres, &mut out);
             }
             out.write(first, step, self.labels, self.distances);
         }
         for first in (whole..len).step_by(S::F64_LANES) {
             let n = S::F64_LANES.min(len - first);
-            out.distances[..n].copy_from_slice(&self.norms[first..first + n]);
-            score_tiles::<S, 1>(simd, &block, first, n, self.centres, &mut out);
+            let (rows, norms) = (self.start + first, &self.norms[first..first + n]);
+            score_tiles::<S, 1>(simd, self.columns, rows, norms, self.centres, &mut out);
             out.write(first, n, self.labels, self.distances);
         }
     }
 }
 
-/// The labels and squared distances of the rows of one step of [`score_tiles`] (the
-/// distances hold the rows' squared norms when it starts).
+/// The labels and squared distances of the rows of one step of [`score_tiles`].
 struct TileOut {
     labels: [u64; 16],
     distances: [f64; 16],
@@ -324,33 +318,34 @@ impl TileOut {
     }
 }
 
-/// Scores the `n` rows from `first` of a block (`T` tiles, the last ones possibly partial)
-/// against every centroid; writes each row's best label and squared distance into `out`.
+/// Scores the rows `first..first + norms.len()` of a column-major batch (`T` tiles, the last
+/// ones possibly partial; `norms` are their squared norms) against every centroid; writes each
+/// row's best label and squared distance into `out`.
 #[inline(always)]
 fn score_tiles<S: pulp::Simd, const T: usize>(
     simd: S,
-    block: &[&[f64]],
+    columns: &[&[f64]],
     first: usize,
-    n: usize,
+    norms: &[f64],
     centres: &TileCentres,
     out: &mut TileOut,
 ) {
-    let lanes = S::F64_LANES;
+    let (lanes, n) = (S::F64_LANES, norms.len());
     let kp = centres.kp;
     let zero = simd.splat_f64s(0.0);
-    // The rows of tile t: `first + t·lanes ..` up to `first + n`.
+    // The rows of tile t, counted from `first`: `t·lanes ..` up to `n`.
     let span = |t: usize| {
-        let from = (first + t * lanes).min(first + n);
-        from..(from + lanes).min(first + n)
+        let from = (t * lanes).min(n);
+        from..(from + lanes).min(n)
     };
     let mut best = [simd.splat_f64s(f64::INFINITY); T];
     let mut label = [simd.splat_u64s(0); T];
     for chunk in 0..kp / CHUNK {
         let mut acc = [[zero; CHUNK]; T];
-        for (j, column) in block.iter().enumerate() {
+        for (j, column) in columns.iter().enumerate() {
             let centres = &centres.scaled[j * kp + chunk * CHUNK..][..CHUNK];
             for t in 0..T {
-                let rows = &column[span(t)];
+                let rows = &column[first..][span(t)];
                 let x = match S::as_simd_f64s(rows).0.first() {
                     Some(whole) => *whole,
                     None => simd.partial_load_f64s(rows),
@@ -372,9 +367,8 @@ fn score_tiles<S: pulp::Simd, const T: usize>(
         }
     }
     for t in 0..T {
-        let rows = span(t);
-        let at = rows.start - first..rows.end - first;
-        let norm = simd.partial_load_f64s(&out.distances[at.clone()]);
+        let at = span(t);
+        let norm = simd.partial_load_f64s(&norms[at.clone()]);
         let distance = simd.max_f64s(simd.add_f64s(best[t], norm), zero);
         simd.partial_store_u64s(&mut out.labels[at.clone()], label[t]);
         simd.partial_store_f64s(&mut out.distances[at], distance);
