@@ -136,15 +136,14 @@ impl WorkArea {
             return self.materialize(ctx, name, df).await;
         }
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-        // One partition per core, whatever the file layout (one row group is one scan
-        // partition), so every pass uses all cores.
+        // One partition per core with the same number of rows each, whatever the layout of the
+        // source: a scan splits a file by bytes, and a file of one row group then gives all
+        // its rows to one partition (measured: 100k points in partitions of 13 batches and 0,
+        // so every pass ran on one core). A `RoundRobinBatch` repartition of the query does
+        // not help: the optimizer drops it when the scan already has enough partitions.
         let cores = ctx.copied_config().target_partitions();
-        let partitions = df
-            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(
-                cores,
-            ))?
-            .collect_partitioned()
-            .await?;
+        let batches: Vec<RecordBatch> = df.collect().await?;
+        let partitions = split_evenly(&batches, cores);
         // Float columns as the fit kernels scan them best: one allocation per batch, columns
         // in different cache sets (see `stagger_float_columns`).
         let partitions = partitions
@@ -214,6 +213,37 @@ impl WorkArea {
     }
 }
 
+/// `batches` cut into `parts` runs of consecutive rows whose lengths differ by at most one row
+/// (batches are sliced where a run ends; slices share the batches' memory). Empty runs are
+/// left out, so fewer than `parts` come back when there are fewer rows; with no rows at all,
+/// one empty run (a table needs a partition to scan).
+fn split_evenly(batches: &[RecordBatch], parts: usize) -> Vec<Vec<RecordBatch>> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let parts = parts.clamp(1, total.max(1));
+    let mut runs = vec![Vec::new(); parts];
+    // Row `r` of the whole table goes to run `r · parts / total`: run `p` ends before row
+    // `(p + 1) · total / parts`, rounded up.
+    let end_of = |p: usize| ((p + 1) * total).div_ceil(parts);
+    let (mut run, mut row) = (0, 0);
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (end_of(run) - row).min(batch.num_rows() - offset);
+            runs[run].push(batch.slice(offset, take));
+            offset += take;
+            row += take;
+            if row == end_of(run) {
+                run += 1;
+            }
+        }
+    }
+    runs.retain(|r| !r.is_empty());
+    if runs.is_empty() {
+        runs.push(Vec::new());
+    }
+    runs
+}
+
 /// The total of the `count` column DataFusion's writers return.
 pub fn count_rows_written(batches: &[RecordBatch]) -> u64 {
     batches
@@ -250,6 +280,59 @@ async fn remove_stale(parent: &Root) {
         if old {
             tracing::info!(dir = %parent.location(&run), "removing the work area of an earlier, interrupted run");
             let _ = parent.delete_tree(&run).await;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::Int64Type;
+
+    use super::*;
+
+    fn batch(from: i64, rows: i64) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + rows).collect();
+        RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(ids)) as _)]).unwrap()
+    }
+
+    fn ids(run: &[RecordBatch]) -> Vec<i64> {
+        run.iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn one_big_partition_is_split_into_equal_runs_in_order() {
+        // As a one-row-group file arrives: every batch in one partition, the last one short.
+        let batches = vec![batch(0, 8), batch(8, 8), batch(16, 5)];
+        let runs = split_evenly(&batches, 2);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(ids(&runs[0]), (0..11).collect::<Vec<_>>());
+        assert_eq!(ids(&runs[1]), (11..21).collect::<Vec<_>>());
+        let runs = split_evenly(&batches, 4);
+        let sizes: Vec<usize> = runs.iter().map(|r| ids(r).len()).collect();
+        assert_eq!(sizes, vec![6, 5, 5, 5]);
+        assert_eq!(
+            runs.iter().flat_map(|r| ids(r)).collect::<Vec<_>>(),
+            ids(&batches)
+        );
+    }
+
+    #[test]
+    fn fewer_rows_than_parts_and_no_rows() {
+        let runs = split_evenly(&[batch(0, 2)], 4);
+        assert_eq!(
+            runs.iter().map(|r| ids(r)).collect::<Vec<_>>(),
+            vec![vec![0], vec![1]]
+        );
+        for empty in [vec![], vec![batch(0, 0)]] {
+            let runs = split_evenly(&empty, 2);
+            assert_eq!(runs.len(), 1);
+            assert!(ids(&runs[0]).is_empty());
         }
     }
 }

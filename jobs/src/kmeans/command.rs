@@ -107,6 +107,7 @@ async fn fit_and_publish(
     let fitted = KMeans::new(ctx, "kmeans_points", prepared.columns(), cfg)
         .with_weight(prepared.weight.as_ref().map(|_| WEIGHT_COLUMN.to_string()))
         .with_cosine(prepared.cosine)
+        .in_process(work.in_process())
         .with_initial_centroids(start)
         .fit()
         .await?;

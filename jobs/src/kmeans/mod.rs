@@ -15,6 +15,7 @@
 pub mod command;
 pub mod describe;
 pub mod local;
+pub mod pass;
 pub mod prepare;
 
 use std::time::Instant;
@@ -33,6 +34,7 @@ use serde::Serialize;
 use crate::config::{Init, KChoice, SegmentsConfig};
 use crate::error::{PipelineError, Result};
 use local::PointSet;
+use pass::StepRunner;
 
 /// Lloyd iterations Spark runs on the k-means‖ candidates before the distributed iterations.
 const CANDIDATE_ITERATIONS: usize = 30;
@@ -98,6 +100,8 @@ pub struct KMeans<'a> {
     cosine: bool,
     cfg: &'a SegmentsConfig,
     init_from: Option<Centroids>,
+    in_process: bool,
+    passes: StepRunner,
 }
 
 /// The result of one restart.
@@ -125,6 +129,7 @@ impl<'a> KMeans<'a> {
         columns: Vec<String>,
         cfg: &'a SegmentsConfig,
     ) -> Self {
+        let passes = StepRunner::new(table, columns.join(", "), false);
         Self {
             ctx,
             table: table.to_string(),
@@ -133,12 +138,23 @@ impl<'a> KMeans<'a> {
             cosine: false,
             cfg,
             init_from: None,
+            in_process: false,
+            passes,
         }
     }
 
     /// Weighs each point by this column.
     pub fn with_weight(mut self, column: Option<String>) -> Self {
         self.weight = column;
+        self.passes = StepRunner::new(&self.table, self.args(), self.in_process);
+        self
+    }
+
+    /// Whether the session runs its queries in this process (not on a Ballista cluster): the
+    /// passes then reuse one plan of the points' scan ([`pass`]).
+    pub fn in_process(mut self, in_process: bool) -> Self {
+        self.in_process = in_process;
+        self.passes = StepRunner::new(&self.table, self.args(), self.in_process);
         self
     }
 
@@ -317,9 +333,7 @@ impl<'a> KMeans<'a> {
         } else {
             KMeansStep::new(centroids.clone())
         };
-        self.ctx.register_udaf(AggregateUDF::from(udaf));
-        let sql = format!("SELECT kmeans_step({}) FROM {}", self.args(), self.table);
-        let batches = self.ctx.sql(&sql).await?.collect().await?;
+        let batches = self.passes.run(self.ctx, AggregateUDF::from(udaf)).await?;
         let flat = batches
             .iter()
             .find(|b| b.num_rows() > 0)

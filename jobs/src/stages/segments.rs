@@ -53,6 +53,7 @@ pub async fn run(
         .await?;
     let fitted = KMeans::new(ctx, "segment_points", prepared.columns(), cfg)
         .with_weight(prepared.weight.as_ref().map(|_| WEIGHT_COLUMN.to_string()))
+        .in_process(work.in_process())
         .with_cosine(prepared.cosine)
         .fit()
         .await?;

@@ -1,0 +1,103 @@
+//! How one `kmeans_step` pass is run: as SQL (planned anew each pass, which is what a Ballista
+//! cluster needs), or, in this process, on a physical plan of the points' scan built once per
+//! fit.
+//!
+//! Planning `SELECT kmeans_step(30 columns) FROM points` took 0.74 ms per pass on this machine
+//! (0.28 ms parsing and logical optimisation, 0.46 ms physical planning), more than half of a
+//! pass over 100k points on two cores. Only the aggregate's centroids change between passes, so
+//! in process the scan is planned once and each pass wraps it in the same two aggregation
+//! steps the planner would make (partial per partition, merged, final), built directly.
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::AggregateUDF;
+use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
+use datafusion::prelude::SessionContext;
+use tokio::sync::OnceCell;
+
+use crate::error::Result;
+
+/// Runs aggregation passes of one UDAF over the same columns of the same table.
+#[derive(Debug, Clone)]
+pub struct StepRunner {
+    table: String,
+    /// The aggregate's arguments, comma-separated (coordinates, then the weight if any).
+    args: String,
+    /// The scan of `args`, planned on the first pass; `None` when every pass goes through SQL
+    /// (a Ballista session, whose planner distributes the query).
+    scan: Option<Arc<OnceCell<Arc<dyn ExecutionPlan>>>>,
+}
+
+impl StepRunner {
+    /// Passes over `table`'s `args`; `in_process` reuses the scan's plan (only valid when the
+    /// session runs queries in this process).
+    pub fn new(table: &str, args: String, in_process: bool) -> Self {
+        Self {
+            table: table.to_string(),
+            args,
+            scan: in_process.then(|| Arc::new(OnceCell::new())),
+        }
+    }
+
+    /// `udaf` (registered in `ctx` under its name) over the table's arguments: one row, one
+    /// column.
+    pub async fn run(&self, ctx: &SessionContext, udaf: AggregateUDF) -> Result<Vec<RecordBatch>> {
+        let Some(scan) = &self.scan else {
+            ctx.register_udaf(udaf.clone());
+            let sql = format!("SELECT {}({}) FROM {}", udaf.name(), self.args, self.table);
+            return Ok(ctx.sql(&sql).await?.collect().await?);
+        };
+        let scan = scan
+            .get_or_try_init(|| async {
+                let sql = format!("SELECT {} FROM {}", self.args, self.table);
+                ctx.sql(&sql).await?.create_physical_plan().await
+            })
+            .await?;
+        let plan = aggregate_all(Arc::clone(scan), udaf)?;
+        Ok(datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?)
+    }
+}
+
+/// `udaf` over every column of `input`, as DataFusion plans an aggregation without groups:
+/// partial states per partition, merged into one partition, then the final value.
+fn aggregate_all(
+    input: Arc<dyn ExecutionPlan>,
+    udaf: AggregateUDF,
+) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let args: Vec<Arc<dyn PhysicalExpr>> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    let name = udaf.name().to_string();
+    let aggregate = Arc::new(
+        AggregateExprBuilder::new(Arc::new(udaf), args)
+            .schema(Arc::clone(&schema))
+            .alias(name)
+            .build()?,
+    );
+    let partial = AggregateExec::try_new(
+        AggregateMode::Partial,
+        PhysicalGroupBy::default(),
+        vec![Arc::clone(&aggregate)],
+        vec![None],
+        input,
+        Arc::clone(&schema),
+    )?;
+    let merged = CoalescePartitionsExec::new(Arc::new(partial));
+    Ok(Arc::new(AggregateExec::try_new(
+        AggregateMode::Final,
+        PhysicalGroupBy::default(),
+        vec![aggregate],
+        vec![None],
+        Arc::new(merged),
+        schema,
+    )?))
+}
