@@ -5,7 +5,9 @@
 //!
 //! Two layouts of the same 8192-row batches: `aliased`, each column in its own allocation a
 //! whole number of pages from the others (as Parquet decoding leaves them), and `staggered`,
-//! as the local engine materialises a fit's points ([`stagger_float_columns`]).
+//! as the local engine materialises a fit's points ([`stagger_float_columns`]); and the
+//! staggered layout with the points stored in single precision (`staggered_f32`, 240 MB), as
+//! the prepared points are.
 //!
 //! ```sh
 //! cargo bench -p persona-udfs --bench kmeans_pass
@@ -61,13 +63,33 @@ fn kmeans_pass(c: &mut Criterion) {
         .iter()
         .map(|b| stagger_float_columns(b).unwrap())
         .collect();
+    let single: Vec<RecordBatch> = aliased
+        .iter()
+        .map(|b| {
+            let columns: Vec<(String, ArrayRef)> = b
+                .schema()
+                .fields()
+                .iter()
+                .zip(b.columns())
+                .map(|(f, c)| {
+                    let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Float32);
+                    (f.name().clone(), c.unwrap())
+                })
+                .collect();
+            stagger_float_columns(&RecordBatch::try_from_iter(columns).unwrap()).unwrap()
+        })
+        .collect();
     let values = (0..K * FEATURES).map(|_| n.unit() * 2.0 - 1.0).collect();
     let step = KMeansStep::new(Centroids::new(K, FEATURES, values).unwrap());
     let inputs = AggregateInputs::new(&step, aliased[0].columns());
     let mut group = c.benchmark_group("kmeans_pass");
     group.sample_size(10);
     group.throughput(Throughput::Elements((BATCHES * ROWS) as u64));
-    for (name, batches) in [("aliased", &aliased), ("staggered", &staggered)] {
+    for (name, batches) in [
+        ("aliased", &aliased),
+        ("staggered", &staggered),
+        ("staggered_f32", &single),
+    ] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut acc = step.accumulator(inputs.args()).unwrap();

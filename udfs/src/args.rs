@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, ListArray, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, Float64Array, Int32Array, ListArray, PrimitiveArray,
+    StringArray,
+};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float32Type};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Float32Type};
 use datafusion::common::{Result, exec_err};
 
 /// Casts an argument to Float64 (accepting any numeric input) and returns it as a typed array.
@@ -18,9 +21,11 @@ pub(crate) fn float64(func: &str, arg: &ArrayRef) -> Result<Float64Array> {
     }
 }
 
-/// The values of float columns with nulls replaced by 0: borrowed from the array when it has
-/// no nulls (the usual case: callers impute before), copied otherwise.
-pub(crate) fn nulls_as_zero(columns: &[Float64Array]) -> Vec<std::borrow::Cow<'_, [f64]>> {
+/// The values of primitive columns with nulls replaced by 0: borrowed from the array when it
+/// has no nulls (the usual case: callers impute before), copied otherwise.
+pub(crate) fn nulls_as_zero<T: ArrowPrimitiveType>(
+    columns: &[PrimitiveArray<T>],
+) -> Vec<std::borrow::Cow<'_, [T::Native]>> {
     columns
         .iter()
         .map(|col| {
@@ -29,12 +34,43 @@ pub(crate) fn nulls_as_zero(columns: &[Float64Array]) -> Vec<std::borrow::Cow<'_
             } else {
                 std::borrow::Cow::Owned(
                     (0..col.len())
-                        .map(|i| if col.is_null(i) { 0.0 } else { col.value(i) })
+                        .map(|i| {
+                            if col.is_null(i) {
+                                T::Native::default()
+                            } else {
+                                col.value(i)
+                            }
+                        })
                         .collect(),
                 )
             }
         })
         .collect()
+}
+
+/// Coordinate arguments as the K-Means kernels read them: `Float32` when every one is (points
+/// stored in single precision), otherwise each cast to `Float64`.
+pub(crate) enum FloatColumns {
+    /// Single-precision columns, as given.
+    F32(Vec<Float32Array>),
+    /// Columns cast to double precision.
+    F64(Vec<Float64Array>),
+}
+
+/// Reads `args` as [`FloatColumns`].
+pub(crate) fn float_columns(func: &str, args: &[ArrayRef]) -> Result<FloatColumns> {
+    if !args.is_empty() && args.iter().all(|a| a.data_type() == &DataType::Float32) {
+        return Ok(FloatColumns::F32(
+            args.iter()
+                .map(|a| a.as_primitive::<Float32Type>().clone())
+                .collect(),
+        ));
+    }
+    Ok(FloatColumns::F64(
+        args.iter()
+            .map(|a| float64(func, a))
+            .collect::<Result<_>>()?,
+    ))
 }
 
 /// Casts an argument to Int64 and returns it as a typed array.

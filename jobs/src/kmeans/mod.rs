@@ -21,7 +21,7 @@ pub mod prepare;
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::Float64Type;
+use arrow::datatypes::{DataType, Float64Type};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use persona_udfs::aggregate::{KMeansStep, KMeansStepResult};
@@ -396,7 +396,7 @@ impl<'a> KMeans<'a> {
 
     /// Collects points (with weights) from a query whose first `d` columns are coordinates and
     /// whose optional next column is the weight.
-    fn collect_points(&self, batches: &[RecordBatch]) -> PointSet {
+    fn collect_points(&self, batches: &[RecordBatch]) -> Result<PointSet> {
         let d = self.d();
         let mut points = PointSet {
             d,
@@ -404,8 +404,12 @@ impl<'a> KMeans<'a> {
         };
         for batch in batches {
             let cols: Vec<_> = (0..batch.num_columns())
-                .map(|c| batch.column(c).as_primitive::<Float64Type>().clone())
-                .collect();
+                .map(|c| {
+                    // Coordinates are stored in single precision; a weight in double.
+                    let column = arrow::compute::cast(batch.column(c), &DataType::Float64)?;
+                    Ok(column.as_primitive::<Float64Type>().clone())
+                })
+                .collect::<Result<_>>()?;
             for r in 0..batch.num_rows() {
                 points.values.extend(cols[..d].iter().map(|c| c.value(r)));
                 let w = cols.get(d).map_or(1.0, |c| {
@@ -418,7 +422,7 @@ impl<'a> KMeans<'a> {
                 points.weights.push(w);
             }
         }
-        points.canonical()
+        Ok(points.canonical())
     }
 
     /// A reproducible sample of about `size` points.
@@ -431,7 +435,7 @@ impl<'a> KMeans<'a> {
             self.table,
             self.columns.join(", ")
         );
-        let mut points = self.collect_points(&self.ctx.sql(&sql).await?.collect().await?);
+        let mut points = self.collect_points(&self.ctx.sql(&sql).await?.collect().await?)?;
         points.values.truncate(size * self.d());
         points.weights.truncate(size);
         Ok(points)
@@ -470,7 +474,7 @@ impl<'a> KMeans<'a> {
             "SELECT {cols} FROM {} {positive} ORDER BY unit_hash({seed}, {cols}), {cols} LIMIT 1",
             self.table
         );
-        let mut candidates = self.collect_points(&self.ctx.sql(&first).await?.collect().await?);
+        let mut candidates = self.collect_points(&self.ctx.sql(&first).await?.collect().await?)?;
         if candidates.is_empty() {
             return Err(PipelineError::BadInput(format!(
                 "{} has no points with a positive weight",
@@ -495,7 +499,7 @@ impl<'a> KMeans<'a> {
                 self.table,
                 seed.wrapping_mul(31).wrapping_add(round as u64 + 1),
             );
-            let sampled = self.collect_points(&self.ctx.sql(&sql).await?.collect().await?);
+            let sampled = self.collect_points(&self.ctx.sql(&sql).await?.collect().await?)?;
             candidates.values.extend(sampled.values);
             candidates.weights.extend(sampled.weights);
             candidates = candidates.canonical();
@@ -524,7 +528,7 @@ impl<'a> KMeans<'a> {
             self.table,
             4 * k
         );
-        let all = self.collect_points(&self.ctx.sql(&sql).await?.collect().await?);
+        let all = self.collect_points(&self.ctx.sql(&sql).await?.collect().await?)?;
         if all.len() < k {
             return Err(PipelineError::BadInput(format!(
                 "k = {k}, but the {} points have only {} distinct values: choose k ≤ {}",

@@ -9,9 +9,10 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 
+use crate::args::FloatColumns;
 use crate::lists::{f64_list_scalar, list_type};
 use crate::ml::Centroids;
-use crate::ml::kmeans::{BlockScratch, quantize};
+use crate::ml::kmeans::{BlockScratch, Coordinate, quantize};
 
 /// `kmeans_step(x1, …, xd [, weight]) -> list<double>`: assigns every point to its nearest
 /// centroid (of the centroids this instance carries) and returns, flattened (see
@@ -202,8 +203,8 @@ impl KMeansStepAccumulator {
 /// (vectorised), and each cluster's sum is gathered from it with four running totals in
 /// registers: no scatter into memory, so consecutive rows of one cluster never wait on each
 /// other's stores, and the cost does not grow with k.
-struct ClusterSums<'a> {
-    block: &'a crate::ml::kmeans::Block<'a>,
+struct ClusterSums<'a, C> {
+    block: &'a crate::ml::kmeans::Block<'a, C>,
     k: usize,
     sums: &'a mut [f64],
     counts: &'a mut [f64],
@@ -212,7 +213,7 @@ struct ClusterSums<'a> {
 /// Row indices within a block: `u8`, so indexing a `[f64; BLOCK]` needs no bounds check.
 const _: () = assert!(crate::ml::kmeans::BLOCK == 256);
 
-impl pulp::WithSimd for ClusterSums<'_> {
+impl<C: Coordinate> pulp::WithSimd for ClusterSums<'_, C> {
     type Output = ();
 
     #[inline(always)]
@@ -237,7 +238,7 @@ impl pulp::WithSimd for ClusterSums<'_> {
         let mut rounded = [0.0f64; crate::ml::kmeans::BLOCK];
         for j in 0..d {
             for (r, v) in rounded.iter_mut().zip(self.block.column(j)) {
-                *r = quantize(*v);
+                *r = quantize(v.to_f64());
             }
             for c in 0..k {
                 let rows = &order[starts[c]..starts[c + 1]];
@@ -292,27 +293,11 @@ impl pulp::WithSimd for DistanceStats<'_> {
     }
 }
 
-impl Accumulator for KMeansStepAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let arrays = values
-            .iter()
-            .map(|a| crate::args::float64("kmeans_step", a))
-            .collect::<Result<Vec<_>>>()?;
+impl KMeansStepAccumulator {
+    /// Adds a batch whose coordinates are `columns` (stored as `C`) and whose rows weigh
+    /// `weights` (1 each when `None`).
+    fn add<C: Coordinate>(&mut self, columns: &[&[C]], weights: Option<&[f64]>) -> Result<()> {
         let d = self.centroids.d();
-        let (features, weights) = arrays.split_at(d.min(arrays.len()));
-        let dense = crate::args::nulls_as_zero(features);
-        let columns: Vec<&[f64]> = dense.iter().map(|c| c.as_ref()).collect();
-        let weights: Option<Vec<f64>> = weights.first().filter(|_| self.weighted).map(|w| {
-            (0..w.len())
-                .map(|i| {
-                    if w.is_valid(i) {
-                        w.value(i).max(0.0)
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        });
         let Self {
             centroids,
             sums,
@@ -323,8 +308,8 @@ impl Accumulator for KMeansStepAccumulator {
             ..
         } = self;
         let k = centroids.k();
-        let visited = centroids.for_each_block(&columns, scratch, |block| {
-            match &weights {
+        let visited = centroids.for_each_block(columns, scratch, |block| {
+            match weights {
                 None => {
                     pulp::Arch::new().dispatch(ClusterSums {
                         block: &block,
@@ -337,7 +322,8 @@ impl Accumulator for KMeansStepAccumulator {
                     for j in 0..d {
                         let col = block.column(j);
                         for (i, &l) in block.labels.iter().enumerate() {
-                            sums[l as usize * d + j] += quantize(w[block.start + i] * col[i]);
+                            sums[l as usize * d + j] +=
+                                quantize(w[block.start + i] * col[i].to_f64());
                         }
                     }
                     for (i, &l) in block.labels.iter().enumerate() {
@@ -346,7 +332,7 @@ impl Accumulator for KMeansStepAccumulator {
                 }
             }
             let stats = pulp::Arch::new().dispatch(DistanceStats(block.distances));
-            match &weights {
+            match weights {
                 None => *inertia += stats.rounded_sum,
                 Some(w) => {
                     for (i, &dist) in block.distances.iter().enumerate() {
@@ -358,7 +344,7 @@ impl Accumulator for KMeansStepAccumulator {
             // distance is not admitted, none of its rows is.
             if farthest.admits(stats.max) {
                 for (i, &dist) in block.distances.iter().enumerate() {
-                    let w = weights.as_ref().map_or(1.0, |w| w[block.start + i]);
+                    let w = weights.map_or(1.0, |w| w[block.start + i]);
                     if w > 0.0 && farthest.admits(dist) {
                         farthest.offer(dist, block.row(i));
                     }
@@ -369,6 +355,42 @@ impl Accumulator for KMeansStepAccumulator {
         visited.map_err(|e| {
             datafusion::common::DataFusionError::Execution(format!("kmeans_step: {e}"))
         })
+    }
+}
+
+impl Accumulator for KMeansStepAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let d = self.centroids.d();
+        let (features, rest) = values.split_at(d.min(values.len()));
+        let weights: Option<Vec<f64>> = match rest.first().filter(|_| self.weighted) {
+            None => None,
+            Some(w) => {
+                let w = crate::args::float64("kmeans_step", w)?;
+                Some(
+                    (0..w.len())
+                        .map(|i| {
+                            if w.is_valid(i) {
+                                w.value(i).max(0.0)
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect(),
+                )
+            }
+        };
+        match crate::args::float_columns("kmeans_step", features)? {
+            FloatColumns::F32(arrays) => {
+                let dense = crate::args::nulls_as_zero(&arrays);
+                let columns: Vec<&[f32]> = dense.iter().map(|c| c.as_ref()).collect();
+                self.add(&columns, weights.as_deref())
+            }
+            FloatColumns::F64(arrays) => {
+                let dense = crate::args::nulls_as_zero(&arrays);
+                let columns: Vec<&[f64]> = dense.iter().map(|c| c.as_ref()).collect();
+                self.add(&columns, weights.as_deref())
+            }
+        }
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -468,7 +490,7 @@ impl Farthest {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
-    use arrow::array::Float64Array;
+    use arrow::array::{Float32Array, Float64Array};
 
     use super::*;
 
@@ -543,5 +565,48 @@ mod tests {
         // The zero-weight point never becomes a re-seeding candidate.
         assert!(r.farthest.iter().all(|(_, p)| p[0] != 2.0));
         assert_eq!(split_and_merge(&centroids, true, &[xs, ws], 2), whole);
+    }
+
+    #[test]
+    fn single_precision_points_give_the_result_of_their_double_values() {
+        // 3 features, k = 4, 1000 rows with nulls: the f32 path (tiles, gathered sums,
+        // farthest points) against the same values widened to f64, weighted and not.
+        let (d, k, n) = (3, 4, 1000);
+        let centroids = Arc::new(
+            Centroids::new(k, d, (0..k * d).map(|i| (i % 7) as f64 - 3.0).collect()).unwrap(),
+        );
+        let single: Vec<Float32Array> = (0..d)
+            .map(|j| {
+                (0..n)
+                    .map(|i| (i % 97 != j).then_some(((i * 31 + j * 7) % 113) as f32 / 17.0 - 3.3))
+                    .collect()
+            })
+            .collect();
+        let double: Vec<ArrayRef> = single
+            .iter()
+            .map(|c| arrow::compute::cast(c, &DataType::Float64).unwrap())
+            .collect();
+        let single: Vec<ArrayRef> = single
+            .into_iter()
+            .map(|c| Arc::new(c) as ArrayRef)
+            .collect();
+        let weights: ArrayRef = Arc::new(Float64Array::from_iter_values(
+            (0..n).map(|i| (i % 5) as f64 / 2.0),
+        ));
+        for weighted in [false, true] {
+            let run = |cols: &[ArrayRef]| {
+                let mut acc = KMeansStepAccumulator::new(Arc::clone(&centroids), weighted);
+                let mut args = cols.to_vec();
+                if weighted {
+                    args.push(Arc::clone(&weights));
+                }
+                acc.update_batch(&args).unwrap();
+                flat(&mut acc)
+            };
+            let (a, b) = (run(&single), run(&double));
+            assert_eq!(a, b, "weighted: {weighted}");
+            let r = KMeansStepResult::from_flat(&a, k, d).unwrap();
+            assert!(r.counts.iter().sum::<f64>() > 0.0);
+        }
     }
 }

@@ -78,9 +78,9 @@ impl Centroids {
 
     /// The nearest centroid of every row of a column-major batch (`columns[j][i]` is coordinate
     /// `j` of row `i`): fills `labels` and `distances` (squared Euclidean) with one entry per row.
-    pub fn nearest_batch(
+    pub fn nearest_batch<C: Coordinate>(
         &self,
-        columns: &[&[f64]],
+        columns: &[&[C]],
         labels: &mut Vec<u32>,
         distances: &mut Vec<f64>,
     ) -> Result<()> {
@@ -109,12 +109,12 @@ impl Centroids {
     ///
     /// Both run under `pulp`'s run-time dispatch, so they use the best instruction set of the
     /// machine (AVX-512, AVX2 + FMA, or scalar). Columns should not alias in the cache (see
-    /// [`super::layout`]).
-    pub fn for_each_block(
+    /// [`super::layout`]). They may be stored in single precision ([`Coordinate`]).
+    pub fn for_each_block<C: Coordinate>(
         &self,
-        columns: &[&[f64]],
+        columns: &[&[C]],
         scratch: &mut BlockScratch,
-        mut visit: impl FnMut(Block<'_>) -> Result<()>,
+        mut visit: impl FnMut(Block<'_, C>) -> Result<()>,
     ) -> Result<()> {
         let d = self.d;
         if columns.len() != d {
@@ -158,6 +158,60 @@ impl Centroids {
     }
 }
 
+/// How a stored coordinate is read: `f64`, or `f32` for points stored in single precision,
+/// which halves the bytes a pass reads (the bound of a pass over points larger than the
+/// caches). Every computation is in `f64` either way; an `f32` widens to `f64` exactly.
+pub trait Coordinate: Copy + Send + Sync + 'static {
+    /// The value in double precision.
+    fn to_f64(self) -> f64;
+
+    /// Up to `S::F64_LANES` consecutive values as one register (missing lanes are 0).
+    fn load<S: pulp::Simd>(simd: S, values: &[Self]) -> S::f64s;
+}
+
+impl Coordinate for f64 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+
+    #[inline(always)]
+    fn load<S: pulp::Simd>(simd: S, values: &[f64]) -> S::f64s {
+        match S::as_simd_f64s(values).0.first() {
+            Some(whole) => *whole,
+            None => simd.partial_load_f64s(values),
+        }
+    }
+}
+
+/// The widest register of `f64` that [`Coordinate::load`] fills (AVX-512's 8 lanes).
+const MAX_LANES: usize = 8;
+
+impl Coordinate for f32 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+
+    #[inline(always)]
+    fn load<S: pulp::Simd>(simd: S, values: &[f32]) -> S::f64s {
+        let lanes = S::F64_LANES.min(MAX_LANES);
+        let mut wide = [0.0f64; MAX_LANES];
+        if values.len() >= lanes {
+            // A whole register: a loop of constant length, which compiles to one widening
+            // conversion.
+            for (w, v) in wide[..lanes].iter_mut().zip(&values[..lanes]) {
+                *w = f64::from(*v);
+            }
+            return f64::load(simd, &wide[..lanes]);
+        }
+        for (w, v) in wide.iter_mut().zip(values) {
+            *w = f64::from(*v);
+        }
+        simd.partial_load_f64s(&wide[..values.len()])
+    }
+}
+
 /// Centroids per chunk of the tile kernel: one accumulator register each (plus one for the
 /// coordinates) fits the 16 registers of AVX2, and eight independent multiply-adds per
 /// coordinate hide the FMA latency.
@@ -197,8 +251,8 @@ impl TileCentres {
 /// load from column `j`) by each centroid's `−2·c_j` (a broadcast) into one accumulator per
 /// centroid. The best score per row is then kept with vector compares and selects, and added
 /// to the row's squared norm ([`RowNorms`]) for its distance.
-struct AssignTiles<'a> {
-    columns: &'a [&'a [f64]],
+struct AssignTiles<'a, C> {
+    columns: &'a [&'a [C]],
     start: usize,
     centres: &'a TileCentres,
     norms: &'a [f64],
@@ -209,13 +263,13 @@ struct AssignTiles<'a> {
 /// The squared norms of the rows `start..start + norms.len()` of a column-major batch, a
 /// column at a time (vectorised across rows). Measured faster than accumulating them in
 /// [`AssignTiles`]'s registers, which then run one multiply-add fewer per coordinate.
-struct RowNorms<'a> {
-    columns: &'a [&'a [f64]],
+struct RowNorms<'a, C> {
+    columns: &'a [&'a [C]],
     start: usize,
     norms: &'a mut [f64],
 }
 
-impl pulp::WithSimd for RowNorms<'_> {
+impl<C: Coordinate> pulp::WithSimd for RowNorms<'_, C> {
     type Output = ();
 
     #[inline(always)]
@@ -228,7 +282,8 @@ impl pulp::WithSimd for RowNorms<'_> {
                 .iter_mut()
                 .zip(&column[self.start..self.start + len])
             {
-                *n = x.mul_add(*x, *n);
+                let x = x.to_f64();
+                *n = x.mul_add(x, *n);
             }
         }
     }
@@ -251,7 +306,7 @@ impl Prefetcher {
     }
 
     #[inline(always)]
-    fn fetch(self, slice: &[f64], at: usize) {
+    fn fetch<T>(self, slice: &[T], at: usize) {
         #[cfg(target_arch = "x86_64")]
         if let (Some(cpu), Some(value)) = (self.cpu, slice.get(at)) {
             cpu.sse._mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
@@ -261,7 +316,7 @@ impl Prefetcher {
     }
 }
 
-impl pulp::WithSimd for AssignTiles<'_> {
+impl<C: Coordinate> pulp::WithSimd for AssignTiles<'_, C> {
     type Output = ();
 
     #[inline(always)]
@@ -273,22 +328,22 @@ impl pulp::WithSimd for AssignTiles<'_> {
         let hints = Prefetcher::new();
         for first in (0..whole).step_by(step) {
             for column in self.columns {
-                for line in (0..step).step_by(8) {
+                for line in (0..step).step_by(64 / std::mem::size_of::<C>()) {
                     hints.fetch(column, self.start + first + PREFETCH_AHEAD + line);
                 }
             }
             let (rows, norms) = (self.start + first, &self.norms[first..first + step]);
             if S::F64_LANES >= 8 {
-                score_tiles::<S, 2>(simd, self.columns, rows, norms, self.centres, &mut out);
+                score_tiles::<S, 2, C>(simd, self.columns, rows, norms, self.centres, &mut out);
             } else {
-                score_tiles::<S, 1>(simd, self.columns, rows, norms, self.centres, &mut out);
+                score_tiles::<S, 1, C>(simd, self.columns, rows, norms, self.centres, &mut out);
             }
             out.write(first, step, self.labels, self.distances);
         }
         for first in (whole..len).step_by(S::F64_LANES) {
             let n = S::F64_LANES.min(len - first);
             let (rows, norms) = (self.start + first, &self.norms[first..first + n]);
-            score_tiles::<S, 1>(simd, self.columns, rows, norms, self.centres, &mut out);
+            score_tiles::<S, 1, C>(simd, self.columns, rows, norms, self.centres, &mut out);
             out.write(first, n, self.labels, self.distances);
         }
     }
@@ -322,9 +377,9 @@ impl TileOut {
 /// ones possibly partial; `norms` are their squared norms) against every centroid; writes each
 /// row's best label and squared distance into `out`.
 #[inline(always)]
-fn score_tiles<S: pulp::Simd, const T: usize>(
+fn score_tiles<S: pulp::Simd, const T: usize, C: Coordinate>(
     simd: S,
-    columns: &[&[f64]],
+    columns: &[&[C]],
     first: usize,
     norms: &[f64],
     centres: &TileCentres,
@@ -346,10 +401,7 @@ fn score_tiles<S: pulp::Simd, const T: usize>(
             let centres = &centres.scaled[j * kp + chunk * CHUNK..][..CHUNK];
             for t in 0..T {
                 let rows = &column[first..][span(t)];
-                let x = match S::as_simd_f64s(rows).0.first() {
-                    Some(whole) => *whole,
-                    None => simd.partial_load_f64s(rows),
-                };
+                let x = C::load(simd, rows);
                 for (a, c) in acc[t].iter_mut().zip(centres) {
                     *a = simd.mul_add_f64s(x, simd.splat_f64s(*c), *a);
                 }
@@ -396,8 +448,8 @@ pub struct BlockScratch {
 
 /// One block of rows, assigned.
 #[derive(Debug)]
-pub struct Block<'a> {
-    columns: &'a [&'a [f64]],
+pub struct Block<'a, C = f64> {
+    columns: &'a [&'a [C]],
     /// Index of the block's first row in the batch.
     pub start: usize,
     /// Rows in the block.
@@ -408,15 +460,18 @@ pub struct Block<'a> {
     pub distances: &'a [f64],
 }
 
-impl Block<'_> {
+impl<C: Coordinate> Block<'_, C> {
     /// Coordinate `j` of every row of the block.
-    pub fn column(&self, j: usize) -> &[f64] {
+    pub fn column(&self, j: usize) -> &[C] {
         &self.columns[j][self.start..self.start + self.len]
     }
 
     /// Row `i` of the block, gathered.
     pub fn row(&self, i: usize) -> Vec<f64> {
-        self.columns.iter().map(|c| c[self.start + i]).collect()
+        self.columns
+            .iter()
+            .map(|c| c[self.start + i].to_f64())
+            .collect()
     }
 }
 
@@ -469,10 +524,10 @@ mod tests {
     }
 
     /// The tile kernel run with one given instruction set.
-    fn assign_with<S: pulp::Simd>(
+    fn assign_with<S: pulp::Simd, C: Coordinate>(
         simd: S,
         c: &Centroids,
-        columns: &[&[f64]],
+        columns: &[&[C]],
     ) -> (Vec<u32>, Vec<f64>) {
         let rows = columns[0].len();
         let tiles = TileCentres::new(c);
@@ -526,6 +581,40 @@ mod tests {
             for (i, (label, best)) in expected.iter().enumerate() {
                 assert_eq!(labels[i] as usize, *label, "row {i}");
                 assert!((distances[i] - best).abs() < 1e-9, "row {i}");
+            }
+        }
+        // The same points stored in single precision: the widened values' labels.
+        let single: Vec<Vec<f32>> = columns
+            .iter()
+            .map(|col| col.iter().map(|v| *v as f32).collect())
+            .collect();
+        let single: Vec<&[f32]> = single.iter().map(Vec::as_slice).collect();
+        let expected: Vec<(usize, f64)> = (0..n)
+            .map(|i| {
+                c.nearest(
+                    &single
+                        .iter()
+                        .map(|col| f64::from(col[i]))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let mut results = vec![assign_with(pulp::Scalar::new(), &c, &single)];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(v3) = pulp::x86::V3::try_new() {
+            results.push(assign_with(v3, &c, &single));
+        }
+        let mut dispatched = (Vec::new(), Vec::new());
+        c.nearest_batch(&single, &mut dispatched.0, &mut dispatched.1)
+            .unwrap();
+        results.push(dispatched);
+        for (labels, distances) in &results {
+            for (i, (label, best)) in expected.iter().enumerate() {
+                assert_eq!(labels[i] as usize, *label, "single precision, row {i}");
+                assert!(
+                    (distances[i] - best).abs() < 1e-9,
+                    "single precision, row {i}"
+                );
             }
         }
     }

@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array, RecordBatch};
 use arrow::buffer::{Buffer, MutableBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Float64Type};
+use arrow::datatypes::{DataType, Float32Type, Float64Type};
 use arrow::error::ArrowError;
 
 /// Bytes of a cache line.
@@ -25,37 +25,64 @@ const SET_CYCLE: usize = 4096;
 /// that 64 columns in a row all start in different sets.
 const STAGGER: usize = 17 * LINE;
 
-/// The batch with its non-null `Float64` columns copied into one allocation, column `j`
-/// starting `j · 17` cache lines round the cache-set cycle (see the module docs). Other
-/// columns, and batches with fewer than two such columns, are returned as they are. The values
-/// are unchanged; the extra memory is at most 4 KiB per column.
+/// The batch with its non-null `Float64` and `Float32` columns copied into one allocation,
+/// column `j` starting `j · 17` cache lines round the cache-set cycle (see the module docs).
+/// Other columns, and batches with fewer than two such columns, are returned as they are. The
+/// values are unchanged; the extra memory is at most 4 KiB per column.
 pub fn stagger_float_columns(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let floats: Vec<usize> = (0..batch.num_columns())
         .filter(|&i| {
             let c = batch.column(i);
-            c.data_type() == &DataType::Float64 && c.null_count() == 0
+            matches!(c.data_type(), DataType::Float64 | DataType::Float32) && c.null_count() == 0
         })
         .collect();
     if floats.len() < 2 {
         return Ok(batch.clone());
     }
     let rows = batch.num_rows();
-    let bytes = (rows * 8).next_multiple_of(LINE);
-    // The stride between column starts: at least the column, and STAGGER past a whole number
-    // of set cycles.
-    let stride = bytes + (STAGGER + SET_CYCLE - bytes % SET_CYCLE) % SET_CYCLE;
-    let mut buffer = MutableBuffer::with_capacity(stride * floats.len());
-    for &i in &floats {
-        buffer.extend_from_slice(batch.column(i).as_primitive::<Float64Type>().values());
-        buffer.extend_zeros(stride - rows * 8);
+    let mut buffer = MutableBuffer::with_capacity(
+        floats
+            .iter()
+            .map(|&i| rows * width(batch.column(i)) + SET_CYCLE)
+            .sum(),
+    );
+    // Where each column starts, in bytes: after the previous one, STAGGER further round the
+    // set cycle.
+    let mut starts = Vec::with_capacity(floats.len());
+    for (slot, &i) in floats.iter().enumerate() {
+        let end = buffer.len().next_multiple_of(LINE);
+        let target = slot * STAGGER % SET_CYCLE;
+        let start = end + (target + SET_CYCLE - end % SET_CYCLE) % SET_CYCLE;
+        buffer.extend_zeros(start - buffer.len());
+        starts.push(start);
+        let column = batch.column(i);
+        match column.data_type() {
+            DataType::Float64 => {
+                buffer.extend_from_slice(column.as_primitive::<Float64Type>().values());
+            }
+            _ => buffer.extend_from_slice(column.as_primitive::<Float32Type>().values()),
+        }
     }
     let buffer: Buffer = buffer.into();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    for (slot, &i) in floats.iter().enumerate() {
-        let values = ScalarBuffer::<f64>::new(buffer.clone(), slot * stride / 8, rows);
-        columns[i] = Arc::new(Float64Array::new(values, None));
+    for (&i, start) in floats.iter().zip(starts) {
+        columns[i] = match batch.column(i).data_type() {
+            DataType::Float64 => Arc::new(Float64Array::new(
+                ScalarBuffer::new(buffer.clone(), start / 8, rows),
+                None,
+            )),
+            _ => Arc::new(Float32Array::new(
+                ScalarBuffer::new(buffer.clone(), start / 4, rows),
+                None,
+            )),
+        };
     }
     RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// Bytes per value of a float column.
+fn width(column: &ArrayRef) -> usize {
+    column.data_type().primitive_width().unwrap_or(8)
 }
 
 #[cfg(test)]
@@ -73,6 +100,7 @@ mod tests {
             Field::new("n", DataType::Int64, false),
             Field::new("b", DataType::Float64, true),
             Field::new("c", DataType::Float64, false),
+            Field::new("s", DataType::Float32, false),
         ]));
         let f = |k: f64| {
             Arc::new(Float64Array::from_iter_values(
@@ -89,13 +117,19 @@ mod tests {
                 Arc::new(Int64Array::from_iter_values(0..rows as i64)),
                 f(-2.0),
                 f(0.25),
+                Arc::new(Float32Array::from_iter_values(
+                    (0..rows).map(|i| i as f32 * 0.5),
+                )),
             ],
         )
         .unwrap()
     }
 
     fn start(column: &ArrayRef) -> usize {
-        column.as_primitive::<Float64Type>().values().as_ptr() as usize
+        match column.data_type() {
+            DataType::Float32 => column.as_primitive::<Float32Type>().values().as_ptr() as usize,
+            _ => column.as_primitive::<Float64Type>().values().as_ptr() as usize,
+        }
     }
 
     #[test]
@@ -104,10 +138,14 @@ mod tests {
             let before = batch(rows);
             let after = stagger_float_columns(&before).unwrap();
             assert_eq!(after, before, "{rows} rows");
-            let starts: Vec<usize> = [1, 3, 4].iter().map(|&i| start(after.column(i))).collect();
+            let starts: Vec<usize> = [1, 3, 4, 5]
+                .iter()
+                .map(|&i| start(after.column(i)))
+                .collect();
             let sets: Vec<usize> = starts.iter().map(|s| s % SET_CYCLE / LINE).collect();
             assert_eq!(sets[1], (sets[0] + 17) % 64, "{rows} rows: {sets:?}");
             assert_eq!(sets[2], (sets[0] + 34) % 64, "{rows} rows: {sets:?}");
+            assert_eq!(sets[3], (sets[0] + 51) % 64, "{rows} rows: {sets:?}");
             // The other columns are the same arrays.
             assert!(Arc::ptr_eq(after.column(0), before.column(0)));
             assert!(Arc::ptr_eq(after.column(2), before.column(2)));

@@ -9,6 +9,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
+use crate::args::FloatColumns;
 use crate::ml::Centroids;
 
 /// `kmeans_assign(x1, …, xd) -> struct<segment_id int, distance double>`: the nearest of the
@@ -75,18 +76,24 @@ impl ScalarUDFImpl for KMeansAssign {
             );
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let columns = arrays
-            .iter()
-            .map(|a| crate::args::float64(self.name(), a))
-            .collect::<Result<Vec<_>>>()?;
-        let dense = crate::args::nulls_as_zero(&columns);
-        let refs: Vec<&[f64]> = dense.iter().map(|c| c.as_ref()).collect();
         let (mut labels, mut distances) = (Vec::new(), Vec::new());
-        self.centroids
-            .nearest_batch(&refs, &mut labels, &mut distances)
-            .map_err(|e| {
-                datafusion::common::DataFusionError::Execution(format!("kmeans_assign: {e}"))
-            })?;
+        let assigned = match crate::args::float_columns(self.name(), &arrays)? {
+            FloatColumns::F32(columns) => {
+                let dense = crate::args::nulls_as_zero(&columns);
+                let refs: Vec<&[f32]> = dense.iter().map(|c| c.as_ref()).collect();
+                self.centroids
+                    .nearest_batch(&refs, &mut labels, &mut distances)
+            }
+            FloatColumns::F64(columns) => {
+                let dense = crate::args::nulls_as_zero(&columns);
+                let refs: Vec<&[f64]> = dense.iter().map(|c| c.as_ref()).collect();
+                self.centroids
+                    .nearest_batch(&refs, &mut labels, &mut distances)
+            }
+        };
+        assigned.map_err(|e| {
+            datafusion::common::DataFusionError::Execution(format!("kmeans_assign: {e}"))
+        })?;
         let segments: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
         let distances: Vec<f64> = distances.iter().map(|d| d.sqrt()).collect();
         let arrays: Vec<ArrayRef> = vec![
