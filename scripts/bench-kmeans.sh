@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # K-Means against scikit-learn, side by side on the same cores: same points, same k, same
 # initial centroids, same number of Lloyd iterations. Prints time per iteration and final
-# inertia of both, and their ratios.
+# inertia of both, and their ratios; and, for information, scikit-learn on the points converted
+# to single precision ("sklearn f32": Persona stores its prepared points so; the file holds
+# double precision, and the ratio compares with that).
 #
 #   scripts/bench-kmeans.sh [ROWS ...]     # default: 200000 2000000 (30 features, k = 8)
 #
@@ -34,12 +36,16 @@ printf '%-9s %-13s %6s %12s %12s %8s %16s %16s %9s\n' rows side iters s/iter bes
 for ROWS in "${@:-200000 2000000}"; do
   DATA="$CACHE/bench/kmeans-$ROWS-$DIMS-$K"
   [ -f "$DATA/init.parquet" ] || "$VENV/bin/python" "$PEER" data --rows "$ROWS" --dims "$DIMS" --k "$K" --dir "$DATA"
-  best_peer="" best_ours=""
+  best_peer="" best_ours="" best_peer32=""
   for _ in $(seq 1 "$REPEAT"); do
     # The peer's OpenBLAS runs its best kernel: the machine's OPENBLAS_* overrides are for
     # old builds (see the environment notes); Persona does not use BLAS.
     peer=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 \
       "$VENV/bin/python" "$PEER" sklearn --dir "$DATA" --k "$K" --iters "$ITERS")
+    # The same peer on the points in single precision, as Persona stores them (for
+    # information: the file holds double precision, and that is the comparison).
+    peer32=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 \
+      "$VENV/bin/python" "$PEER" sklearn --dir "$DATA" --k "$K" --iters "$ITERS" --dtype float32)
     iters=$(echo "$peer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["iterations"])')
     out=$(mktemp -d)
     /usr/bin/time -f '%e %M' -o "$out/time" "$BIN" kmeans --input "$DATA/points.parquet" --output "$out/o" \
@@ -55,18 +61,20 @@ print(json.dumps({"iterations": r["iterations"], "seconds_per_iteration": sum(s)
 PY
 )
     rm -rf "$out"
+    best_peer32=$(python3 -c 'import json,sys; a=[json.loads(x) for x in sys.argv[1:] if x]; print(json.dumps(min(a, key=lambda r: r["seconds_per_iteration"])))' "${best_peer32:-}" "$peer32")
     best_peer=$(python3 -c 'import json,sys; a=[json.loads(x) for x in sys.argv[1:] if x]; print(json.dumps(min(a, key=lambda r: r["seconds_per_iteration"])))' "$best_peer" "$peer")
     best_ours=$(python3 -c 'import json,sys; a=[json.loads(x) for x in sys.argv[1:] if x]; print(json.dumps(min(a, key=lambda r: r["seconds_per_iteration"])))' "$best_ours" "$ours")
   done
-  python3 - "$ROWS" "$REPEAT" "$best_peer" "$best_ours" <<'PY'
+  python3 - "$ROWS" "$REPEAT" "$best_peer" "$best_ours" "$best_peer32" <<'PY'
 import json, sys
 rows, repeat = sys.argv[1], sys.argv[2]
-peer, ours = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+peer, ours, peer32 = json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
 gap = (ours["inertia"] - peer["inertia"]) / peer["inertia"]
 ratio = ours["seconds_per_iteration"] / peer["seconds_per_iteration"]
 fmt = "%-9s %-13s %6d %12.4f %12s %8.2f %16.6e %16s %9s"
 print(fmt % (rows, "scikit-learn", peer["iterations"], peer["seconds_per_iteration"], repeat, peer["fit_seconds"], peer["inertia"], "", ""))
 print(fmt % (rows, "persona", ours["iterations"], ours["seconds_per_iteration"], repeat, ours["fit_seconds"], ours["inertia"], "%+.4f%%" % (100 * gap), "%.2fx" % ratio))
+print(fmt % (rows, "sklearn f32", peer32["iterations"], peer32["seconds_per_iteration"], repeat, peer32["fit_seconds"], peer32["inertia"], "", "(%.2fx)" % (ours["seconds_per_iteration"] / peer32["seconds_per_iteration"])))
 print("          persona peak RSS %.0f MiB (whole command, reading the Parquet included)" % (ours["peak_rss_kb"] / 1024))
 PY
 done

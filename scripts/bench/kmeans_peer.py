@@ -1,7 +1,7 @@
 """K-Means benchmark data and peer: scikit-learn's Lloyd on the same points from the same start.
 
   python kmeans_peer.py data   --rows N --dims D --k K --dir DIR   # points.parquet, init.parquet
-  python kmeans_peer.py sklearn --dir DIR --k K --iters M            # prints one JSON line
+  python kmeans_peer.py sklearn --dir DIR --k K --iters M [--dtype float32]  # one JSON line
   python kmeans_peer.py segments --output ROOT --date D               # the nightly segments' points
 
 The points are K overlapping Gaussian blobs (so Lloyd keeps moving for many iterations); the
@@ -41,9 +41,10 @@ def run_sklearn(args):
     from threadpoolctl import threadpool_limits
 
     table = pq.read_table(os.path.join(args.dir, "points.parquet"))
-    x = np.ascontiguousarray(np.column_stack([c.to_numpy() for c in table.columns]))
+    x = np.ascontiguousarray(np.column_stack([c.to_numpy() for c in table.columns]),
+                             dtype=args.dtype)
     init_t = pq.read_table(os.path.join(args.dir, "init.parquet"))
-    init = np.column_stack([c.to_numpy() for c in init_t.columns])
+    init = np.column_stack([c.to_numpy() for c in init_t.columns]).astype(args.dtype)
 
     def fit(iters):
         km = KMeans(n_clusters=args.k, init=init, n_init=1, max_iter=iters, tol=0.0,
@@ -114,6 +115,8 @@ def main():
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="sklearn: the points' precision (the file holds float64)")
     p.add_argument("--dir")
     args = p.parse_args()
     {"data": make_data, "sklearn": run_sklearn, "segments": run_segments}[args.what](args)
