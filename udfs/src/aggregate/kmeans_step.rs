@@ -163,6 +163,8 @@ struct KMeansStepAccumulator {
     inertia: f64,
     farthest: Farthest,
     scratch: BlockScratch,
+    /// The counting sort's offsets ([`ClusterSums`]), allocated once.
+    offsets: Vec<usize>,
 }
 
 impl KMeansStepAccumulator {
@@ -176,6 +178,7 @@ impl KMeansStepAccumulator {
             inertia: 0.0,
             farthest: Farthest::new(k),
             scratch: BlockScratch::default(),
+            offsets: vec![0; 2 * (k + 1)],
         }
     }
 
@@ -210,6 +213,8 @@ struct ClusterSums<'a, C> {
     k: usize,
     sums: &'a mut [f64],
     counts: &'a mut [f64],
+    /// Scratch of `2 (k + 1)` offsets for the counting sort, reused across blocks.
+    offsets: &'a mut [usize],
 }
 
 /// Columns whose cluster sums [`ClusterSums`] gathers together: eight running totals in all,
@@ -227,7 +232,8 @@ impl<C: Coordinate> pulp::WithSimd for ClusterSums<'_, C> {
         let (k, labels) = (self.k, self.block.labels);
         let d = self.sums.len() / k.max(1);
         // Counting sort: the rows of cluster c are order[starts[c]..starts[c + 1]].
-        let mut starts = vec![0usize; k + 1];
+        let (starts, next) = self.offsets.split_at_mut(k + 1);
+        starts.fill(0);
         for &l in labels {
             starts[l as usize + 1] += 1;
         }
@@ -235,7 +241,7 @@ impl<C: Coordinate> pulp::WithSimd for ClusterSums<'_, C> {
             starts[c + 1] += starts[c];
             self.counts[c] += (starts[c + 1] - starts[c]) as f64;
         }
-        let mut next = starts.clone();
+        next.copy_from_slice(starts);
         let mut order = [0u8; crate::ml::kmeans::BLOCK];
         for (i, &l) in labels.iter().enumerate() {
             order[next[l as usize]] = i as u8;
@@ -319,6 +325,7 @@ impl KMeansStepAccumulator {
             inertia,
             farthest,
             scratch,
+            offsets,
             ..
         } = self;
         let k = centroids.k();
@@ -330,6 +337,7 @@ impl KMeansStepAccumulator {
                         k,
                         sums: &mut sums[..],
                         counts: &mut counts[..],
+                        offsets: &mut offsets[..],
                     });
                 }
                 Some(w) => {
