@@ -100,7 +100,6 @@ pub struct KMeans<'a> {
     cosine: bool,
     cfg: &'a SegmentsConfig,
     init_from: Option<Centroids>,
-    in_process: bool,
     passes: StepRunner,
 }
 
@@ -129,7 +128,6 @@ impl<'a> KMeans<'a> {
         columns: Vec<String>,
         cfg: &'a SegmentsConfig,
     ) -> Self {
-        let passes = StepRunner::new(table, columns.join(", "), false);
         Self {
             ctx,
             table: table.to_string(),
@@ -138,23 +136,20 @@ impl<'a> KMeans<'a> {
             cosine: false,
             cfg,
             init_from: None,
-            in_process: false,
-            passes,
+            passes: StepRunner::default(),
         }
     }
 
     /// Weighs each point by this column.
     pub fn with_weight(mut self, column: Option<String>) -> Self {
         self.weight = column;
-        self.passes = StepRunner::new(&self.table, self.args(), self.in_process);
         self
     }
 
     /// Whether the session runs its queries in this process (not on a Ballista cluster): the
     /// passes then reuse one plan of the points' scan ([`pass`]).
     pub fn in_process(mut self, in_process: bool) -> Self {
-        self.in_process = in_process;
-        self.passes = StepRunner::new(&self.table, self.args(), self.in_process);
+        self.passes = StepRunner::new(in_process);
         self
     }
 
@@ -333,7 +328,15 @@ impl<'a> KMeans<'a> {
         } else {
             KMeansStep::new(centroids.clone())
         };
-        let batches = self.passes.run(self.ctx, AggregateUDF::from(udaf)).await?;
+        let batches = self
+            .passes
+            .run(
+                self.ctx,
+                AggregateUDF::from(udaf),
+                &self.table,
+                &self.args(),
+            )
+            .await?;
         let flat = batches
             .iter()
             .find(|b| b.num_rows() > 0)

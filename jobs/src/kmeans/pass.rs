@@ -22,39 +22,40 @@ use tokio::sync::OnceCell;
 
 use crate::error::Result;
 
-/// Runs aggregation passes of one UDAF over the same columns of the same table.
-#[derive(Debug, Clone)]
+/// Runs the aggregation passes of one fit, which all read the same columns of the same table.
+#[derive(Debug, Clone, Default)]
 pub struct StepRunner {
-    table: String,
-    /// The aggregate's arguments, comma-separated (coordinates, then the weight if any).
-    args: String,
-    /// The scan of `args`, planned on the first pass; `None` when every pass goes through SQL
-    /// (a Ballista session, whose planner distributes the query).
+    /// The scan of the fit's columns, planned on the first pass; `None` when every pass goes
+    /// through SQL (a Ballista session, whose planner distributes the query).
     scan: Option<Arc<OnceCell<Arc<dyn ExecutionPlan>>>>,
 }
 
 impl StepRunner {
-    /// Passes over `table`'s `args`; `in_process` reuses the scan's plan (only valid when the
-    /// session runs queries in this process).
-    pub fn new(table: &str, args: String, in_process: bool) -> Self {
+    /// Passes that, with `in_process`, reuse the scan's plan (only valid when the session runs
+    /// queries in this process).
+    pub fn new(in_process: bool) -> Self {
         Self {
-            table: table.to_string(),
-            args,
             scan: in_process.then(|| Arc::new(OnceCell::new())),
         }
     }
 
-    /// `udaf` (registered in `ctx` under its name) over the table's arguments: one row, one
-    /// column.
-    pub async fn run(&self, ctx: &SessionContext, udaf: AggregateUDF) -> Result<Vec<RecordBatch>> {
+    /// `udaf` over `table`'s `args` (comma-separated; the same on every pass of a runner): one
+    /// row, one column.
+    pub async fn run(
+        &self,
+        ctx: &SessionContext,
+        udaf: AggregateUDF,
+        table: &str,
+        args: &str,
+    ) -> Result<Vec<RecordBatch>> {
         let Some(scan) = &self.scan else {
             ctx.register_udaf(udaf.clone());
-            let sql = format!("SELECT {}({}) FROM {}", udaf.name(), self.args, self.table);
+            let sql = format!("SELECT {}({args}) FROM {table}", udaf.name());
             return Ok(ctx.sql(&sql).await?.collect().await?);
         };
         let scan = scan
             .get_or_try_init(|| async {
-                let sql = format!("SELECT {} FROM {}", self.args, self.table);
+                let sql = format!("SELECT {args} FROM {table}");
                 ctx.sql(&sql).await?.create_physical_plan().await
             })
             .await?;

@@ -565,56 +565,42 @@ mod tests {
             })
             .collect();
         let refs: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
-        let expected: Vec<(usize, f64)> = (0..n)
-            .map(|i| c.nearest(&columns.iter().map(|col| col[i]).collect::<Vec<_>>()))
-            .collect();
-        let mut results = vec![assign_with(pulp::Scalar::new(), &c, &refs)];
-        #[cfg(target_arch = "x86_64")]
-        if let Some(v3) = pulp::x86::V3::try_new() {
-            results.push(assign_with(v3, &c, &refs));
-        }
-        let mut dispatched = (Vec::new(), Vec::new());
-        c.nearest_batch(&refs, &mut dispatched.0, &mut dispatched.1)
-            .unwrap();
-        results.push(dispatched);
-        for (labels, distances) in &results {
-            for (i, (label, best)) in expected.iter().enumerate() {
-                assert_eq!(labels[i] as usize, *label, "row {i}");
-                assert!((distances[i] - best).abs() < 1e-9, "row {i}");
-            }
-        }
+        assigns_the_same_everywhere(&c, &refs, "double precision");
         // The same points stored in single precision: the widened values' labels.
         let single: Vec<Vec<f32>> = columns
             .iter()
             .map(|col| col.iter().map(|v| *v as f32).collect())
             .collect();
         let single: Vec<&[f32]> = single.iter().map(Vec::as_slice).collect();
-        let expected: Vec<(usize, f64)> = (0..n)
+        assigns_the_same_everywhere(&c, &single, "single precision");
+    }
+
+    /// The tile kernel with the scalar and AVX2 instruction sets, and dispatched, gives every
+    /// row of `columns` the point kernel's nearest centroid of its widened values.
+    fn assigns_the_same_everywhere<C: Coordinate>(c: &Centroids, columns: &[&[C]], what: &str) {
+        let expected: Vec<(usize, f64)> = (0..columns[0].len())
             .map(|i| {
                 c.nearest(
-                    &single
+                    &columns
                         .iter()
-                        .map(|col| f64::from(col[i]))
+                        .map(|col| col[i].to_f64())
                         .collect::<Vec<_>>(),
                 )
             })
             .collect();
-        let mut results = vec![assign_with(pulp::Scalar::new(), &c, &single)];
+        let mut results = vec![assign_with(pulp::Scalar::new(), c, columns)];
         #[cfg(target_arch = "x86_64")]
         if let Some(v3) = pulp::x86::V3::try_new() {
-            results.push(assign_with(v3, &c, &single));
+            results.push(assign_with(v3, c, columns));
         }
         let mut dispatched = (Vec::new(), Vec::new());
-        c.nearest_batch(&single, &mut dispatched.0, &mut dispatched.1)
+        c.nearest_batch(columns, &mut dispatched.0, &mut dispatched.1)
             .unwrap();
         results.push(dispatched);
         for (labels, distances) in &results {
             for (i, (label, best)) in expected.iter().enumerate() {
-                assert_eq!(labels[i] as usize, *label, "single precision, row {i}");
-                assert!(
-                    (distances[i] - best).abs() < 1e-9,
-                    "single precision, row {i}"
-                );
+                assert_eq!(labels[i] as usize, *label, "{what}, row {i}");
+                assert!((distances[i] - best).abs() < 1e-9, "{what}, row {i}");
             }
         }
     }
