@@ -9,7 +9,7 @@ use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::cluster::codec::{PersonaLogicalCodec, PersonaPhysicalCodec};
+use crate::cluster::codec::codecs;
 use crate::config::{ExecutionConfig, PipelineConfig, StorageConfig};
 use crate::error::{PipelineError, Result};
 use crate::storage::s3;
@@ -119,13 +119,15 @@ pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<Ses
 /// The state of a Ballista client, scheduler or executor: Ballista's configuration, Persona's
 /// codecs and functions.
 pub fn ballista_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
+    let runtime = s3::runtime_env(storage, None)?;
+    let (logical_codec, physical_codec) = codecs(Arc::clone(&runtime));
     let config = session_config(cfg, SessionConfig::new_with_ballista())
-        .with_ballista_logical_extension_codec(Arc::new(PersonaLogicalCodec::default()))
-        .with_ballista_physical_extension_codec(Arc::new(PersonaPhysicalCodec::default()));
+        .with_ballista_logical_extension_codec(logical_codec)
+        .with_ballista_physical_extension_codec(physical_codec);
     with_functions(
         SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(s3::runtime_env(storage, None)?)
+            .with_runtime_env(runtime)
             .with_default_features()
             .build(),
     )

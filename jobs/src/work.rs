@@ -3,6 +3,7 @@
 //! run ends. Materialising (rather than caching in memory) is what lets the same stages run on a
 //! Ballista cluster, where in-memory tables do not exist.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::array::AsArray;
@@ -12,6 +13,7 @@ use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
+use persona_udfs::ml::Factors;
 
 use crate::error::{PipelineError, Result};
 use crate::storage::Root;
@@ -31,6 +33,8 @@ pub struct WorkArea {
     owned: Vec<Root>,
     /// Whether the queries run in this process (not on a Ballista cluster).
     in_process: bool,
+    /// Factor matrices stored so far ([`WorkArea::share_factors`]), to name the next file.
+    shared: AtomicUsize,
 }
 
 /// A unique id for a run or a command started now: `<UTC time>-<pid>`.
@@ -84,6 +88,7 @@ impl WorkArea {
             publish: run_dir.child("publish"),
             owned,
             in_process: local_scratch,
+            shared: AtomicUsize::new(0),
         })
     }
 
@@ -189,6 +194,22 @@ impl WorkArea {
         )
         .await?;
         Ok(batch.num_rows() as u64)
+    }
+
+    /// A factor matrix that a model function will carry into distributed plans, made ready
+    /// to travel: on a cluster it is written once to `_factors/` in the work area and marked
+    /// as stored there, so plans name the file instead of carrying the values to every task
+    /// (see [`crate::cluster::factor_files`]); in this process it is returned as it is.
+    pub async fn share_factors(&self, factors: Factors) -> Result<Factors> {
+        if self.in_process || factors.rows() == 0 {
+            return Ok(factors);
+        }
+        let n = self.shared.fetch_add(1, Ordering::Relaxed);
+        let rel = format!("_factors/{n}.factors");
+        self.dir
+            .write(&rel, persona_udfs::codec::factors_file(&factors))
+            .await?;
+        Ok(factors.with_stored_at(&self.dir.location(&rel)))
     }
 
     /// Whether the queries run in this process (not on a Ballista cluster).

@@ -271,3 +271,94 @@ fn a_fit_on_a_cluster_without_executors_times_out() {
         assert!(published.is_empty(), "{command} published {published:?}");
     }
 }
+
+/// Item factors larger than one Ballista message (16 MiB by default: about 65k items at rank
+/// 64): the customer half, the item half's warm start and the top-N all need them, and they
+/// reach the executors through the work area instead of inside every task's plan. The fit on
+/// a cluster gives the same model and recommendations as the local fit.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_factors_larger_than_a_plan_message_reach_the_executors() {
+    use arrow::array::{Float64Array, Int64Array, RecordBatch};
+
+    const ITEMS: i64 = 80_000;
+    const PER_CUSTOMER: i64 = 40;
+    let dir = temp();
+    let input = dir.path().join("pairs.parquet");
+    let pairs = ITEMS; // every item is seen once
+    let batch = RecordBatch::try_from_iter([
+        (
+            "customer",
+            std::sync::Arc::new(Int64Array::from_iter_values(
+                (0..pairs).map(|p| p / PER_CUSTOMER),
+            )) as _,
+        ),
+        (
+            "product",
+            // Spread each customer's items over the catalogue, so that items share customers.
+            std::sync::Arc::new(Int64Array::from_iter_values(
+                (0..pairs).map(|p| (p * 7919) % ITEMS),
+            )) as _,
+        ),
+        (
+            "spend",
+            std::sync::Arc::new(Float64Array::from_iter_values(
+                (0..pairs).map(|p| 1.0 + (p % 5) as f64),
+            )) as _,
+        ),
+    ])
+    .expect("batch");
+    crate::support::write_parquet(&input, &batch);
+
+    let cluster = LocalCluster::start(2);
+    let mut tables = Vec::new();
+    for engine in ["local".to_string(), cluster.engine()] {
+        let out = dir.path().join(if engine == "local" {
+            "local"
+        } else {
+            "cluster"
+        });
+        ok(&crate::support::persona(
+            &[
+                "als",
+                "--input",
+                input.to_str().expect("utf8"),
+                "--output",
+                out.to_str().expect("utf8"),
+                "--user",
+                "customer",
+                "--item",
+                "product",
+                "--weight",
+                "spend",
+                "--rank",
+                "64",
+                "--iterations",
+                "1",
+                "--engine",
+                &engine,
+            ],
+            &[],
+        ));
+        let ctx = datafusion::prelude::SessionContext::new();
+        for table in ["item_factors", "recommendations"] {
+            ctx.register_parquet(
+                table,
+                out.join(table).to_str().expect("utf8"),
+                datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await
+            .expect("register");
+        }
+        let values = "SELECT COUNT(*) FROM (SELECT unnest(factors) FROM item_factors)";
+        assert_eq!(crate::support::scalar_i64(&ctx, values).await, ITEMS * 64);
+        tables.push([
+            crate::support::rows_as_text(&ctx, "SELECT * FROM item_factors").await,
+            crate::support::rows_as_text(&ctx, "SELECT * FROM recommendations").await,
+        ]);
+    }
+    assert!(!tables[0][1].is_empty());
+    assert!(
+        tables[1] == tables[0],
+        "the cluster's model or recommendations differ from the local ones"
+    );
+}

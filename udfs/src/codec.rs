@@ -6,15 +6,53 @@
 //! travel by name and are found in the receiver's registry ([`crate::register_all`]).
 //!
 //! The format is little-endian, length-prefixed and versioned by a leading tag byte per model.
+//!
+//! A factor matrix that the driver has stored on shared storage ([`Factors::stored_at`]: item
+//! factors beyond a few megabytes would not fit in a gRPC message, and would be sent again
+//! with every task) is written as its location only; the receiving process reads it through
+//! its [`FactorFiles`], which knows the storage and keeps recent matrices in memory.
 
 use std::sync::Arc;
 
-use datafusion::common::{Result, exec_err};
+use datafusion::common::{Result, exec_datafusion_err, exec_err};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use crate::aggregate::{AlsSolveGathered, KMeansStep};
 use crate::ml::{AlsModelSide, Centroids, Factors, Solver};
 use crate::scalar::{AlsSolve, AlsTopN, KMeansAssign, TopNModel};
+
+/// Reads the factor matrices that plans name by location instead of carrying them. The
+/// processes that decode plans (Ballista's scheduler and executors) implement it over their
+/// object stores; this crate does no I/O.
+pub trait FactorFiles: std::fmt::Debug + Send + Sync {
+    /// The matrix stored at `location` by [`factors_file`], marked as stored there.
+    fn read(&self, location: &str) -> Result<Arc<Factors>>;
+}
+
+/// The contents of a factors file: the same bytes as a matrix carried in a plan.
+pub fn factors_file(f: &Factors) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(16 + f.values().len() * 4);
+    write_factor_values(&mut buf, f);
+    buf
+}
+
+/// Parses what [`factors_file`] wrote, read from `location`; the matrix is marked as stored
+/// there, so that a process passing it on sends the location again.
+pub fn parse_factors_file(bytes: &[u8], location: &str) -> Result<Factors> {
+    let mut r = Reader {
+        buf: bytes,
+        pos: 0,
+        files: None,
+    };
+    let f = r.factor_values()?;
+    if r.pos != bytes.len() {
+        return exec_err!(
+            "factors file {location}: {} bytes after the matrix",
+            bytes.len() - r.pos
+        );
+    }
+    Ok(f.with_stored_at(location))
+}
 
 /// Writes the payload of a scalar model UDF; nothing for other functions.
 pub fn encode_udf(udf: &ScalarUDF, buf: &mut Vec<u8>) {
@@ -52,12 +90,17 @@ fn write_side(buf: &mut Vec<u8>, s: &AlsModelSide) {
 }
 
 /// Rebuilds a scalar model UDF from its payload; `None` when `name` is not a model function.
-pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
-    let mut r = Reader { buf, pos: 0 };
+/// Factor matrices named by location are read through `files` (an error without one).
+pub fn decode_udf(
+    name: &str,
+    buf: &[u8],
+    files: Option<&dyn FactorFiles>,
+) -> Result<Option<Arc<ScalarUDF>>> {
+    let mut r = Reader { buf, pos: 0, files };
     let udf = match name {
         "kmeans_assign" => ScalarUDF::from(KMeansAssign::new(r.centroids()?)),
         "als_top_n" | "als_similar" => {
-            let items = Arc::new(r.factors()?);
+            let items = r.factors()?;
             let n = r.u64()? as usize;
             let len = r.u64()? as usize;
             let allowed = Arc::new(r.take(len)?.iter().map(|&b| b != 0).collect());
@@ -73,9 +116,9 @@ pub fn decode_udf(name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
 impl Reader<'_> {
     /// Reads what [`write_side`] wrote.
     fn side(&mut self) -> Result<AlsModelSide> {
-        let other = Arc::new(self.factors()?);
-        let gram = Arc::new(self.factors()?);
-        let previous = Arc::new(self.factors()?);
+        let other = self.factors()?;
+        let gram = self.factors()?;
+        let previous = self.factors()?;
         let alpha_bits = self.u32()?;
         let lambda_bits = self.u32()?;
         let weighted_lambda = self.take(1)?[0] != 0;
@@ -111,8 +154,13 @@ pub fn encode_udaf(udaf: &AggregateUDF, buf: &mut Vec<u8>) {
 }
 
 /// Rebuilds an aggregate model UDF from its payload; `None` when `name` is not a model function.
-pub fn decode_udaf(name: &str, buf: &[u8]) -> Result<Option<Arc<AggregateUDF>>> {
-    let mut r = Reader { buf, pos: 0 };
+/// Factor matrices named by location are read through `files` (an error without one).
+pub fn decode_udaf(
+    name: &str,
+    buf: &[u8],
+    files: Option<&dyn FactorFiles>,
+) -> Result<Option<Arc<AggregateUDF>>> {
+    let mut r = Reader { buf, pos: 0, files };
     let udaf = match name {
         "kmeans_step" => {
             let centroids = r.centroids()?;
@@ -140,7 +188,22 @@ fn write_centroids(buf: &mut Vec<u8>, c: &Centroids) {
     }
 }
 
+/// Factors in a plan: tag 0 and the values, or tag 1 and where they are stored.
 fn write_factors(buf: &mut Vec<u8>, f: &Factors) {
+    match f.stored_at() {
+        Some(location) => {
+            buf.push(1);
+            write_u64(buf, location.len() as u64);
+            buf.extend(location.as_bytes());
+        }
+        None => {
+            buf.push(0);
+            write_factor_values(buf, f);
+        }
+    }
+}
+
+fn write_factor_values(buf: &mut Vec<u8>, f: &Factors) {
     write_u64(buf, f.rows() as u64);
     write_u64(buf, f.rank() as u64);
     for v in f.values() {
@@ -152,6 +215,7 @@ fn write_factors(buf: &mut Vec<u8>, f: &Factors) {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    files: Option<&'a dyn FactorFiles>,
 }
 
 impl Reader<'_> {
@@ -196,7 +260,29 @@ impl Reader<'_> {
         }
     }
 
-    fn factors(&mut self) -> Result<Factors> {
+    /// Reads what [`write_factors`] wrote: the values, or the stored matrix they name.
+    fn factors(&mut self) -> Result<Arc<Factors>> {
+        match self.take(1)?[0] {
+            0 => Ok(Arc::new(self.factor_values()?)),
+            1 => {
+                let len = self.u64()? as usize;
+                let files = self.files;
+                let location = std::str::from_utf8(self.take(len)?)
+                    .map_err(|e| exec_datafusion_err!("bad factors location in a plan: {e}"))?;
+                match files {
+                    Some(files) => files.read(location),
+                    None => exec_err!(
+                        "the plan names model factors stored at {location}, and this process \
+                         has no storage to read them from (it must be Persona's scheduler or \
+                         executor)"
+                    ),
+                }
+            }
+            tag => exec_err!("bad factors tag {tag} in a plan"),
+        }
+    }
+
+    fn factor_values(&mut self) -> Result<Factors> {
         let (rows, rank) = (self.u64()? as usize, self.u64()? as usize);
         if rank == 0 {
             return Ok(Factors::default());
@@ -225,14 +311,14 @@ mod tests {
         ));
         let mut buf = Vec::new();
         encode_udaf(&udaf, &mut buf);
-        let back = decode_udaf("kmeans_step", &buf).unwrap().unwrap();
+        let back = decode_udaf("kmeans_step", &buf, None).unwrap().unwrap();
         assert_eq!(back.as_ref(), &udaf);
         let weighted = AggregateUDF::from(KMeansStep::weighted(
             Centroids::new(1, 2, vec![0.5, -3.0]).unwrap(),
         ));
         buf.clear();
         encode_udaf(&weighted, &mut buf);
-        let back = decode_udaf("kmeans_step", &buf).unwrap().unwrap();
+        let back = decode_udaf("kmeans_step", &buf, None).unwrap().unwrap();
         assert_eq!(back.as_ref(), &weighted);
         assert_ne!(back.as_ref(), &udaf);
 
@@ -256,7 +342,10 @@ mod tests {
             buf.clear();
             encode_udf(&udf, &mut buf);
             assert_eq!(
-                decode_udf("als_solve", &buf).unwrap().unwrap().as_ref(),
+                decode_udf("als_solve", &buf, None)
+                    .unwrap()
+                    .unwrap()
+                    .as_ref(),
                 &udf
             );
         }
@@ -264,10 +353,13 @@ mod tests {
         buf.clear();
         encode_udf(&udf, &mut buf);
         assert_eq!(
-            decode_udf("als_solve", &buf).unwrap().unwrap().as_ref(),
+            decode_udf("als_solve", &buf, None)
+                .unwrap()
+                .unwrap()
+                .as_ref(),
             &udf
         );
-        assert!(decode_udf("als_solve", &buf[..buf.len() - 3]).is_err());
+        assert!(decode_udf("als_solve", &buf[..buf.len() - 3], None).is_err());
 
         let model = TopNModel {
             items: Arc::new(Factors::new(1, 2, vec![1.0, 0.0]).unwrap()),
@@ -278,7 +370,10 @@ mod tests {
         buf.clear();
         encode_udf(&udf, &mut buf);
         assert_eq!(
-            decode_udf("als_top_n", &buf).unwrap().unwrap().as_ref(),
+            decode_udf("als_top_n", &buf, None)
+                .unwrap()
+                .unwrap()
+                .as_ref(),
             &udf
         );
         let similar = ScalarUDF::from(AlsTopN::similar(TopNModel {
@@ -289,13 +384,69 @@ mod tests {
         buf.clear();
         encode_udf(&similar, &mut buf);
         assert_eq!(
-            decode_udf("als_similar", &buf).unwrap().unwrap().as_ref(),
+            decode_udf("als_similar", &buf, None)
+                .unwrap()
+                .unwrap()
+                .as_ref(),
             &similar
         );
 
         buf.clear();
         encode_udf(&ScalarUDF::from(crate::scalar::IsCrawler::new()), &mut buf);
         assert!(buf.is_empty());
-        assert!(decode_udf("is_crawler", &[]).unwrap().is_none());
+        assert!(decode_udf("is_crawler", &[], None).unwrap().is_none());
+    }
+
+    /// Files kept in memory, by location.
+    #[derive(Debug, Default)]
+    struct InMemory(std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>);
+
+    impl FactorFiles for InMemory {
+        fn read(&self, location: &str) -> Result<Arc<Factors>> {
+            let files = self.0.lock().unwrap();
+            let bytes = files.get(location).unwrap();
+            Ok(Arc::new(parse_factors_file(bytes, location)?))
+        }
+    }
+
+    #[test]
+    fn stored_factors_travel_as_their_location() {
+        let items = Factors::new(3, 2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let files = InMemory::default();
+        files
+            .0
+            .lock()
+            .unwrap()
+            .insert("s3://b/items".into(), factors_file(&items));
+        let stored = items.clone().with_stored_at("s3://b/items");
+        let model = |items: Factors| TopNModel {
+            items: Arc::new(items),
+            allowed: Arc::new(vec![true; 3]),
+            n: 2,
+        };
+        let (mut inline, mut by_location) = (Vec::new(), Vec::new());
+        encode_udf(
+            &ScalarUDF::from(AlsTopN::new(model(items.clone()))),
+            &mut inline,
+        );
+        let udf = ScalarUDF::from(AlsTopN::new(model(stored)));
+        encode_udf(&udf, &mut by_location);
+        assert!(by_location.len() < inline.len());
+
+        let back = decode_udf("als_top_n", &by_location, Some(&files))
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.as_ref(), &udf);
+        // Passed on (the scheduler re-encodes what the client sent): still the location.
+        let mut again = Vec::new();
+        encode_udf(&back, &mut again);
+        assert_eq!(again, by_location);
+
+        let error = decode_udf("als_top_n", &by_location, None).unwrap_err();
+        assert!(error.to_string().contains("s3://b/items"), "{error}");
+        let mut file = factors_file(&items);
+        file.push(0);
+        assert!(parse_factors_file(&file, "x").is_err());
+        assert!(parse_factors_file(&file[..20], "x").is_err());
     }
 }

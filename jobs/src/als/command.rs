@@ -229,7 +229,7 @@ async fn fit_and_publish(
     .await?;
 
     write_factors(ctx, work, "als_item_rows", "item_idx", &model.items).await?;
-    register_top_n(ctx, &model.items, vec![true; items], opts.als.top_n);
+    register_top_n(ctx, work, &model.items, vec![true; items], opts.als.top_n).await?;
     let seen = if opts.keep_seen { "WHERE false" } else { "" };
     let recs = format!(
         "WITH seen AS (SELECT user_idx, array_agg(item_idx) AS items FROM als_pairs {seen} GROUP BY user_idx), \

@@ -144,7 +144,7 @@ pub async fn recommend_models(
     items: &Factors,
     candidates: Vec<bool>,
 ) -> Result<()> {
-    super::register_top_n(ctx, items, candidates.clone(), k);
+    super::register_top_n(ctx, work, items, candidates.clone(), k).await?;
     recommend_with(ctx, work, "als", users).await?;
 
     // Popularity as a rank-1 model: every customer's vector is [1], every item's its total
@@ -153,7 +153,7 @@ pub async fn recommend_models(
     let ones = format!("SELECT user_idx, [CAST(1.0 AS FLOAT)] AS factors FROM {users}");
     work.materialize(ctx, "eval_unit_rows", ctx.sql(&ones).await?)
         .await?;
-    super::register_top_n(ctx, &popularity, candidates, k);
+    super::register_top_n(ctx, work, &popularity, candidates, k).await?;
     recommend_with(ctx, work, "popular", "eval_unit_rows").await?;
 
     let union = "SELECT * FROM eval_recommendations_als UNION ALL SELECT * FROM eval_recommendations_popular";

@@ -146,7 +146,7 @@ pub async fn fit(
             let t = Instant::now();
             let user_loss = state.solve_customers(ctx, work, cfg, &y, &by_user).await?;
             loss.push(user_loss + regularisation(cfg, &y, &item_counts));
-            y = state.solve_items(ctx, cfg, y).await?;
+            y = state.solve_items(ctx, work, cfg, y).await?;
             seconds.push(t.elapsed().as_secs_f64());
             tracing::debug!(
                 iteration,
@@ -211,7 +211,7 @@ impl CustomerFactors {
             CustomerFactors::InPlan { x, present, .. } => {
                 let previous = std::mem::take(x);
                 let (solved, loss) =
-                    half_step(ctx, cfg, y, gram, previous, present, by_user).await?;
+                    half_step(ctx, work, cfg, y, gram, previous, present, by_user).await?;
                 *x = solved;
                 Ok(loss)
             }
@@ -221,7 +221,8 @@ impl CustomerFactors {
                 customer_gram,
                 ..
             } => {
-                let side = model_side(cfg, y.clone(), gram, Factors::default());
+                let shared = work.share_factors(y.clone()).await?;
+                let side = model_side(cfg, shared, gram, Factors::default());
                 ctx.register_udf(ScalarUDF::from(AlsSolve::new(side)));
                 let sql = match table.as_deref() {
                     None => format!(
@@ -251,6 +252,7 @@ impl CustomerFactors {
     async fn solve_items(
         &mut self,
         ctx: &SessionContext,
+        work: &WorkArea,
         cfg: &RecommendationsConfig,
         previous: Factors,
     ) -> Result<Factors> {
@@ -262,9 +264,11 @@ impl CustomerFactors {
                 by_item,
             } => {
                 let gram = gram_of(rank, blocked_gram(x, present))?;
-                Ok(half_step(ctx, cfg, x, gram, previous, &mut [], by_item)
-                    .await?
-                    .0)
+                Ok(
+                    half_step(ctx, work, cfg, x, gram, previous, &mut [], by_item)
+                        .await?
+                        .0,
+                )
             }
             CustomerFactors::InTable {
                 table: Some(x),
@@ -276,7 +280,7 @@ impl CustomerFactors {
                     cfg,
                     Factors::default(),
                     customer_gram.clone(),
-                    previous.clone(),
+                    work.share_factors(previous.clone()).await?,
                 );
                 ctx.register_udaf(AggregateUDF::from(AlsSolveGathered::new(side)));
                 let sql = format!(
@@ -461,8 +465,13 @@ fn model_side(
 /// Solves every row of `grouped` against the fixed `other` factors (whose Gram matrix is
 /// `gram`); rows absent from `grouped` keep their previous factors. Marks the solved rows in
 /// `solved` and returns the new factors and the summed row losses.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one half-iteration's inputs, each used once"
+)]
 async fn half_step(
     ctx: &SessionContext,
+    work: &WorkArea,
     cfg: &RecommendationsConfig,
     other: &Factors,
     gram: Factors,
@@ -470,7 +479,12 @@ async fn half_step(
     solved: &mut [bool],
     grouped: &str,
 ) -> Result<(Factors, f64)> {
-    let side = model_side(cfg, other.clone(), gram, previous.clone());
+    let side = model_side(
+        cfg,
+        work.share_factors(other.clone()).await?,
+        gram,
+        work.share_factors(previous.clone()).await?,
+    );
     ctx.register_udf(ScalarUDF::from(AlsSolve::new(side)));
     let sql = format!("SELECT idx, als_solve(idx, items, weights) AS solved FROM {grouped}");
     let batches = ctx.sql(&sql).await?.collect().await?;
@@ -562,14 +576,27 @@ async fn write_factors_of(
 
 /// Registers `als_top_n` (best items for a customer's factors) and `als_similar` (items most
 /// similar to an item's factors, by cosine) over `items`, recommending only `allowed` items.
-pub fn register_top_n(ctx: &SessionContext, items: &Factors, allowed: Vec<bool>, n: usize) {
-    let model = TopNModel {
-        items: Arc::new(items.clone()),
-        allowed: Arc::new(allowed),
+/// On a cluster both item matrices (as they are, and normalised) travel through the work area.
+pub async fn register_top_n(
+    ctx: &SessionContext,
+    work: &WorkArea,
+    items: &Factors,
+    allowed: Vec<bool>,
+    n: usize,
+) -> Result<()> {
+    let allowed = Arc::new(allowed);
+    let model = |items: Factors| TopNModel {
+        items: Arc::new(items),
+        allowed: Arc::clone(&allowed),
         n,
     };
-    ctx.register_udf(ScalarUDF::from(AlsTopN::similar(model.clone())));
-    ctx.register_udf(ScalarUDF::from(AlsTopN::new(model)));
+    let normalized = work.share_factors(items.normalized()).await?;
+    ctx.register_udf(ScalarUDF::from(AlsTopN::similar_normalized(model(
+        normalized,
+    ))));
+    let items = work.share_factors(items.clone()).await?;
+    ctx.register_udf(ScalarUDF::from(AlsTopN::new(model(items))));
+    Ok(())
 }
 
 /// Which item ids `sql` (one `int` column) lists, as a mask over `items` ids.

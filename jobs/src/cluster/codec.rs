@@ -4,7 +4,9 @@
 //! executors). Functions travel by name and are looked up in the receiver's registry, which
 //! cannot know a model fitted moments ago; so the model functions (`kmeans_step`,
 //! `kmeans_assign`, `als_half_step`, `als_top_n`) also write their model into the plan
-//! ([`persona_udfs::codec`]). Everything else is delegated to Ballista's codecs.
+//! ([`persona_udfs::codec`]), or name the file the driver stored a large matrix in, which the
+//! receiving process reads through its [`StoredFactors`]. Everything else is delegated to
+//! Ballista's codecs.
 
 use std::sync::Arc;
 
@@ -14,15 +16,30 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{Result, TableReference};
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use persona_udfs::codec::FactorFiles;
+
+use super::factor_files::StoredFactors;
 
 /// Ballista's logical codec plus Persona's model functions.
 #[derive(Debug, Default)]
 pub struct PersonaLogicalCodec {
     inner: BallistaLogicalExtensionCodec,
+    files: Option<Arc<StoredFactors>>,
+}
+
+impl PersonaLogicalCodec {
+    /// Reads stored model factors through `files` (without, plans naming them fail to decode).
+    pub fn new(files: Arc<StoredFactors>) -> Self {
+        Self {
+            inner: BallistaLogicalExtensionCodec::default(),
+            files: Some(files),
+        }
+    }
 }
 
 impl LogicalExtensionCodec for PersonaLogicalCodec {
@@ -76,7 +93,9 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        decode_udf_or(name, buf, || self.inner.try_decode_udf(name, buf))
+        decode_udf_or(name, buf, self.files(), || {
+            self.inner.try_decode_udf(name, buf)
+        })
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -85,7 +104,9 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        decode_udaf_or(name, buf, || self.inner.try_decode_udaf(name, buf))
+        decode_udaf_or(name, buf, self.files(), || {
+            self.inner.try_decode_udaf(name, buf)
+        })
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -98,6 +119,27 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
 #[derive(Debug, Default)]
 pub struct PersonaPhysicalCodec {
     inner: BallistaPhysicalExtensionCodec,
+    files: Option<Arc<StoredFactors>>,
+}
+
+impl PersonaPhysicalCodec {
+    /// Reads stored model factors through `files` (without, plans naming them fail to decode).
+    pub fn new(files: Arc<StoredFactors>) -> Self {
+        Self {
+            inner: BallistaPhysicalExtensionCodec::default(),
+            files: Some(files),
+        }
+    }
+}
+
+/// Both codecs of a process that reads stored model factors through the object stores of
+/// `env`, sharing one [`StoredFactors`] (so one copy of each matrix per process).
+pub fn codecs(env: Arc<RuntimeEnv>) -> (Arc<PersonaLogicalCodec>, Arc<PersonaPhysicalCodec>) {
+    let files = Arc::new(StoredFactors::new(env));
+    (
+        Arc::new(PersonaLogicalCodec::new(Arc::clone(&files))),
+        Arc::new(PersonaPhysicalCodec::new(files)),
+    )
 }
 
 impl PhysicalExtensionCodec for PersonaPhysicalCodec {
@@ -121,7 +163,9 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        decode_udf_or(name, buf, || self.inner.try_decode_udf(name, buf))
+        decode_udf_or(name, buf, self.files(), || {
+            self.inner.try_decode_udf(name, buf)
+        })
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -130,7 +174,9 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        decode_udaf_or(name, buf, || self.inner.try_decode_udaf(name, buf))
+        decode_udaf_or(name, buf, self.files(), || {
+            self.inner.try_decode_udaf(name, buf)
+        })
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -139,21 +185,35 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 }
 
+impl PersonaLogicalCodec {
+    fn files(&self) -> Option<&dyn FactorFiles> {
+        self.files.as_deref().map(|f| f as &dyn FactorFiles)
+    }
+}
+
+impl PersonaPhysicalCodec {
+    fn files(&self) -> Option<&dyn FactorFiles> {
+        self.files.as_deref().map(|f| f as &dyn FactorFiles)
+    }
+}
+
 /// Persona's model function `name` from its payload, or what `fallback` (Ballista's codec) makes
 /// of it.
 fn decode_udf_or(
     name: &str,
     buf: &[u8],
+    files: Option<&dyn FactorFiles>,
     fallback: impl FnOnce() -> Result<Arc<ScalarUDF>>,
 ) -> Result<Arc<ScalarUDF>> {
-    persona_udfs::codec::decode_udf(name, buf)?.map_or_else(fallback, Ok)
+    persona_udfs::codec::decode_udf(name, buf, files)?.map_or_else(fallback, Ok)
 }
 
 /// Persona's aggregate model function `name` from its payload, or what `fallback` makes of it.
 fn decode_udaf_or(
     name: &str,
     buf: &[u8],
+    files: Option<&dyn FactorFiles>,
     fallback: impl FnOnce() -> Result<Arc<AggregateUDF>>,
 ) -> Result<Arc<AggregateUDF>> {
-    persona_udfs::codec::decode_udaf(name, buf)?.map_or_else(fallback, Ok)
+    persona_udfs::codec::decode_udaf(name, buf, files)?.map_or_else(fallback, Ok)
 }

@@ -2,4 +2,5 @@
 //! plans, and the session for each engine.
 
 pub mod codec;
+pub mod factor_files;
 pub mod process;

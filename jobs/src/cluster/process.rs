@@ -15,7 +15,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 
-use crate::cluster::codec::{PersonaLogicalCodec, PersonaPhysicalCodec};
+use crate::cluster::codec::codecs;
 use crate::config::{ExecutionConfig, StorageConfig};
 use crate::error::{PipelineError, Result};
 use crate::session::ballista_state;
@@ -42,6 +42,8 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
                 opts.bind_host, opts.port
             ))
         })?;
+    // Model factors stored by the driver are read with the same S3 settings.
+    let (logical_codec, physical_codec) = codecs(s3::runtime_env(&StorageConfig::default(), None)?);
     let config = SchedulerConfig {
         bind_host: opts.bind_host.clone(),
         bind_port: opts.port,
@@ -58,8 +60,8 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
             persona_udfs::register_all(&mut state)?;
             Ok(state)
         })),
-        override_logical_codec: Some(Arc::new(PersonaLogicalCodec::default())),
-        override_physical_codec: Some(Arc::new(PersonaPhysicalCodec::default())),
+        override_logical_codec: Some(logical_codec),
+        override_physical_codec: Some(physical_codec),
         executor_timeout_seconds: opts.executor_timeout_seconds,
         expire_dead_executor_interval_seconds: opts.executor_timeout_seconds.clamp(1, 15),
         no_executors_grace_period_seconds: opts.executor_timeout_seconds,
@@ -106,6 +108,7 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
     // Tasks read and write `s3://` with the standard AWS variables of the executor's
     // environment; spills go to the work dir, as with Ballista's own executor.
     let temp_dir = opts.work_dir.clone();
+    let (logical_codec, physical_codec) = codecs(s3::runtime_env(&storage, None)?);
     let runtime_producer: RuntimeProducer = Arc::new(move |_: &SessionConfig| {
         s3::runtime_env(&storage, temp_dir.as_deref())
             .map_err(|e| DataFusionError::External(Box::new(e)))
@@ -126,8 +129,8 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
         work_dir: opts.work_dir.clone(),
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
         override_runtime_producer: Some(runtime_producer),
-        override_logical_codec: Some(Arc::new(PersonaLogicalCodec::default())),
-        override_physical_codec: Some(Arc::new(PersonaPhysicalCodec::default())),
+        override_logical_codec: Some(logical_codec),
+        override_physical_codec: Some(physical_codec),
         ..Default::default()
     };
     if opts.stock {

@@ -34,6 +34,6 @@ pub async fn fit(
         items,
     )
     .await?;
-    als::register_top_n(ctx, &model.items, allowed, cfg.top_n);
+    als::register_top_n(ctx, work, &model.items, allowed, cfg.top_n).await?;
     Ok(model.report)
 }

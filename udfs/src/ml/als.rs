@@ -22,6 +22,11 @@ pub struct Factors {
     rows: usize,
     rank: usize,
     values: Vec<f32>,
+    /// Where a copy of exactly these values is stored on storage every process can read, once
+    /// the driver has put it there ([`Factors::stored_at`]): a distributed plan then carries
+    /// this location instead of the values (see [`crate::codec`]). Not part of the value:
+    /// equality and hashing ignore it, and changing a row forgets it.
+    stored_at: Option<Arc<str>>,
 }
 
 impl PartialEq for Factors {
@@ -57,7 +62,24 @@ impl Hash for Factors {
 impl Factors {
     /// Builds a matrix from row-major values; `None` when the sizes do not match.
     pub fn new(rows: usize, rank: usize, values: Vec<f32>) -> Option<Self> {
-        (rank > 0 && values.len() == rows * rank).then_some(Self { rows, rank, values })
+        (rank > 0 && values.len() == rows * rank).then_some(Self {
+            rows,
+            rank,
+            values,
+            stored_at: None,
+        })
+    }
+
+    /// The same matrix, marked as stored at `location` (a path or URL that every process of a
+    /// distributed run can read; the caller has written it there).
+    pub fn with_stored_at(mut self, location: &str) -> Self {
+        self.stored_at = Some(Arc::from(location));
+        self
+    }
+
+    /// Where a copy of this matrix is stored, when it has been shared.
+    pub fn stored_at(&self) -> Option<&str> {
+        self.stored_at.as_deref()
     }
 
     /// A `rows × rank` matrix of zeros.
@@ -66,6 +88,7 @@ impl Factors {
             rows,
             rank,
             values: vec![0.0; rows * rank],
+            stored_at: None,
         }
     }
 
@@ -86,8 +109,10 @@ impl Factors {
             .unwrap_or(&[])
     }
 
-    /// Row `r`, mutable (empty when out of range).
+    /// Row `r`, mutable (empty when out of range). The matrix no longer matches its stored
+    /// copy, if it had one.
     pub fn row_mut(&mut self, r: usize) -> &mut [f32] {
+        self.stored_at = None;
         let rank = self.rank;
         self.values
             .get_mut(r * rank..(r + 1) * rank)

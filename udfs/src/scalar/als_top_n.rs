@@ -78,6 +78,12 @@ impl AlsTopN {
         }
     }
 
+    /// [`Self::similar`] over item factors already scaled to unit length
+    /// ([`Factors::normalized`]), for a caller that stores the normalised copy itself.
+    pub fn similar_normalized(model: TopNModel) -> Self {
+        Self::from_parts(model, true)
+    }
+
     /// Rebuilds an instance from its parts as [`Self::model`] and [`Self::is_similar`] give them
     /// (the items of a similar-items model are already normalised).
     pub(crate) fn from_parts(model: TopNModel, cosine: bool) -> Self {
