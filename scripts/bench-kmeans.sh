@@ -8,7 +8,9 @@
 #   scripts/bench-kmeans.sh [ROWS ...]     # default: 200000 2000000 (30 features, k = 8)
 #
 # Environment: BENCH_ITERS (default 20), BENCH_K (8), BENCH_DIMS (30), BENCH_REPEAT (2: each
-# side runs this many times, alternating; the best of each is reported).
+# side runs this many times, alternating; the best of each is reported); BENCH_SPARK=1 adds
+# Spark MLlib's K-Means (local[2], same points and start; once per size, it is slow): pyspark
+# is installed into the same venv, and Java 17 from apt when there is no `java`.
 # The data sets are generated once into ~/.cache/persona/bench/kmeans-ROWS; the peer is
 # installed once into ~/.cache/persona/bench-venv from PyPI.
 set -euo pipefail
@@ -27,6 +29,14 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import sklearn, pyarr
   echo "== installing scikit-learn, pyarrow into $VENV (once)" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scikit-learn pyarrow threadpoolctl
+fi
+SPARK="${BENCH_SPARK:-0}"
+if [ "$SPARK" = 1 ]; then
+  command -v java >/dev/null || { echo "== installing Java 17 (apt, once)" >&2; apt-get install -y -q openjdk-17-jre-headless >&2; }
+  "$VENV/bin/python" -c "import pyspark" 2>/dev/null || {
+    echo "== installing pyspark into $VENV (once)" >&2
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check pyspark
+  }
 fi
 cargo build --release --locked --bin persona >&2
 PEER="scripts/bench/kmeans_peer.py"
@@ -65,16 +75,24 @@ PY
     best_peer=$(python3 -c 'import json,sys; a=[json.loads(x) for x in sys.argv[1:] if x]; print(json.dumps(min(a, key=lambda r: r["seconds_per_iteration"])))' "$best_peer" "$peer")
     best_ours=$(python3 -c 'import json,sys; a=[json.loads(x) for x in sys.argv[1:] if x]; print(json.dumps(min(a, key=lambda r: r["seconds_per_iteration"])))' "$best_ours" "$ours")
   done
-  python3 - "$ROWS" "$REPEAT" "$best_peer" "$best_ours" "$best_peer32" <<'PY'
+  spark=""
+  if [ "$SPARK" = 1 ]; then
+    spark=$("$VENV/bin/python" "$PEER" spark --dir "$DATA" --k "$K" --iters "$iters" 2>/dev/null | tail -1)
+  fi
+  python3 - "$ROWS" "$REPEAT" "$best_peer" "$best_ours" "$best_peer32" "$spark" <<'PY'
 import json, sys
 rows, repeat = sys.argv[1], sys.argv[2]
 peer, ours, peer32 = json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
+spark = json.loads(sys.argv[6]) if sys.argv[6] else None
 gap = (ours["inertia"] - peer["inertia"]) / peer["inertia"]
 ratio = ours["seconds_per_iteration"] / peer["seconds_per_iteration"]
 fmt = "%-9s %-13s %6d %12.4f %12s %8.2f %16.6e %16s %9s"
 print(fmt % (rows, "scikit-learn", peer["iterations"], peer["seconds_per_iteration"], repeat, peer["fit_seconds"], peer["inertia"], "", ""))
 print(fmt % (rows, "persona", ours["iterations"], ours["seconds_per_iteration"], repeat, ours["fit_seconds"], ours["inertia"], "%+.4f%%" % (100 * gap), "%.2fx" % ratio))
 print(fmt % (rows, "sklearn f32", peer32["iterations"], peer32["seconds_per_iteration"], repeat, peer32["fit_seconds"], peer32["inertia"], "", "(%.2fx)" % (ours["seconds_per_iteration"] / peer32["seconds_per_iteration"])))
+if spark:
+    gap = (spark["inertia"] - peer["inertia"]) / peer["inertia"]
+    print(fmt % (rows, "spark-mllib", spark["iterations"], spark["seconds_per_iteration"], 1, spark["fit_seconds"], spark["inertia"], "%+.4f%%" % (100 * gap), "(%.3fx)" % (ours["seconds_per_iteration"] / spark["seconds_per_iteration"])))
 print("          persona peak RSS %.0f MiB (whole command, reading the Parquet included)" % (ours["peak_rss_kb"] / 1024))
 PY
 done

@@ -2,6 +2,7 @@
 
   python kmeans_peer.py data   --rows N --dims D --k K --dir DIR   # points.parquet, init.parquet
   python kmeans_peer.py sklearn --dir DIR --k K --iters M [--dtype float32]  # one JSON line
+  python kmeans_peer.py spark  --dir DIR --k K --iters M               # Spark MLlib, one JSON line
   python kmeans_peer.py segments --output ROOT --date D               # the nightly segments' points
 
 The points are K overlapping Gaussian blobs (so Lloyd keeps moving for many iterations); the
@@ -9,6 +10,11 @@ initial centroids are K points drawn with a fixed seed. scikit-learn runs `algor
 `n_init=1`, `tol=0` from those centroids on 2 threads. Its time per iteration is measured as
 (fit with M iterations − fit with 1 iteration) / (M − 1), so input validation and set-up are
 not counted against it.
+
+Spark MLlib runs its K-Means (`org.apache.spark.mllib.clustering.KMeans`, which the DataFrame
+`pyspark.ml` KMeans wraps; only this entry point takes initial centroids) in `local[2]` on the
+same Parquet file read by Spark itself, cached in memory before timing, from the same
+centroids with `epsilon = 0`, timed the same way.
 """
 
 import argparse
@@ -63,6 +69,45 @@ def run_sklearn(args):
                       "seconds_per_iteration": per_iter, "inertia": float(km.inertia_)}))
 
 
+def run_spark(args):
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.mllib.common import callJavaFunc, callMLlibFunc
+    from pyspark.mllib.linalg import Vectors
+    from pyspark.mllib.linalg.distributed import RowMatrix
+    from pyspark.mllib.util import MLUtils
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master(f"local[{args.threads}]")
+             .config("spark.driver.memory", "8g").config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    df = spark.read.parquet(os.path.join(args.dir, "points.parquet"))
+    assembled = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df)
+    vectors = MLUtils.convertVectorColumnsFromML(assembled.select("features"), "features").cache()
+    vectors.count()
+    # The JVM's RDD of vectors (no Python in the loop): what `KMeans.train` would otherwise
+    # pickle over from Python.
+    rdd = RowMatrix(vectors)._java_matrix_wrapper._java_model.rows().toJavaRDD()
+    init_t = pq.read_table(os.path.join(args.dir, "init.parquet"))
+    init = [Vectors.dense(r) for r in np.column_stack([c.to_numpy() for c in init_t.columns])]
+
+    def fit(iters):
+        t = time.perf_counter()
+        model = callMLlibFunc("trainKMeansModel", rdd, args.k, iters, "k-means||", None, 2, 0.0,
+                              init, "euclidean")
+        return time.perf_counter() - t, model
+
+    fit(1)  # warm up (JIT, the cached table)
+    t1, _ = fit(1)
+    tm, model = fit(args.iters)
+    centers = callJavaFunc(spark.sparkContext, model.clusterCenters)
+    inertia = callMLlibFunc("computeCostKmeansModel", rdd, centers)
+    print(json.dumps({"peer": "spark-mllib", "iterations": args.iters, "fit_seconds": tm,
+                      "seconds_per_iteration": (tm - t1) / max(args.iters - 1, 1),
+                      "inertia": float(inertia)}))
+    spark.stop()
+
+
 def run_segments(args):
     """scikit-learn on the nightly segments' points: the published user_features of a run,
     prepared as the run's manifest says (ln(1 + max(x, 0)) for the log features, nulls imputed
@@ -107,7 +152,7 @@ def run_segments(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["data", "sklearn", "segments"])
+    p.add_argument("what", choices=["data", "sklearn", "spark", "segments"])
     p.add_argument("--output", help="segments: a persona run's output root")
     p.add_argument("--date", help="segments: the run date")
     p.add_argument("--rows", type=int, default=200_000)
@@ -119,7 +164,7 @@ def main():
                    help="sklearn: the points' precision (the file holds float64)")
     p.add_argument("--dir")
     args = p.parse_args()
-    {"data": make_data, "sklearn": run_sklearn, "segments": run_segments}[args.what](args)
+    {"data": make_data, "sklearn": run_sklearn, "spark": run_spark, "segments": run_segments}[args.what](args)
 
 
 if __name__ == "__main__":
