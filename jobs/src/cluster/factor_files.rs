@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use futures::future::BoxFuture;
 use object_store::ObjectStoreExt;
 use persona_udfs::codec::{FactorFiles, parse_factors_file};
 use persona_udfs::ml::Factors;
@@ -52,15 +53,20 @@ impl StoredFactors {
     }
 }
 
-impl FactorFiles for StoredFactors {
-    fn read(&self, location: &str) -> Result<Arc<Factors>> {
+impl StoredFactors {
+    /// [`FactorFiles::read`] on a thread that may block, with `run` to wait for a future.
+    fn read_blocking(
+        &self,
+        location: &str,
+        run: impl FnOnce(BoxFuture<'_, Result<bytes::Bytes>>) -> Result<bytes::Bytes>,
+    ) -> Result<Arc<Factors>> {
         // Held while reading: tasks of the same pass arriving together wait for one read
         // instead of each reading the file.
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = recent.iter().find(|f| f.stored_at() == Some(location)) {
             return Ok(Arc::clone(f));
         }
-        let bytes = block_on(self.fetch(location))??;
+        let bytes = run(Box::pin(self.fetch(location)))?;
         let factors = Arc::new(parse_factors_file(&bytes, location)?);
         recent.push_front(Arc::clone(&factors));
         recent.truncate(KEPT);
@@ -68,33 +74,35 @@ impl FactorFiles for StoredFactors {
     }
 }
 
-/// Runs `future` to completion from synchronous code (plan decoding is synchronous). On a
-/// multi-threaded runtime (the scheduler's, the executors', the client's) the current worker
-/// blocks in place, so the object stores keep the runtime their connections belong to;
-/// elsewhere a short-lived runtime on a scoped thread runs it.
-fn block_on<F>(future: F) -> Result<F::Output>
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    use tokio::runtime::{Builder, Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            Ok(tokio::task::block_in_place(|| handle.block_on(future)))
+impl FactorFiles for StoredFactors {
+    /// Plan decoding is synchronous, and reading is not. On a multi-threaded runtime (the
+    /// scheduler's, the executors', the client's) the whole read, waiting for the lock
+    /// included, runs in `block_in_place`: every waiting worker hands its core over, so the
+    /// runtime keeps driving the I/O of the one that reads (a worker blocked on the lock
+    /// outside it could leave no core to do so), and the object stores stay on the runtime
+    /// their connections belong to. Elsewhere a short-lived runtime on a scoped thread reads.
+    fn read(&self, location: &str) -> Result<Arc<Factors>> {
+        use tokio::runtime::{Builder, Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| {
+                    self.read_blocking(location, |read| handle.block_on(read))
+                })
+            }
+            _ => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let runtime = Builder::new_current_thread().enable_all().build()?;
+                        self.read_blocking(location, |read| runtime.block_on(read))
+                    })
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(DataFusionError::Internal(
+                            "reading model factors panicked".into(),
+                        ))
+                    })
+            }),
         }
-        _ => std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = Builder::new_current_thread().enable_all().build()?;
-                    Ok(runtime.block_on(future))
-                })
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(DataFusionError::Internal(
-                        "reading model factors panicked".into(),
-                    ))
-                })
-        }),
     }
 }
 
@@ -127,5 +135,42 @@ mod tests {
                 && error.to_string().contains("every executor must reach"),
             "{error}"
         );
+    }
+
+    /// Many tasks decoding plans at once on a runtime with fewer workers than tasks: they all
+    /// get the one copy. (Local files are read on tokio's blocking pool, so this does not
+    /// show the hang that waiting for the lock outside `block_in_place` could cause with S3,
+    /// whose reads need a worker to drive the I/O; the cluster tests on S3 run that path.)
+    #[test]
+    fn concurrent_readers_on_a_small_runtime_share_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.factors");
+        let items = Factors::new(1000, 8, vec![0.5; 8000]).unwrap();
+        std::fs::write(&path, factors_file(&items)).unwrap();
+        let location = path.to_str().unwrap().to_string();
+        let files = Arc::new(StoredFactors::new(Arc::new(RuntimeEnv::default())));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let read = runtime.block_on(async {
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let (files, location) = (Arc::clone(&files), location.clone());
+                    tokio::spawn(async move { files.read(&location).unwrap() })
+                })
+                .collect();
+            let mut read = Vec::new();
+            for t in tasks {
+                read.push(tokio::time::timeout(std::time::Duration::from_secs(30), t).await);
+            }
+            read
+        });
+        let first = read[0].as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(**first, items);
+        for r in &read {
+            assert!(Arc::ptr_eq(first, r.as_ref().unwrap().as_ref().unwrap()));
+        }
     }
 }
