@@ -199,9 +199,11 @@ impl WorkArea {
     /// A factor matrix that a model function will carry into distributed plans, made ready
     /// to travel: on a cluster it is written once to `_factors/` in the work area and marked
     /// as stored there, so plans name the file instead of carrying the values to every task
-    /// (see [`crate::cluster::factor_files`]); in this process it is returned as it is.
+    /// (see [`crate::cluster::factor_files`]); in this process, or when it is stored already
+    /// (a clone of a shared matrix keeps its location until a row changes), it is returned
+    /// as it is.
     pub async fn share_factors(&self, factors: Factors) -> Result<Factors> {
-        if self.in_process || factors.rows() == 0 {
+        if self.in_process || factors.rows() == 0 || factors.stored_at().is_some() {
             return Ok(factors);
         }
         let n = self.shared.fetch_add(1, Ordering::Relaxed);

@@ -144,6 +144,9 @@ pub async fn fit(
     if pairs > 0 {
         for iteration in 0..cfg.iterations {
             let t = Instant::now();
+            // Stored once per iteration on a cluster: the customer half solves against it and
+            // the item half starts from it.
+            y = work.share_factors(y).await?;
             let user_loss = state.solve_customers(ctx, work, cfg, &y, &by_user).await?;
             loss.push(user_loss + regularisation(cfg, &y, &item_counts));
             y = state.solve_items(ctx, work, cfg, y).await?;
@@ -221,8 +224,7 @@ impl CustomerFactors {
                 customer_gram,
                 ..
             } => {
-                let shared = work.share_factors(y.clone()).await?;
-                let side = model_side(cfg, shared, gram, Factors::default());
+                let side = model_side(cfg, y.clone(), gram, Factors::default());
                 ctx.register_udf(ScalarUDF::from(AlsSolve::new(side)));
                 let sql = match table.as_deref() {
                     None => format!(
@@ -280,7 +282,7 @@ impl CustomerFactors {
                     cfg,
                     Factors::default(),
                     customer_gram.clone(),
-                    work.share_factors(previous.clone()).await?,
+                    previous.clone(),
                 );
                 ctx.register_udaf(AggregateUDF::from(AlsSolveGathered::new(side)));
                 let sql = format!(

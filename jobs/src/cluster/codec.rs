@@ -26,18 +26,18 @@ use persona_udfs::codec::FactorFiles;
 use super::factor_files::StoredFactors;
 
 /// Ballista's logical codec plus Persona's model functions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PersonaLogicalCodec {
     inner: BallistaLogicalExtensionCodec,
-    files: Option<Arc<StoredFactors>>,
+    files: Arc<StoredFactors>,
 }
 
 impl PersonaLogicalCodec {
-    /// Reads stored model factors through `files` (without, plans naming them fail to decode).
+    /// Reads stored model factors through `files`.
     pub fn new(files: Arc<StoredFactors>) -> Self {
         Self {
             inner: BallistaLogicalExtensionCodec::default(),
-            files: Some(files),
+            files,
         }
     }
 }
@@ -93,7 +93,7 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        decode_udf_or(name, buf, self.files(), || {
+        decode_udf_or(name, buf, &*self.files, || {
             self.inner.try_decode_udf(name, buf)
         })
     }
@@ -104,7 +104,7 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        decode_udaf_or(name, buf, self.files(), || {
+        decode_udaf_or(name, buf, &*self.files, || {
             self.inner.try_decode_udaf(name, buf)
         })
     }
@@ -116,18 +116,18 @@ impl LogicalExtensionCodec for PersonaLogicalCodec {
 }
 
 /// Ballista's physical codec plus Persona's model functions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PersonaPhysicalCodec {
     inner: BallistaPhysicalExtensionCodec,
-    files: Option<Arc<StoredFactors>>,
+    files: Arc<StoredFactors>,
 }
 
 impl PersonaPhysicalCodec {
-    /// Reads stored model factors through `files` (without, plans naming them fail to decode).
+    /// Reads stored model factors through `files`.
     pub fn new(files: Arc<StoredFactors>) -> Self {
         Self {
             inner: BallistaPhysicalExtensionCodec::default(),
-            files: Some(files),
+            files,
         }
     }
 }
@@ -163,7 +163,7 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        decode_udf_or(name, buf, self.files(), || {
+        decode_udf_or(name, buf, &*self.files, || {
             self.inner.try_decode_udf(name, buf)
         })
     }
@@ -174,7 +174,7 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        decode_udaf_or(name, buf, self.files(), || {
+        decode_udaf_or(name, buf, &*self.files, || {
             self.inner.try_decode_udaf(name, buf)
         })
     }
@@ -185,35 +185,23 @@ impl PhysicalExtensionCodec for PersonaPhysicalCodec {
     }
 }
 
-impl PersonaLogicalCodec {
-    fn files(&self) -> Option<&dyn FactorFiles> {
-        self.files.as_deref().map(|f| f as &dyn FactorFiles)
-    }
-}
-
-impl PersonaPhysicalCodec {
-    fn files(&self) -> Option<&dyn FactorFiles> {
-        self.files.as_deref().map(|f| f as &dyn FactorFiles)
-    }
-}
-
 /// Persona's model function `name` from its payload, or what `fallback` (Ballista's codec) makes
 /// of it.
 fn decode_udf_or(
     name: &str,
     buf: &[u8],
-    files: Option<&dyn FactorFiles>,
+    files: &dyn FactorFiles,
     fallback: impl FnOnce() -> Result<Arc<ScalarUDF>>,
 ) -> Result<Arc<ScalarUDF>> {
-    persona_udfs::codec::decode_udf(name, buf, files)?.map_or_else(fallback, Ok)
+    persona_udfs::codec::decode_udf(name, buf, Some(files))?.map_or_else(fallback, Ok)
 }
 
 /// Persona's aggregate model function `name` from its payload, or what `fallback` makes of it.
 fn decode_udaf_or(
     name: &str,
     buf: &[u8],
-    files: Option<&dyn FactorFiles>,
+    files: &dyn FactorFiles,
     fallback: impl FnOnce() -> Result<Arc<AggregateUDF>>,
 ) -> Result<Arc<AggregateUDF>> {
-    persona_udfs::codec::decode_udaf(name, buf, files)?.map_or_else(fallback, Ok)
+    persona_udfs::codec::decode_udaf(name, buf, Some(files))?.map_or_else(fallback, Ok)
 }
