@@ -58,12 +58,12 @@ scale, manifest, timing, kmeans_peer, als_peer = sys.argv[1:6]
 m = json.load(open(manifest))
 wall, user, system, rss = open(timing).read().split()
 groups = [
-    ("staging", ("inputs", "web_logs_flagged", "app_events_flagged", "customers", "identity_map", "events", "event_drops", "data_quality")),
+    ("staging", ("inputs", "web_logs_flagged", "app_events_flagged", "customers", "identity_map", "events", "event_drops", "gates", "data_quality")),
     ("features", ("user_features",)),
-    ("segments", ("segments (k-means)", "user_profiles", "segments")),
-    ("ALS", ("item_index", "user_index", "interactions", "recommendations (als)")),
+    ("segments", ("kmeans", "user_profiles", "segments")),
+    ("ALS", ("item_index", "user_index", "interactions", "als")),
     ("recommendations", ("popular_items", "als_recommendations", "recommendations", "user_factors", "item_factors", "similar_items")),
-    ("evaluation", ("eval_train", "eval_holdout", "evaluation (als vs popular)", "evaluation")),
+    ("evaluation", ("eval_train", "eval_holdout", "eval_fit", "evaluation")),
     ("publish", ("publish",)),
 ]
 seconds = {}

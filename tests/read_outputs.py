@@ -1,6 +1,6 @@
 """Reads every published table of a Persona output root with pyarrow (not DataFusion) and prints
 a JSON report: rows, column types, compression and whether column statistics are present.
-Only partitions with _SUCCESS are read, as the README tells readers to do.
+Only partitions with _SUCCESS are read, as docs/contract-and-outputs.md tells readers to do.
 
     python tests/read_outputs.py OUTPUT_ROOT
 """

@@ -1,7 +1,7 @@
 //! `persona.toml`: the job's configuration, with defaults for every setting.
 //!
 //! Every section and key is optional; `persona run` without a config uses the defaults below,
-//! which the README documents. Unknown keys are an error, so a typo never silently falls back to
+//! which docs/configuration.md documents. Unknown keys are an error, so a typo never silently falls back to
 //! a default.
 
 use std::path::Path;
@@ -467,6 +467,29 @@ impl std::fmt::Debug for StorageConfig {
     }
 }
 
+/// How a message names a setting: as a key of `persona.toml` (`segments.k_min`) or as the
+/// command-line flag that sets it (`--k-min`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingNames {
+    /// `section.key`.
+    Toml,
+    /// `--key-with-dashes`.
+    Flags,
+}
+
+impl SettingNames {
+    /// The name of the setting `section.key`.
+    pub fn name(self, key: &str) -> String {
+        match self {
+            SettingNames::Toml => key.to_string(),
+            SettingNames::Flags => {
+                let bare = key.rsplit('.').next().unwrap_or(key);
+                format!("--{}", bare.replace('_', "-"))
+            }
+        }
+    }
+}
+
 impl PipelineConfig {
     /// Reads `path`, or the defaults when `None`.
     pub fn load(path: Option<&Path>) -> Result<Self> {
@@ -486,89 +509,113 @@ impl PipelineConfig {
         Ok(cfg)
     }
 
-    /// Checks ranges that serde cannot.
+    /// Checks ranges that serde cannot; messages name settings as in `persona.toml`.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        self.validate_named(SettingNames::Toml)
+    }
+
+    /// Checks ranges that serde cannot; messages name settings as `names` says (the command
+    /// line's flags for `persona kmeans` and `persona als`).
+    pub fn validate_named(&self, names: SettingNames) -> std::result::Result<(), String> {
+        let n = |key: &str| names.name(key);
         let checks = [
             (
                 self.window.lookback_days >= 1,
-                "window.lookback_days must be at least 1",
+                format!("{} must be at least 1", n("window.lookback_days")),
             ),
             (
                 !matches!(self.segments.k, KChoice::Fixed(k) if k < 2),
-                "segments.k must be at least 2 (or \"auto\")",
+                format!("{} must be at least 2 (or \"auto\")", n("segments.k")),
             ),
             (
                 self.segments.k_min >= 2 && self.segments.k_min <= self.segments.k_max,
-                "segments.k_min must be at least 2 and at most segments.k_max",
+                format!(
+                    "{} must be at least 2 and at most {}",
+                    n("segments.k_min"),
+                    n("segments.k_max")
+                ),
             ),
             (
                 self.segments.n_init >= 1,
-                "segments.n_init must be at least 1",
+                format!("{} must be at least 1", n("segments.n_init")),
             ),
             (
                 self.segments.silhouette_sample >= 10,
-                "segments.silhouette_sample must be at least 10",
+                format!("{} must be at least 10", n("segments.silhouette_sample")),
             ),
             (
                 self.segments.max_iter >= 1,
-                "segments.max_iter must be at least 1",
+                format!("{} must be at least 1", n("segments.max_iter")),
             ),
             (
                 !self.segments.features.is_empty(),
-                "segments.features must name at least one feature",
+                format!("{} must name at least one feature", n("segments.features")),
             ),
             (
                 self.recommendations.rank >= 1,
-                "recommendations.rank must be at least 1",
+                format!("{} must be at least 1", n("recommendations.rank")),
             ),
             (
                 self.recommendations.top_n >= 1,
-                "recommendations.top_n must be at least 1",
+                format!("{} must be at least 1", n("recommendations.top_n")),
             ),
             (
                 self.recommendations.alpha >= 0.0,
-                "recommendations.alpha must be >= 0",
+                format!("{} must be >= 0", n("recommendations.alpha")),
             ),
             (
                 self.recommendations.lambda >= 0.0,
-                "recommendations.lambda must be >= 0",
+                format!("{} must be >= 0", n("recommendations.lambda")),
             ),
             (
                 self.recommendations.max_weight > 0.0,
-                "recommendations.max_weight must be > 0",
+                format!("{} must be > 0", n("recommendations.max_weight")),
             ),
             (
                 self.recommendations.half_life_days >= 0.0
                     && self.recommendations.half_life_days.is_finite(),
-                "recommendations.half_life_days must be >= 0 (0: no time decay)",
+                format!(
+                    "{} must be >= 0 (0: no time decay)",
+                    n("recommendations.half_life_days")
+                ),
             ),
             (
                 self.recommendations.solver == AlsSolver::Cholesky
                     || self.recommendations.cg_steps >= 1,
-                "recommendations.cg_steps must be at least 1 with solver = \"cg\"",
+                format!(
+                    "{} must be at least 1 with solver = \"cg\"",
+                    n("recommendations.cg_steps")
+                ),
             ),
             (
                 !self.evaluation.enabled
                     || (self.evaluation.holdout_days >= 1
                         && self.evaluation.holdout_days < self.window.lookback_days),
-                "evaluation.holdout_days must be at least 1 and less than window.lookback_days",
+                format!(
+                    "{} must be at least 1 and less than {}",
+                    n("evaluation.holdout_days"),
+                    n("window.lookback_days")
+                ),
             ),
-            (self.evaluation.k >= 1, "evaluation.k must be at least 1"),
+            (
+                self.evaluation.k >= 1,
+                format!("{} must be at least 1", n("evaluation.k")),
+            ),
             (
                 (0.0..=1.0).contains(&self.gates.max_dropped_share),
-                "gates.max_dropped_share must be between 0 and 1",
+                format!("{} must be between 0 and 1", n("gates.max_dropped_share")),
             ),
             (
                 self.gates.min_volume_ratio >= 0.0 && self.gates.min_volume_ratio.is_finite(),
-                "gates.min_volume_ratio must be >= 0 (0: off)",
+                format!("{} must be >= 0 (0: off)", n("gates.min_volume_ratio")),
             ),
             (
                 self.gates.volume_history_days >= 3,
-                "gates.volume_history_days must be at least 3",
+                format!("{} must be at least 3", n("gates.volume_history_days")),
             ),
         ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err(msg.to_string()),
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, msg)) => Err(msg),
             None => Ok(()),
         }
     }

@@ -13,10 +13,12 @@ pub const ENV: &str = "PERSONA_FAIL_AT";
 pub const PAUSE_ENV: &str = "PERSONA_PAUSE_AT";
 
 /// Fails if `PERSONA_FAIL_AT` names `point`; waits to be killed if `PERSONA_PAUSE_AT` does.
-pub fn check(point: &str) -> Result<()> {
+/// The wait is asynchronous: the runtime's workers go on serving the process's other tasks
+/// (signal handlers, the watchdog), as they would in a real hang.
+pub async fn check(point: &str) -> Result<()> {
     if std::env::var(PAUSE_ENV).is_ok_and(|p| p == point) {
         eprintln!("paused at {point} ({PAUSE_ENV})");
-        std::thread::sleep(std::time::Duration::from_secs(600));
+        std::future::pending::<()>().await;
     }
     match std::env::var(ENV) {
         Ok(target) if target == point => Err(PipelineError::Internal(format!(

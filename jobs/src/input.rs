@@ -75,7 +75,7 @@ pub async fn register_inputs(
         if !root.exists_dir(source.name).await? {
             if source.required {
                 return Err(PipelineError::BadInput(format!(
-                    "input folder {} is missing: expected the {} source as Parquet files (see README, 'Input contract')",
+                    "input folder {} is missing: expected the {} source as Parquet files (see docs/contract-and-outputs.md)",
                     root.location(source.name),
                     source.name
                 )));

@@ -3,9 +3,14 @@
 //!
 //! - [`contract`]: the input sources and their columns; [`input`] validates and registers them.
 //! - [`sql`]: the SQL stages embedded from `sql/`; [`work`]: where their tables are materialised.
-//! - [`stages`]: the model stages of `persona run`; [`kmeans`]: distributed K-Means (also
-//!   `persona kmeans`); [`publish`]: atomic publishing; [`manifest`]: the run record.
-//! - [`pipeline`]: `persona run` end to end; [`generate`]: `persona generate` demo data.
+//! - [`stages`]: the night's stage registry, the loop that runs it, and the model stages;
+//!   [`kmeans`]: distributed K-Means (also `persona kmeans`); [`als`]: implicit ALS (also
+//!   `persona als` and the evaluation); [`publish`]: atomic publishing; [`manifest`]: the run
+//!   record; [`gates`]: the data-quality gates.
+//! - [`pipeline`]: `persona run`, `evaluate`, `check` and `--dry-run` around the night, with
+//!   [`watchdog`], [`signals`] and [`fault`] injection; [`generate`]: `persona generate` demo
+//!   data.
+//! - [`cluster`]: the Ballista scheduler and executor processes and their codecs.
 //! - [`query`]: `persona sql` over the published tables.
 //! - [`storage`]: local and `s3://` roots; [`lock`]: one run per date at a time.
 //! - [`config`], [`session`], [`progress`], [`error`]: the plumbing.
@@ -14,6 +19,7 @@ pub mod als;
 pub mod cluster;
 pub mod config;
 pub mod contract;
+pub mod demo;
 pub mod error;
 pub mod fault;
 pub mod gates;
@@ -26,11 +32,13 @@ pub mod pipeline;
 pub mod progress;
 pub mod publish;
 pub mod query;
+pub mod report;
 pub mod session;
 pub mod signals;
 pub mod sql;
 pub mod stages;
 pub mod storage;
+pub mod watchdog;
 pub mod work;
 
 pub use error::{PipelineError, Result};

@@ -58,15 +58,6 @@ impl Progress {
         }
     }
 
-    /// Log lines only (tests, `--quiet`).
-    pub fn plain() -> Self {
-        Self {
-            interactive: false,
-            bar: None,
-            clock: StageClock::default(),
-        }
-    }
-
     /// A stage begins.
     pub fn start(&mut self, stage: &str) {
         self.clock.set(Some(stage));
@@ -109,7 +100,7 @@ impl Progress {
 }
 
 impl Progress {
-    /// A handle on the running stage, for [`crate::pipeline`]'s stage watchdog.
+    /// A handle on the running stage, for the stage watchdog ([`crate::watchdog`]).
     pub fn clock(&self) -> StageClock {
         self.clock.clone()
     }

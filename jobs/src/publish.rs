@@ -136,7 +136,7 @@ impl Publisher {
                     .iter()
                     .map(|t| (t.clone(), self.partition_rel(t)))
                     .collect();
-                commit_by_rename(output, staging, &targets)
+                commit_by_rename(output, staging, &targets).await
             }
             _ => self.commit_by_copy(&order).await,
         }
@@ -147,7 +147,7 @@ impl Publisher {
         let aside = self.staging.child("_replaced");
         let mut touched: Vec<(String, bool)> = Vec::new();
         for table in order {
-            fault::check(&format!("commit:{table}"))?;
+            fault::check(&format!("commit:{table}")).await?;
             let target = self.partition_rel(table);
             let had_old = self.output.exists_dir(&target).await?;
             touched.push((table.clone(), had_old));
@@ -212,12 +212,16 @@ async fn copy_partition(from: &Root, dest: &Root, to: &str) -> Result<()> {
 
 /// The local-disk commit (see the module documentation): each staged folder `(name, target)`
 /// is renamed to `OUTPUT/<target>`.
-fn commit_by_rename(output: &Path, staging: &Path, targets: &[(String, String)]) -> Result<()> {
+async fn commit_by_rename(
+    output: &Path,
+    staging: &Path,
+    targets: &[(String, String)],
+) -> Result<()> {
     let aside = staging.join("_replaced");
     std::fs::create_dir_all(&aside).map_err(|e| PipelineError::io(&aside, e))?;
     let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
     for (table, target) in targets {
-        match swap_in(output, staging, table, target, &aside) {
+        match swap_in(output, staging, table, target, &aside).await {
             Ok(step) => done.push(step),
             Err(e) => {
                 rollback(&done);
@@ -229,14 +233,14 @@ fn commit_by_rename(output: &Path, staging: &Path, targets: &[(String, String)])
 }
 
 /// Puts one staged table in place; returns (published dir, where the old one went).
-fn swap_in(
+async fn swap_in(
     output: &Path,
     staging: &Path,
     table: &str,
     target: &str,
     aside: &Path,
 ) -> Result<(PathBuf, Option<PathBuf>)> {
-    fault::check(&format!("commit:{table}"))?;
+    fault::check(&format!("commit:{table}")).await?;
     let target = output.join(target);
     let parent = target.parent().unwrap_or(output);
     std::fs::create_dir_all(parent).map_err(|e| PipelineError::io(parent, e))?;

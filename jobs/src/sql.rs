@@ -1,4 +1,5 @@
-//! The SQL stages: the files under `sql/`, embedded at build time, in run order.
+//! The SQL stages: the files under `sql/`, embedded at build time, numbered in run order. When
+//! and with what each runs is the stage registry's business ([`crate::stages::registry`]).
 //!
 //! Each file reads logical table names only (registered by the pipeline) and produces one table,
 //! named in its header. Parameters are written `{{name}}` and filled by [`render`]; an unfilled
@@ -29,7 +30,7 @@ macro_rules! stage {
     };
 }
 
-/// Every SQL stage, in run order. The first group runs before the models, the second after.
+/// Every SQL stage, in file (= run) order.
 pub const STAGES: &[SqlStage] = &[
     stage!("web_logs_flagged", "01_web_logs_flagged.sql"),
     stage!("app_events_flagged", "02_app_events_flagged.sql"),
@@ -49,25 +50,10 @@ pub const STAGES: &[SqlStage] = &[
     stage!("user_factors", "16_user_factors.sql"),
     stage!("item_factors", "17_item_factors.sql"),
     stage!("similar_items", "18_similar_items.sql"),
-    stage!("eval_train", "19_eval_train.sql"),
-    stage!("eval_holdout", "20_eval_holdout.sql"),
-    stage!("evaluation", "21_evaluation.sql"),
-    stage!("data_quality", "22_data_quality.sql"),
-];
-
-/// The stages that run before the models (staging and features).
-pub const BEFORE_MODELS: &[&str] = &[
-    "web_logs_flagged",
-    "app_events_flagged",
-    "customers",
-    "identity_map",
-    "events",
-    "event_drops",
-    "user_features",
-    "item_index",
-    "user_index",
-    "interactions",
-    "popular_items",
+    stage!("data_quality", "19_data_quality.sql"),
+    stage!("eval_train", "20_eval_train.sql"),
+    stage!("eval_holdout", "21_eval_holdout.sql"),
+    stage!("evaluation", "22_evaluation.sql"),
 ];
 
 /// Looks a stage up by the table it produces.
@@ -127,9 +113,6 @@ mod tests {
                 "{} header must name its output",
                 s.file
             );
-        }
-        for name in BEFORE_MODELS {
-            stage(name).unwrap();
         }
     }
 

@@ -138,13 +138,13 @@ async fn a_lost_executor_fails_the_run_cleanly_and_a_rerun_succeeds() {
     let mut line = String::new();
     while stderr.read_line(&mut line).expect("read stderr") > 0 {
         log.push_str(&line);
-        if line.contains("stage started") && line.contains("recommendations (als)") {
+        if line.contains("stage started") && line.contains("stage=\"als\"") {
             break;
         }
         line.clear();
     }
     assert!(
-        log.contains("recommendations (als)"),
+        log.contains("stage=\"als\""),
         "the ALS stage never started:\n{log}"
     );
     std::thread::sleep(std::time::Duration::from_millis(300));

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{DATE, PUBLISHED_TABLES, ok, persona, run_at, run_job_with, temp, tiny_input};
+use crate::support::{DATE, ok, persona, published_tables, run_at, run_job_with, temp, tiny_input};
 
 /// The day before [`DATE`]: a second published date for the `_history` tables.
 const PREVIOUS: &str = "2026-11-21";
@@ -227,7 +227,7 @@ fn outputs_are_readable_by_pyarrow() {
         .unwrap();
     let stdout = ok(&result);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    for table in PUBLISHED_TABLES {
+    for table in published_tables() {
         assert_eq!(
             report[table]["rows"].as_u64().unwrap(),
             manifest_rows(out.path(), DATE, table),
@@ -239,7 +239,7 @@ fn outputs_are_readable_by_pyarrow() {
     assert_eq!(types["item_id"], "string", "{types}");
     assert_eq!(types["score"], "float", "{types}");
     assert_eq!(report["segments"]["types"]["segment_label"], "string");
-    // Vectors are lists of float32, as the README's schema reference says.
+    // Vectors are lists of float32, as docs/contract-and-outputs.md's schema reference says.
     for table in ["user_factors", "item_factors"] {
         let factors = report[table]["types"]["factors"].as_str().unwrap();
         assert!(

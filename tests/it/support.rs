@@ -180,24 +180,17 @@ pub fn list_files(root: &Path) -> Vec<String> {
     out
 }
 
-/// Every table a run on the tiny data publishes.
-pub const PUBLISHED_TABLES: [&str; 9] = [
-    "user_features",
-    "user_profiles",
-    "segments",
-    "recommendations",
-    "user_factors",
-    "item_factors",
-    "similar_items",
-    "evaluation",
-    "data_quality",
-];
+/// Every table a run on the tiny data publishes: the stage registry's published tables (the
+/// tiny data's evaluation scores, so `evaluation` is among them).
+pub fn published_tables() -> Vec<&'static str> {
+    persona_jobs::stages::registry::published_tables().collect()
+}
 
 /// A DataFusion session with every published table of `output` for [`DATE`] registered, and
 /// the generated input sources as `in_<source>`.
 pub async fn outputs(output: &Path, input: &Path) -> SessionContext {
     let ctx = SessionContext::new();
-    for table in PUBLISHED_TABLES {
+    for table in published_tables() {
         let dir = output.join(table).join(format!("dt={DATE}"));
         ctx.register_parquet(
             table,

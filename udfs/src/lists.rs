@@ -32,23 +32,6 @@ pub fn uniform_list(values: ArrayRef, width: usize, rows: usize) -> ListArray {
     )
 }
 
-/// A list array whose row `r` holds `rows[r]`; `values` turns the flattened rows into an array
-/// of type `item`.
-pub fn list_of_rows<T: Copy>(
-    rows: &[Vec<T>],
-    item: DataType,
-    values: impl FnOnce(Vec<T>) -> ArrayRef,
-) -> ListArray {
-    let flat: Vec<T> = rows.iter().flatten().copied().collect();
-    let field = Arc::new(Field::new_list_field(item, true));
-    ListArray::new(
-        field,
-        OffsetBuffer::from_lengths(rows.iter().map(Vec::len)),
-        values(flat),
-        None,
-    )
-}
-
 /// A `List<Float64>` scalar.
 pub fn f64_list_scalar(values: Vec<f64>) -> ScalarValue {
     ScalarValue::List(Arc::new(one_row(Float64Array::from(values))))

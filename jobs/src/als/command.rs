@@ -8,7 +8,7 @@
 //!   excluding the items the user interacted with unless `--keep-seen`;
 //! - `OUTPUT/report/report.json`: the fit (seconds and loss per iteration) and, with
 //!   `--holdout`, precision, recall, NDCG and MAP@k of the model and of popularity on the
-//!   held-out pairs, computed by the same `sql/21_evaluation.sql` as the nightly evaluation.
+//!   held-out pairs, computed by the same `sql/22_evaluation.sql` as the nightly evaluation.
 //!
 //! With `--explicit` the weights are ratings (averaged per pair, any value): the fit minimises
 //! the squared error on the rated pairs only, and the report adds the RMSE on the training
@@ -72,6 +72,9 @@ pub struct AlsCommandReport {
     pub seconds: f64,
     /// The settings used.
     pub config: RecommendationsConfig,
+    /// Where the outputs were published (not in `report.json`, which lives there).
+    #[serde(skip)]
+    pub output: String,
 }
 
 /// Root-mean-square error of `--explicit` predictions (`x_u · y_i` against the rating).
@@ -127,7 +130,7 @@ pub async fn run(opts: &AlsOptions) -> Result<AlsCommandReport> {
     check_columns(&ctx, "als_input", &opts.input, opts, true).await?;
     let work = WorkArea::for_command(&output, "als", opts.engine == Engine::Local).await?;
     let fit = fit_and_publish(&ctx, opts, &output, &work, started);
-    let result = crate::pipeline::as_one_stage("als", &opts.pipeline, &opts.engine, fit).await;
+    let result = crate::watchdog::as_one_stage("als", &opts.pipeline, &opts.engine, fit).await;
     work.remove().await;
     result
 }
@@ -297,6 +300,7 @@ async fn fit_and_publish(
         rmse,
         seconds: started.elapsed().as_secs_f64(),
         config: opts.als.clone(),
+        output: opts.output.clone(),
     };
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| PipelineError::Internal(format!("report: {e}")))?;

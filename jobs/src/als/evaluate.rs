@@ -1,6 +1,6 @@
 //! The nightly offline evaluation: hold out the last days of the window, fit ALS on the days
 //! before, and score ALS and a popularity baseline on what customers did in the holdout days
-//! (`sql/19`–`21`). The result is the `evaluation` table and the manifest's `evaluation`.
+//! (`sql/20`–`22`). The result is the `evaluation` table and the manifest's `evaluation`.
 
 use std::collections::BTreeMap;
 
@@ -170,7 +170,20 @@ async fn recommend_with(
     model: &str,
     factors: &str,
 ) -> Result<()> {
-    let sql = format!(
+    let sql = recommend_sql(model, factors);
+    work.materialize(
+        ctx,
+        &format!("eval_recommendations_{model}"),
+        ctx.sql(&sql).await?,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The top-k query of [`recommend_with`]: for every customer of `eval_holdout` with a row in
+/// `factors`, the registered `als_top_n`'s items, excluding the customer's training items.
+pub fn recommend_sql(model: &str, factors: &str) -> String {
+    format!(
         "WITH seen AS (SELECT user_idx, array_agg(item_idx) AS items FROM eval_train GROUP BY user_idx), \
               asked AS (SELECT DISTINCT user_idx FROM eval_holdout), \
               ranked AS ( \
@@ -179,14 +192,7 @@ async fn recommend_with(
                 JOIN asked a ON f.user_idx = a.user_idx \
                 LEFT JOIN seen s ON f.user_idx = s.user_idx) \
          SELECT '{model}' AS model, user_idx, rec['rank'] AS rank, rec['item_idx'] AS item_idx FROM ranked"
-    );
-    work.materialize(
-        ctx,
-        &format!("eval_recommendations_{model}"),
-        ctx.sql(&sql).await?,
     )
-    .await?;
-    Ok(())
 }
 
 /// Each item's total training weight, as a one-column factor matrix.
@@ -209,7 +215,7 @@ async fn popularity(ctx: &SessionContext, items: usize) -> Result<Factors> {
     Factors::new(items, 1, values).ok_or_else(|| PipelineError::Internal("popularity".into()))
 }
 
-/// The `{{parameters}}` of `21_evaluation.sql`.
+/// The `{{parameters}}` of `22_evaluation.sql`.
 pub fn params(eval: &EvaluationConfig, candidate_items: u64) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("k", eval.k.to_string()),

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema};
+use arrow::datatypes::{
+    DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema, SchemaRef,
+};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use persona_udfs::aggregate::AlsSolveGathered;
@@ -546,6 +548,14 @@ pub async fn write_factors(
     write_factors_of(ctx, work, name, id_col, f, None).await
 }
 
+/// The schema of a factor work table: the integer id `id_col` and the row's `factors`.
+pub fn factors_schema(id_col: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(id_col, DataType::Int32, false),
+        Field::new("factors", list_type(DataType::Float32), false),
+    ]))
+}
+
 /// [`write_factors`], only the rows `rows` marks when given.
 async fn write_factors_of(
     ctx: &SessionContext,
@@ -555,10 +565,7 @@ async fn write_factors_of(
     f: &Factors,
     rows: Option<&[bool]>,
 ) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(id_col, DataType::Int32, false),
-        Field::new("factors", list_type(DataType::Float32), false),
-    ]));
+    let schema = factors_schema(id_col);
     let kept: Vec<usize> = (0..f.rows())
         .filter(|&r| rows.is_none_or(|m| m.get(r).copied().unwrap_or(false)))
         .collect();

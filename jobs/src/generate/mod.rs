@@ -12,15 +12,17 @@ mod session;
 mod sink;
 pub mod world;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::NaiveDate;
 use clap::ValueEnum;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::StorageConfig;
 use crate::contract;
 use crate::error::{PipelineError, Result};
+use crate::storage::Root;
 use rows::{AppRows, WebRows};
 use session::DayWriter;
 use sink::ParquetSink;
@@ -68,8 +70,8 @@ pub struct GenerateOptions {
     pub scale: Scale,
     /// RNG seed: the same seed, scale and dates give the same files.
     pub seed: u64,
-    /// Output root (the input root of `persona run`).
-    pub out: PathBuf,
+    /// Output root (the input root of `persona run`): a folder or `s3://BUCKET/PREFIX`.
+    pub out: String,
     /// Last day with events.
     pub end_date: NaiveDate,
     /// Number of days of events, ending at `end_date`.
@@ -92,23 +94,44 @@ pub struct GenerateSummary {
 }
 
 /// Generates the dataset. Existing source folders under `out` are replaced.
-pub fn generate(opts: &GenerateOptions) -> Result<GenerateSummary> {
+pub async fn generate(opts: &GenerateOptions) -> Result<GenerateSummary> {
+    eprintln!(
+        "generating {:?} demo data (seed {}) into {}",
+        opts.scale, opts.seed, opts.out
+    );
+    if !opts.out.starts_with("s3://") {
+        return generate_in(opts, Path::new(&opts.out));
+    }
+    // A bucket: generate into a local temporary folder, then upload.
+    let bucket = Root::parse(&opts.out, &StorageConfig::default())?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| PipelineError::Storage(format!("cannot create a temporary folder: {e}")))?;
+    let summary = generate_in(opts, scratch.path())?;
+    let local = Root::parse(&scratch.path().to_string_lossy(), &StorageConfig::default())?;
+    let files = local.list_all("").await?;
+    eprintln!("uploading {} files to {}", files.len(), bucket.display());
+    for meta in &files {
+        let rel = local.relative(meta);
+        let data = local.read(&rel).await?.unwrap_or_default();
+        bucket.write(&rel, data).await?;
+    }
+    Ok(summary)
+}
+
+/// Generates into the local folder `out`.
+fn generate_in(opts: &GenerateOptions, out: &Path) -> Result<GenerateSummary> {
     if opts.days == 0 {
         return Err(PipelineError::Config("--days must be at least 1".into()));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let world = World::new(&mut rng, opts.scale.customers(), opts.scale.items());
     for source in contract::sources() {
-        remove_dir_if_exists(&opts.out.join(source.name))?;
+        remove_dir_if_exists(&out.join(source.name))?;
     }
-    let crm_rows = crm::write_customers(
-        &mut rng,
-        &world,
-        &opts.out.join("crm_customers"),
-        opts.end_date,
-    )?;
-    let item_rows = crm::write_items(&world, &opts.out.join("items"))?;
-    let (web_log_rows, app_event_rows) = write_events(&mut rng, &world, opts)?;
+    let crm_rows =
+        crm::write_customers(&mut rng, &world, &out.join("crm_customers"), opts.end_date)?;
+    let item_rows = crm::write_items(&world, &out.join("items"))?;
+    let (web_log_rows, app_event_rows) = write_events(&mut rng, &world, opts, out)?;
     Ok(GenerateSummary {
         customers: world.customers.len(),
         crm_rows,
@@ -126,7 +149,12 @@ fn remove_dir_if_exists(dir: &Path) -> Result<()> {
 }
 
 /// Writes every day's partitions; returns (web rows, app rows).
-fn write_events(rng: &mut ChaCha8Rng, world: &World, opts: &GenerateOptions) -> Result<(u64, u64)> {
+fn write_events(
+    rng: &mut ChaCha8Rng,
+    world: &World,
+    opts: &GenerateOptions,
+    out: &Path,
+) -> Result<(u64, u64)> {
     let web_schema = contract::web_logs().schema();
     let app_schema = contract::app_events().schema();
     let first = opts.end_date - chrono::Duration::days(i64::from(opts.days) - 1);
@@ -136,12 +164,12 @@ fn write_events(rng: &mut ChaCha8Rng, world: &World, opts: &GenerateOptions) -> 
         let date = first + chrono::Duration::days(i64::from(day));
         let dt = format!("dt={date}");
         let mut web_sink = ParquetSink::new(
-            &opts.out.join("web_logs").join(&dt),
+            &out.join("web_logs").join(&dt),
             std::sync::Arc::clone(&web_schema),
             opts.scale.rows_per_file(),
         )?;
         let mut app_sink = ParquetSink::new(
-            &opts.out.join("app_events").join(&dt),
+            &out.join("app_events").join(&dt),
             std::sync::Arc::clone(&app_schema),
             opts.scale.rows_per_file(),
         )?;

@@ -83,7 +83,7 @@ pub async fn run(opts: &KMeansOptions) -> Result<KMeansSummary> {
     register_parquet(&ctx, "input", &input, &opts.input).await?;
     let work = WorkArea::for_command(&output, "kmeans", opts.engine == Engine::Local).await?;
     let fit = fit_and_publish(&ctx, opts, &output, &work, started);
-    let result = crate::pipeline::as_one_stage("kmeans", &opts.pipeline, &opts.engine, fit).await;
+    let result = crate::watchdog::as_one_stage("kmeans", &opts.pipeline, &opts.engine, fit).await;
     work.remove().await;
     result
 }

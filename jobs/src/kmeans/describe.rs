@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, Schema};
+use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 
 use super::prepare::{Prepared, quote};
@@ -173,15 +173,9 @@ fn label_segments(segments: &mut [SegmentSummary], prepared: &Prepared) {
     }
 }
 
-/// The segments as a table: `segment_id, size, share, segment_label, distinguishing_features,
-/// feature_names, centroid` (mean features in original units) and `centroid_z`.
-pub fn segments_batch(segments: &[SegmentSummary], prepared: &Prepared) -> Result<RecordBatch> {
-    let (k, d) = (segments.len(), prepared.scales.len());
-    let total: u64 = segments.iter().map(|s| s.size).sum();
-    let names: Vec<&str> = (0..k)
-        .flat_map(|_| prepared.scales.iter().map(|s| s.name.as_str()))
-        .collect();
-    let schema = Arc::new(Schema::new(vec![
+/// The schema of the `segment_labels` work table ([`segments_batch`]).
+pub fn labels_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
         Field::new("segment_id", DataType::Int32, false),
         Field::new("size", DataType::Int64, false),
         Field::new("share", DataType::Float64, false),
@@ -190,7 +184,18 @@ pub fn segments_batch(segments: &[SegmentSummary], prepared: &Prepared) -> Resul
         Field::new("feature_names", list_type(DataType::Utf8), false),
         Field::new("centroid", list_type(DataType::Float64), false),
         Field::new("centroid_z", list_type(DataType::Float64), false),
-    ]));
+    ]))
+}
+
+/// The segments as a table: `segment_id, size, share, segment_label, distinguishing_features,
+/// feature_names, centroid` (mean features in original units) and `centroid_z`.
+pub fn segments_batch(segments: &[SegmentSummary], prepared: &Prepared) -> Result<RecordBatch> {
+    let (k, d) = (segments.len(), prepared.scales.len());
+    let total: u64 = segments.iter().map(|s| s.size).sum();
+    let names: Vec<&str> = (0..k)
+        .flat_map(|_| prepared.scales.iter().map(|s| s.name.as_str()))
+        .collect();
+    let schema = labels_schema();
     let floats = |f: &dyn Fn(&SegmentSummary) -> &[f64]| -> ArrayRef {
         let values: Vec<f64> = segments.iter().flat_map(|s| f(s).to_vec()).collect();
         Arc::new(uniform_list(Arc::new(Float64Array::from(values)), d, k))

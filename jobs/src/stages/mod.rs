@@ -1,7 +1,11 @@
-//! The stages of the nightly job that are Rust rather than SQL: the model drivers, and the
-//! metrics every stage reports.
+//! The stages of the night: the registry that lists them ([`registry`]), the loop that runs
+//! them ([`night`]) or plans them ([`dry_run`]), the model drivers that are Rust rather than
+//! SQL, and the metrics every stage reports.
 
+pub mod dry_run;
+pub mod night;
 pub mod recommendations;
+pub mod registry;
 pub mod segments;
 
 use std::time::Duration;

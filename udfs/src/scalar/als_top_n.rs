@@ -84,19 +84,14 @@ impl AlsTopN {
         Self::from_parts(model, true)
     }
 
-    /// Rebuilds an instance from its parts as [`Self::model`] and [`Self::is_similar`] give them
-    /// (the items of a similar-items model are already normalised).
+    /// Rebuilds an instance from its model ([`Self::model`]) and whether it is `als_similar`
+    /// (whose items are already normalised), as the codec decodes them.
     pub(crate) fn from_parts(model: TopNModel, cosine: bool) -> Self {
         Self {
             signature: Signature::any(2, Volatility::Immutable),
             model: Arc::new(model),
             cosine,
         }
-    }
-
-    /// Whether this is `als_similar` (cosine, normalised items).
-    pub fn is_similar(&self) -> bool {
-        self.cosine
     }
 
     /// The model this instance scores with.

@@ -1,0 +1,346 @@
+//! The command line's words: clap structs, one per subcommand, with a doc comment and (for
+//! what a scheduler sets) an `env = "PERSONA_…"` on every flag. [`super::convert`] turns them
+//! into the validated option types the library takes.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use persona_jobs::config::{AlsSolver, Distance, Init, KChoice};
+use persona_jobs::generate::Scale;
+use persona_jobs::query::Format;
+use persona_jobs::session::Engine;
+
+/// Persona: nightly customer profiles, segments and recommendations from web logs, app events
+/// and CRM exports.
+#[derive(Debug, Parser)]
+#[command(name = "persona", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate demo data and run the whole job on it, on the local disk.
+    Demo(DemoArgs),
+    /// Generate realistic demo input data in the input contract.
+    Generate(GenerateArgs),
+    /// Run the nightly job for one date.
+    Run(RunArgs),
+    /// Query the published tables with SQL (one query, or an interactive shell).
+    Sql(SqlArgs),
+    /// Cluster any Parquet table with K-Means (the engine behind the nightly segments).
+    Kmeans(KMeansArgs),
+    /// Fit implicit ALS on any Parquet table of interactions (the engine behind the nightly
+    /// recommendations).
+    Als(AlsArgs),
+    /// Score the recommendations offline for one date (ALS against popularity on the last
+    /// days of the window) and publish the evaluation table.
+    Evaluate(EvaluateArgs),
+    /// Validate one date's inputs and run the data-quality gates, publishing nothing (a
+    /// pre-flight task for a scheduler): exit 0 when the night can run, 3 or 7 when not.
+    Check(CheckArgs),
+    /// List the stages of the night in run order: name, part, how it runs, the tables it reads
+    /// and writes, and whether it is published.
+    Stages,
+    /// Run a Ballista scheduler with Persona's functions and codecs.
+    Scheduler(SchedulerArgs),
+    /// Run a Ballista executor with Persona's functions and codecs.
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Output root of `persona run`: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    pub output: String,
+    /// Read each table at this date (YYYY-MM-DD) instead of its latest successful one.
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+    /// Result format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write the results to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// persona.toml (for the [storage] section).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// SQL to run (several statements separated by ';': the last one's result is printed).
+    /// Without it: an interactive shell on a terminal, otherwise the SQL on stdin.
+    #[arg(allow_hyphen_values = true)]
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KMeansArgs {
+    /// Parquet file or folder to cluster: local, or s3://BUCKET/KEY.
+    #[arg(long)]
+    pub input: String,
+    /// Output folder (local or s3://): assignments/, centroids/ and report/report.json.
+    #[arg(long)]
+    pub output: String,
+    /// Numeric columns to cluster on, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub features: Vec<String>,
+    /// Number of clusters, or "auto" (tries --k-min..=--k-max, keeps the best silhouette).
+    #[arg(long, default_value = "8")]
+    pub k: KChoice,
+    /// Smallest k tried by --k auto.
+    #[arg(long, default_value_t = 2)]
+    pub k_min: usize,
+    /// Largest k tried by --k auto.
+    #[arg(long, default_value_t = 10)]
+    pub k_max: usize,
+    /// Maximum Lloyd iterations.
+    #[arg(long, default_value_t = 100)]
+    pub max_iter: usize,
+    /// Stop when no centroid moves more than this (0: always run --max-iter iterations).
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Seed of the initialisation (restart r uses seed + r).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Independent restarts; the lowest inertia wins.
+    #[arg(long, default_value_t = 1)]
+    pub n_init: usize,
+    /// Initialisation.
+    #[arg(long, value_enum, default_value = "k-means||")]
+    pub init: Init,
+    /// Distance.
+    #[arg(long, value_enum, default_value = "euclidean")]
+    pub distance: Distance,
+    /// Numeric column weighing each row.
+    #[arg(long)]
+    pub weight: Option<String>,
+    /// Features to transform with ln(1 + x) first (heavy-tailed money and counts).
+    #[arg(long, value_delimiter = ',')]
+    pub log: Vec<String>,
+    /// Cluster the raw values instead of z-scores.
+    #[arg(long)]
+    pub no_standardize: bool,
+    /// Start from these centroids (Parquet with the feature columns, one row per centroid)
+    /// instead of initialising; e.g. yesterday's centroids, or a peer's for a benchmark.
+    #[arg(long)]
+    pub init_from: Option<String>,
+    /// persona.toml (for the [storage] and [execution] sections).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where queries run: local, standalone or ballista://HOST:PORT.
+    #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
+    pub engine: Engine,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Input root: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, env = "PERSONA_INPUT")]
+    pub input: String,
+    /// The run date (YYYY-MM-DD).
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// persona.toml ([window], [gates], [storage]).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Also write the exact split the evaluation used, as FOLDER/train.parquet (user_idx,
+    /// item_idx, weight) and FOLDER/holdout.parquet (user_idx, item_idx): to score another
+    /// library on the same data (scripts/bench-als.sh does).
+    #[arg(long, env = "PERSONA_EXPORT_SPLIT")]
+    pub export_split: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AlsArgs {
+    /// Parquet file or folder of interactions: local, or s3://BUCKET/KEY. Rows of the same
+    /// (user, item) pair are summed.
+    #[arg(long)]
+    pub input: String,
+    /// Output folder (local or s3://): user_factors/, item_factors/, recommendations/ and
+    /// report/report.json.
+    #[arg(long)]
+    pub output: String,
+    /// User id column.
+    #[arg(long)]
+    pub user: String,
+    /// Item id column.
+    #[arg(long)]
+    pub item: String,
+    /// Numeric weight column (default: every row weighs 1). Rows with a weight that is null or
+    /// not positive are dropped and counted.
+    #[arg(long)]
+    pub weight: Option<String>,
+    /// Held-out interactions (Parquet with the --user and --item columns): report precision,
+    /// recall, NDCG and MAP at --top-n for the model and for popularity.
+    #[arg(long)]
+    pub holdout: Option<String>,
+    /// Latent factors.
+    #[arg(long, default_value_t = 32)]
+    pub rank: usize,
+    /// Iterations (each solves every user, then every item).
+    #[arg(long, default_value_t = 10)]
+    pub iterations: usize,
+    /// Regularisation.
+    #[arg(long, default_value_t = 0.1)]
+    pub lambda: f64,
+    /// Confidence scale: c = 1 + alpha * weight.
+    #[arg(long, default_value_t = 10.0)]
+    pub alpha: f64,
+    /// Scale lambda by each row's interaction count (ALS-WR, as Spark does).
+    #[arg(long)]
+    pub weighted_lambda: bool,
+    /// Solver of each row's equations.
+    #[arg(long, value_enum, default_value = "cg")]
+    pub solver: AlsSolver,
+    /// Conjugate-gradient steps per solve.
+    #[arg(long, default_value_t = 3)]
+    pub cg_steps: usize,
+    /// Seed of the factor initialisation.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Recommendations per user (and the cut-off of the --holdout metrics).
+    #[arg(long, default_value_t = 10)]
+    pub top_n: usize,
+    /// Also recommend items the user already interacted with.
+    #[arg(long)]
+    pub keep_seen: bool,
+    /// The weights are explicit ratings (stars, scores): minimise the squared error on the
+    /// rated pairs only, and report RMSE (on --holdout too, whose --weight column it reads).
+    #[arg(long, requires = "weight")]
+    pub explicit: bool,
+    /// persona.toml (for the [storage] and [execution] sections).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where queries run: local, standalone or ballista://HOST:PORT.
+    #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
+    pub engine: Engine,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1", env = "PERSONA_SCHEDULER_BIND")]
+    pub bind: String,
+    /// gRPC port for clients and executors.
+    #[arg(long, default_value_t = 50050, env = "PERSONA_SCHEDULER_PORT")]
+    pub port: u16,
+    /// Seconds without a heartbeat before an executor counts as lost and its tasks are run
+    /// again elsewhere (executors beat every 60 s on their own, and at once when they finish
+    /// a task).
+    #[arg(
+        long,
+        default_value_t = 180,
+        env = "PERSONA_SCHEDULER_EXECUTOR_TIMEOUT"
+    )]
+    pub executor_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1", env = "PERSONA_EXECUTOR_BIND")]
+    pub bind: String,
+    /// Address the scheduler and other executors reach this executor at (default: --bind);
+    /// needed when binding 0.0.0.0, e.g. the pod IP on Kubernetes.
+    #[arg(long, env = "PERSONA_EXECUTOR_HOST")]
+    pub external_host: Option<String>,
+    /// Arrow Flight port (shuffle data).
+    #[arg(long, default_value_t = 50051, env = "PERSONA_EXECUTOR_PORT")]
+    pub port: u16,
+    /// gRPC port (tasks).
+    #[arg(long, default_value_t = 50052, env = "PERSONA_EXECUTOR_GRPC_PORT")]
+    pub grpc_port: u16,
+    /// Scheduler host.
+    #[arg(long, default_value = "127.0.0.1", env = "PERSONA_SCHEDULER_HOST")]
+    pub scheduler_host: String,
+    /// Scheduler port.
+    #[arg(long, default_value_t = 50050, env = "PERSONA_SCHEDULER_PORT")]
+    pub scheduler_port: u16,
+    /// Concurrent tasks (default: one per core).
+    #[arg(long, env = "PERSONA_EXECUTOR_TASK_SLOTS")]
+    pub task_slots: Option<usize>,
+    /// Folder for shuffle files (default: a temporary folder).
+    #[arg(long, env = "PERSONA_EXECUTOR_WORK_DIR")]
+    pub work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler (keep it well under the scheduler's
+    /// --executor-timeout).
+    #[arg(
+        long,
+        default_value_t = 10,
+        env = "PERSONA_EXECUTOR_HEARTBEAT_INTERVAL"
+    )]
+    pub heartbeat_interval: u64,
+    /// Register none of Persona's functions and codecs: behaves like a stock Ballista
+    /// executor, so that the tests can check the error a cluster with one gives.
+    #[arg(long, hide = true)]
+    pub without_persona_functions: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's input and output.
+    #[arg(long, default_value = "demo", env = "PERSONA_DEMO_DIR")]
+    pub dir: PathBuf,
+    /// Dataset size.
+    #[arg(long, value_enum, default_value = "small")]
+    pub scale: Scale,
+    /// Generator seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Dataset size.
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub scale: Scale,
+    /// Seed: the same seed, scale and dates give the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output root (the input root of `persona run`): a folder or s3://BUCKET/PREFIX.
+    #[arg(long)]
+    pub out: String,
+    /// Last day with events (YYYY-MM-DD).
+    #[arg(long, default_value = "2026-11-22", value_parser = parse_date)]
+    pub end_date: NaiveDate,
+    /// Days of events ending at --end-date.
+    #[arg(long, default_value_t = 28)]
+    pub days: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input root: a folder or s3://BUCKET/PREFIX with web_logs/, app_events/, crm_customers/
+    /// and optionally items/.
+    #[arg(long, env = "PERSONA_INPUT")]
+    pub input: String,
+    /// Output root (a folder or s3://BUCKET/PREFIX): tables are published under
+    /// OUTPUT/<table>/dt=<date>/.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    pub output: String,
+    /// The run date (YYYY-MM-DD): the last day of the look-back window.
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// persona.toml with settings (defaults when absent).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where queries run: local (this process), standalone (in-process Ballista scheduler and
+    /// executor), or ballista://HOST:PORT (a Ballista cluster).
+    #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
+    pub engine: Engine,
+    /// Validate the inputs and the configuration and print each stage's plan (EXPLAIN),
+    /// computing and writing nothing.
+    #[arg(long, env = "PERSONA_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("'{s}' is not a date in the form YYYY-MM-DD ({e})"))
+}

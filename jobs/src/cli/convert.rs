@@ -1,0 +1,202 @@
+//! From the command line's words ([`super::args`]) to the validated option types the library
+//! takes. Configuration files are read and every value checked here, so a bad flag fails
+//! before anything starts, with exit code 4 and the flag's name.
+
+use persona_jobs::PipelineError;
+use persona_jobs::als::command::AlsOptions;
+use persona_jobs::cluster::process::{ExecutorOptions, SchedulerOptions};
+use persona_jobs::config::{PipelineConfig, RecommendationsConfig, SegmentsConfig, SettingNames};
+use persona_jobs::demo::DemoOptions;
+use persona_jobs::generate::GenerateOptions;
+use persona_jobs::kmeans::command::KMeansOptions;
+use persona_jobs::pipeline::{CheckOptions, RunOptions};
+use persona_jobs::query::SqlOptions;
+
+use super::args::{
+    AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs, RunArgs,
+    SchedulerArgs, SqlArgs,
+};
+
+impl TryFrom<RunArgs> for RunOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: RunArgs) -> Result<Self, Self::Error> {
+        Ok(RunOptions {
+            input: args.input,
+            output: args.output,
+            date: args.date,
+            config: PipelineConfig::load(args.config.as_deref())?,
+            engine: args.engine,
+            evaluate_only: false,
+            export_split: None,
+        })
+    }
+}
+
+impl TryFrom<EvaluateArgs> for RunOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: EvaluateArgs) -> Result<Self, Self::Error> {
+        Ok(RunOptions {
+            evaluate_only: true,
+            export_split: args.export_split,
+            ..RunOptions::try_from(args.run)?
+        })
+    }
+}
+
+impl TryFrom<CheckArgs> for CheckOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: CheckArgs) -> Result<Self, Self::Error> {
+        Ok(CheckOptions {
+            input: args.input,
+            date: args.date,
+            config: PipelineConfig::load(args.config.as_deref())?,
+        })
+    }
+}
+
+impl TryFrom<SqlArgs> for SqlOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: SqlArgs) -> Result<Self, Self::Error> {
+        Ok(SqlOptions {
+            output: args.output,
+            date: args.date,
+            format: args.format,
+            out: args.out,
+            query: args.query,
+            config: PipelineConfig::load(args.config.as_deref())?,
+        })
+    }
+}
+
+/// Checks `config` as the flags set it: a bad value is named by its flag (`--k-min`).
+fn validate_flags(config: &PipelineConfig) -> Result<(), PipelineError> {
+    config
+        .validate_named(SettingNames::Flags)
+        .map_err(PipelineError::Config)
+}
+
+impl TryFrom<KMeansArgs> for KMeansOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: KMeansArgs) -> Result<Self, Self::Error> {
+        let pipeline = PipelineConfig::load(args.config.as_deref())?;
+        let kmeans = SegmentsConfig {
+            k: args.k,
+            k_min: args.k_min,
+            k_max: args.k_max,
+            max_iter: args.max_iter,
+            tol: args.tol,
+            seed: args.seed,
+            features: args.features,
+            log_features: args.log,
+            standardize: !args.no_standardize,
+            init: args.init,
+            n_init: args.n_init,
+            distance: args.distance,
+            weight_column: args.weight,
+            ..pipeline.segments.clone()
+        };
+        validate_flags(&PipelineConfig {
+            segments: kmeans.clone(),
+            ..PipelineConfig::default()
+        })?;
+        Ok(KMeansOptions {
+            input: args.input,
+            output: args.output,
+            kmeans,
+            pipeline,
+            engine: args.engine,
+            init_from: args.init_from,
+        })
+    }
+}
+
+impl TryFrom<AlsArgs> for AlsOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: AlsArgs) -> Result<Self, Self::Error> {
+        let pipeline = PipelineConfig::load(args.config.as_deref())?;
+        let als = RecommendationsConfig {
+            rank: args.rank,
+            iterations: args.iterations,
+            lambda: args.lambda,
+            alpha: args.alpha,
+            weighted_lambda: args.weighted_lambda,
+            solver: args.solver,
+            cg_steps: args.cg_steps,
+            seed: args.seed,
+            top_n: args.top_n,
+            explicit: args.explicit,
+            ..pipeline.recommendations.clone()
+        };
+        validate_flags(&PipelineConfig {
+            recommendations: als.clone(),
+            ..PipelineConfig::default()
+        })?;
+        Ok(AlsOptions {
+            input: args.input,
+            output: args.output,
+            user: args.user,
+            item: args.item,
+            weight: args.weight,
+            holdout: args.holdout,
+            keep_seen: args.keep_seen,
+            als,
+            pipeline,
+            engine: args.engine,
+        })
+    }
+}
+
+impl From<GenerateArgs> for GenerateOptions {
+    fn from(args: GenerateArgs) -> Self {
+        GenerateOptions {
+            scale: args.scale,
+            seed: args.seed,
+            out: args.out,
+            end_date: args.end_date,
+            days: args.days,
+        }
+    }
+}
+
+impl From<DemoArgs> for DemoOptions {
+    fn from(args: DemoArgs) -> Self {
+        DemoOptions {
+            dir: args.dir,
+            scale: args.scale,
+            seed: args.seed,
+        }
+    }
+}
+
+impl From<SchedulerArgs> for SchedulerOptions {
+    fn from(args: SchedulerArgs) -> Self {
+        SchedulerOptions {
+            bind_host: args.bind,
+            port: args.port,
+            executor_timeout_seconds: args.executor_timeout,
+        }
+    }
+}
+
+impl From<ExecutorArgs> for ExecutorOptions {
+    fn from(args: ExecutorArgs) -> Self {
+        ExecutorOptions {
+            bind_host: args.bind,
+            external_host: args.external_host,
+            port: args.port,
+            grpc_port: args.grpc_port,
+            scheduler_host: args.scheduler_host,
+            scheduler_port: args.scheduler_port,
+            task_slots: args.task_slots,
+            work_dir: args.work_dir,
+            heartbeat_interval_seconds: args.heartbeat_interval,
+            stock: args.without_persona_functions,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! What the commands print when they succeed: `Display` of their report types. The same text
+//! goes to a terminal and to a scheduler's log; the machine-readable record is the manifest
+//! (or `report.json`), not this.
+
+use std::fmt::{self, Display, Formatter};
+
+use crate::als::command::AlsCommandReport;
+use crate::kmeans::command::KMeansSummary;
+use crate::manifest::DropCount;
+use crate::pipeline::{CheckReport, RunSummary};
+use crate::progress::group_digits;
+
+fn drop_counts(f: &mut Formatter<'_>, counts: &[DropCount]) -> fmt::Result {
+    for d in counts {
+        writeln!(
+            f,
+            "  {:<12} {:<18} {:>10}",
+            d.source,
+            d.reason,
+            group_digits(d.rows)
+        )?;
+    }
+    Ok(())
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+impl Display for AlsCommandReport {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let fit = &self.fit;
+        writeln!(
+            f,
+            "\nALS on {} users x {} items ({} pairs): rank {}, {} iterations, {:.3}s per iteration, loss {:.6e}, {:.1}s in all",
+            group_digits(fit.users as u64),
+            group_digits(fit.items as u64),
+            group_digits(fit.interactions),
+            self.config.rank,
+            fit.iterations,
+            mean(&fit.seconds_per_iteration),
+            fit.loss.last().copied().unwrap_or(f64::NAN),
+            self.seconds
+        )?;
+        if let Some(rmse) = &self.rmse {
+            match rmse.holdout {
+                Some(h) => writeln!(
+                    f,
+                    "  RMSE: {:.4} on the training ratings, {h:.4} on the holdout",
+                    rmse.train
+                )?,
+                None => writeln!(f, "  RMSE: {:.4} on the training ratings", rmse.train)?,
+            }
+        }
+        for m in self.holdout.iter().flatten() {
+            writeln!(
+                f,
+                "  {:<8} precision@k {:.4}  recall@k {:.4}  ndcg@k {:.4}  map@k {:.4}  coverage {:.3}  ({} users)",
+                m.model,
+                m.precision_at_k,
+                m.recall_at_k,
+                m.ndcg_at_k,
+                m.map_at_k,
+                m.coverage,
+                m.users
+            )?;
+        }
+        writeln!(f, "\npublished to {}", self.output)
+    }
+}
+
+impl Display for KMeansSummary {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        let fit = &r.fit;
+        writeln!(
+            f,
+            "\nK-Means on {} rows: k={} ({}), {} iterations{}, inertia {:.6e}, {:.3}s per iteration, {:.1}s in all",
+            group_digits(r.rows),
+            fit.k,
+            fit.k_choice,
+            fit.iterations,
+            if fit.converged { " (converged)" } else { "" },
+            fit.final_inertia,
+            mean(&fit.seconds_per_iteration),
+            r.seconds
+        )?;
+        for c in &fit.candidates {
+            writeln!(
+                f,
+                "  k={:<3} silhouette {:+.4}  inertia {:.6e}",
+                c.k, c.silhouette, c.inertia
+            )?;
+        }
+        writeln!(f)?;
+        let total: u64 = self.segments.iter().map(|s| s.size).sum();
+        for s in &self.segments {
+            let share = 100.0 * s.size as f64 / total.max(1) as f64;
+            writeln!(
+                f,
+                "  {:>2}  {:<44} {:>10} ({share:4.1}%)",
+                s.id,
+                s.label,
+                group_digits(s.size)
+            )?;
+        }
+        writeln!(
+            f,
+            "\nOutputs: {0}/assignments/, {0}/centroids/, {0}/report/report.json",
+            self.output
+        )
+    }
+}
+
+impl Display for CheckReport {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "\nInputs for {}: raw rows per source and reason",
+            self.date
+        )?;
+        drop_counts(f, &self.data_quality)?;
+        writeln!(f, "\nGates:")?;
+        for g in &self.gates {
+            let value = if g.value.is_nan() {
+                "-".to_string()
+            } else if g.gate == "source_present" {
+                format!("{}", g.value)
+            } else {
+                format!("{:.1}%", 100.0 * g.value)
+            };
+            writeln!(
+                f,
+                "  {:<5} {:<17} {:<11} {:>8}  {}",
+                if g.passed { "ok" } else { "FAIL" },
+                g.gate,
+                g.source,
+                value,
+                g.detail
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Display for RunSummary {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let m = &self.manifest;
+        writeln!(
+            f,
+            "\nPersona run {} for {} finished in {:.1}s",
+            m.run_id, m.date, m.seconds
+        )?;
+        writeln!(f, "\nPublished tables:")?;
+        for (table, rows) in &m.tables {
+            let at = self.locations.get(table).cloned().unwrap_or_default();
+            writeln!(f, "  {table:<16} {:>10} rows  {at}", group_digits(*rows))?;
+        }
+        if let Some(seg) = &m.segments {
+            writeln!(
+                f,
+                "\nSegments ({} customers, k={}, {} iterations):",
+                group_digits(seg.points),
+                seg.k,
+                seg.iterations
+            )?;
+            for (id, (size, label)) in seg.sizes.iter().zip(&seg.labels).enumerate() {
+                let share = 100.0 * *size as f64 / seg.points.max(1) as f64;
+                writeln!(
+                    f,
+                    "  {id:>2}  {label:<44} {:>8} ({share:4.1}%)",
+                    group_digits(*size)
+                )?;
+            }
+        }
+        if let Some(als) = &m.recommendations {
+            writeln!(
+                f,
+                "\nRecommendations: ALS on {} customers × {} items ({} interactions), {} iterations",
+                group_digits(als.users as u64),
+                group_digits(als.items as u64),
+                group_digits(als.interactions),
+                als.iterations
+            )?;
+        }
+        if let Some(eval) = &m.evaluation {
+            match &eval.skipped {
+                Some(why) => writeln!(f, "\nEvaluation skipped: {why}")?,
+                None => {
+                    writeln!(
+                        f,
+                        "\nEvaluation (trained before {}, scored on the last {} days, k = {}):",
+                        eval.holdout_start, eval.holdout_days, eval.k
+                    )?;
+                    for s in &eval.models {
+                        writeln!(
+                            f,
+                            "  {:<8} precision {:.4}  recall {:.4}  ndcg {:.4}  map {:.4}  coverage {:.3}  ({} customers)",
+                            s.model,
+                            s.precision_at_k,
+                            s.recall_at_k,
+                            s.ndcg_at_k,
+                            s.map_at_k,
+                            s.coverage,
+                            group_digits(s.users)
+                        )?;
+                    }
+                }
+            }
+        }
+        if !m.gates.is_empty() {
+            let worst_drop = m
+                .gates
+                .iter()
+                .filter(|g| g.gate == "dropped_share")
+                .map(|g| g.value)
+                .fold(0.0f64, f64::max);
+            writeln!(
+                f,
+                "\nGates: all {} passed (highest dropped share {:.1}%; see the manifest's gates)",
+                m.gates.len(),
+                100.0 * worst_drop
+            )?;
+        }
+        writeln!(f, "\nData quality (rows per source and reason):")?;
+        drop_counts(f, &m.data_quality)?;
+        writeln!(
+            f,
+            "\nManifest: {}/_runs/dt={}/manifest.json",
+            m.output, m.date
+        )
+    }
+}
