@@ -10,7 +10,8 @@
 //! - [`pipeline`]: `persona run`, `evaluate`, `check` and `--dry-run` around the night, with
 //!   [`watchdog`], [`signals`] and [`fault`] injection; [`generate`]: `persona generate` demo
 //!   data.
-//! - [`cluster`]: the Ballista scheduler and executor processes and their codecs.
+//! - [`cluster`]: what Ballista plans carry (codecs, factor files); [`servers`]: the scheduler
+//!   and executor processes; [`tables`]: Parquet tables and quoting for `kmeans` and `als`.
 //! - [`query`]: `persona sql` over the published tables.
 //! - [`storage`]: local and `s3://` roots; [`lock`]: one run per date at a time.
 //! - [`config`], [`session`], [`progress`], [`error`]: the plumbing.
@@ -33,11 +34,13 @@ pub mod progress;
 pub mod publish;
 pub mod query;
 pub mod report;
+pub mod servers;
 pub mod session;
 pub mod signals;
 pub mod sql;
 pub mod stages;
 pub mod storage;
+pub mod tables;
 pub mod watchdog;
 pub mod work;
 

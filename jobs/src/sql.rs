@@ -92,7 +92,7 @@ pub fn render(stage: &SqlStage, params: &BTreeMap<&str, String>) -> Result<Strin
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 

@@ -308,7 +308,7 @@ async fn remove_stale(parent: &Root) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Integration tests: the real `persona` binary on generated data, outputs read back with
 //! DataFusion.
 
-#![allow(
+#![expect(
     clippy::expect_used,
     clippy::unwrap_used,
     clippy::panic,
@@ -18,4 +18,5 @@ mod kmeans;
 mod s3;
 mod signals;
 mod sql;
+mod stages;
 mod support;

@@ -7,7 +7,7 @@
 //! cargo bench -p persona-udfs --bench als
 //! ```
 
-#![allow(missing_docs, clippy::unwrap_used, reason = "a bench harness")]
+#![expect(missing_docs, clippy::unwrap_used, reason = "a bench harness")]
 
 mod support;
 

@@ -6,7 +6,7 @@
 //! cargo bench -p persona-udfs --bench features
 //! ```
 
-#![allow(missing_docs, reason = "a bench harness")]
+#![expect(missing_docs, reason = "a bench harness")]
 
 mod support;
 

@@ -8,7 +8,7 @@
 //! cargo bench -p persona-udfs --bench kmeans
 //! ```
 
-#![allow(missing_docs, clippy::unwrap_used, reason = "a bench harness")]
+#![expect(missing_docs, clippy::unwrap_used, reason = "a bench harness")]
 
 mod support;
 

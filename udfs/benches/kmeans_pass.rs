@@ -13,7 +13,7 @@
 //! cargo bench -p persona-udfs --bench kmeans_pass
 //! ```
 
-#![allow(missing_docs, clippy::unwrap_used, reason = "a bench harness")]
+#![expect(missing_docs, clippy::unwrap_used, reason = "a bench harness")]
 
 mod support;
 

@@ -5,7 +5,7 @@
 //! cargo bench -p persona-udfs --bench web_logs
 //! ```
 
-#![allow(missing_docs, reason = "a bench harness")]
+#![expect(missing_docs, reason = "a bench harness")]
 
 mod support;
 

@@ -23,11 +23,10 @@ use super::evaluate::{self, EvaluationReport, ModelScores};
 use super::{AlsReport, count, item_mask, register_top_n, write_factors};
 use crate::config::{EvaluationConfig, PipelineConfig, RecommendationsConfig};
 use crate::error::{PipelineError, Result};
-use crate::kmeans::command::register_parquet;
-use crate::kmeans::prepare::quote;
 use crate::publish::Publisher;
 use crate::session::{self, Engine};
 use crate::storage::Root;
+use crate::tables::{quote, register_parquet};
 use crate::work::WorkArea;
 
 /// What to fit and how.

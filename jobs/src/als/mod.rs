@@ -469,7 +469,7 @@ fn model_side(
 /// Solves every row of `grouped` against the fixed `other` factors (whose Gram matrix is
 /// `gram`); rows absent from `grouped` keep their previous factors. Marks the solved rows in
 /// `solved` and returns the new factors and the summed row losses.
-#[allow(
+#[expect(
     clippy::too_many_arguments,
     reason = "one half-iteration's inputs, each used once"
 )]

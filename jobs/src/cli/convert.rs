@@ -4,13 +4,13 @@
 
 use persona_jobs::PipelineError;
 use persona_jobs::als::command::AlsOptions;
-use persona_jobs::cluster::process::{ExecutorOptions, SchedulerOptions};
 use persona_jobs::config::{PipelineConfig, RecommendationsConfig, SegmentsConfig, SettingNames};
 use persona_jobs::demo::DemoOptions;
 use persona_jobs::generate::GenerateOptions;
 use persona_jobs::kmeans::command::KMeansOptions;
 use persona_jobs::pipeline::{CheckOptions, RunOptions};
 use persona_jobs::query::SqlOptions;
+use persona_jobs::servers::{ExecutorOptions, SchedulerOptions};
 
 use super::args::{
     AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs, RunArgs,

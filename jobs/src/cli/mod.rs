@@ -4,9 +4,9 @@
 pub mod args;
 mod convert;
 
-use persona_jobs::cluster::process::{run_executor, run_scheduler};
 use persona_jobs::pipeline::{self, CheckOptions, RunOptions};
 use persona_jobs::progress::Progress;
+use persona_jobs::servers::{run_executor, run_scheduler};
 use persona_jobs::stages::registry::NightTable;
 use persona_jobs::{PipelineError, Result};
 use persona_jobs::{als, demo, generate, kmeans, query};

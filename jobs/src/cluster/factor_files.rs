@@ -107,7 +107,7 @@ impl FactorFiles for StoredFactors {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
     use persona_udfs::codec::factors_file;

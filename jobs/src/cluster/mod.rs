@@ -1,6 +1,7 @@
-//! Running Persona on Apache Ballista: the codecs that carry the model functions in distributed
-//! plans, and the session for each engine.
+//! What a Ballista plan carries of Persona: the codecs that encode the model functions
+//! ([`codec`]), and the item-factor files they point at on a cluster ([`factor_files`]). The
+//! session of each engine ([`crate::session`]) installs them; the scheduler and executor
+//! processes are [`crate::servers`].
 
 pub mod codec;
 pub mod factor_files;
-pub mod process;

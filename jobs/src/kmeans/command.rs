@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use datafusion::logical_expr::ScalarUDF;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 use persona_udfs::ml::Centroids;
 use persona_udfs::scalar::KMeansAssign;
 use serde::Serialize;
@@ -24,6 +24,7 @@ use crate::error::{PipelineError, Result};
 use crate::publish::Publisher;
 use crate::session::{self, Engine};
 use crate::storage::Root;
+use crate::tables::register_parquet;
 use crate::work::WorkArea;
 
 /// What to cluster and how.
@@ -151,41 +152,6 @@ async fn fit_and_publish(
         segments,
         output: output.display(),
     })
-}
-
-/// Registers a Parquet file or folder as `name`, with errors that name it.
-pub(crate) async fn register_parquet(
-    ctx: &SessionContext,
-    name: &str,
-    root: &Root,
-    text: &str,
-) -> Result<()> {
-    if let Some(path) = root.local_path()
-        && !path.exists()
-    {
-        return Err(PipelineError::BadInput(format!(
-            "{}: no such file or folder",
-            path.display()
-        )));
-    }
-    let is_file = root
-        .local_path()
-        .map_or(text.ends_with(".parquet"), |p| p.is_file());
-    let url = if is_file {
-        root.location("")
-    } else {
-        root.url("")
-    };
-    ctx.register_parquet(name, &url, ParquetReadOptions::default())
-        .await
-        .map_err(|e| {
-            PipelineError::BadInput(format!(
-                "cannot read {} as Parquet: {}",
-                root.display(),
-                crate::error::first_line(&e.to_string())
-            ))
-        })?;
-    Ok(())
 }
 
 /// The centroids of `--init-from` (feature columns in original units, one row per centroid),

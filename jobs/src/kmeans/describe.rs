@@ -10,8 +10,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 
-use super::prepare::{Prepared, quote};
+use super::prepare::Prepared;
 use crate::error::Result;
+use crate::tables::quote;
 use persona_udfs::lists::{list_type, uniform_list};
 
 /// One segment, described.
@@ -224,7 +225,7 @@ pub fn segments_batch(segments: &[SegmentSummary], prepared: &Prepared) -> Resul
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
     use crate::kmeans::prepare::FeatureScale;

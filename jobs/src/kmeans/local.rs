@@ -245,7 +245,6 @@ pub fn potential(points: &PointSet, centres: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use rand::SeedableRng;
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::config::{Distance, SegmentsConfig};
 use crate::error::{PipelineError, Result};
+use crate::tables::quote;
 
 /// How one feature becomes a coordinate: `(t(x) − shift) / scale`, nulls replaced by `impute`.
 #[derive(Debug, Clone, Serialize)]
@@ -68,11 +69,6 @@ impl FeatureScale {
             if self.std > 1e-12 { self.std } else { 1.0 }
         )
     }
-}
-
-/// An identifier quoted for SQL.
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// What to do with a feature that is null in every row.

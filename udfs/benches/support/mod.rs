@@ -2,7 +2,7 @@
 //! a function the way DataFusion does (`ScalarUDFImpl::invoke_with_args` on whole columns, an
 //! accumulator built from `AccumulatorArgs`).
 
-#![allow(
+#![expect(
     dead_code,
     clippy::unwrap_used,
     reason = "each bench binary uses a part of this module; a failure should stop the bench loudly"

@@ -510,7 +510,7 @@ impl Farthest {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use arrow::array::{Float32Array, Float64Array};
 

@@ -296,7 +296,7 @@ impl GroupsAccumulator for Sessions {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use arrow::array::Float64Array;
 

@@ -559,12 +559,12 @@ impl pulp::WithSimd for SolveRow<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
 
     /// Solves the same system densely by Gaussian elimination, for comparison.
-    #[allow(
+    #[expect(
         clippy::needless_range_loop,
         reason = "matrix indices read clearer here"
     )]

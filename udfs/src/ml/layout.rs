@@ -86,7 +86,7 @@ fn width(column: &ArrayRef) -> usize {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};

@@ -125,7 +125,7 @@ impl ScalarUDFImpl for UnitHash {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use arrow::array::{Int64Array, StringArray};
 

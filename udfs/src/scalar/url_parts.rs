@@ -103,28 +103,11 @@ mod tests {
         assert_eq!(parse_item_id("/category/shoes"), None);
         assert_eq!(parse_item_id("%%%"), None);
     }
-
-    #[test]
-    fn malformed_urls_do_not_panic() {
-        for url in [
-            "://",
-            "?",
-            "#",
-            "/product//",
-            "http://",
-            "/cart/add?item",
-            "\u{1F600}/product/\u{1F600}",
-        ] {
-            let _ = page_type(url);
-            let _ = parse_item_id(url);
-        }
-    }
 }
 
 /// Malformed input, generated: the parsers must never panic, and what they return must still
 /// be one of the documented answers.
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod fuzz {
     use super::*;
     use crate::scalar::is_crawler::is_crawler_agent;
