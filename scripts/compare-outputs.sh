@@ -11,9 +11,16 @@ set -euo pipefail
 OLD="$1"; NEW="$2"; SCALE="${3:-small}"; DATE=2026-11-22
 WORK="$(mktemp -d)"; trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 "$NEW" generate --scale "$SCALE" --out "$WORK/in" --end-date "$DATE" >/dev/null
-for side in old new; do
-  bin="$OLD"; [ "$side" = new ] && bin="$NEW"
-  "$bin" run --input "$WORK/in" --output "$WORK/$side" --date "$DATE" >/dev/null 2>"$WORK/$side.log"
+# Each side twice, alternating, so that both see the same machine; the wall time of each run
+# is printed (a sanity check that a refactor cost nothing, not a benchmark).
+for round in 1 2; do
+  for side in old new; do
+    bin="$OLD"; [ "$side" = new ] && bin="$NEW"
+    rm -rf "$WORK/$side"
+    start=$EPOCHREALTIME
+    "$bin" run --input "$WORK/in" --output "$WORK/$side" --date "$DATE" >/dev/null 2>"$WORK/$side.log"
+    awk -v a="$start" -v b="$EPOCHREALTIME" -v r="$round" -v s="$side" 'BEGIN { printf "run %s %s: %.1f s\n", r, s, b - a }'
+  done
 done
 status=0
 for dir in "$WORK"/old/*/; do

@@ -60,7 +60,7 @@ fn dry_run_plans_every_stage_and_writes_nothing() {
         out.contains("TableScan: segment_assignments"),
         "the outputs plan against the models' tables:\n{out}"
     );
-    assert!(out.contains(&format!("user_profiles/dt={DATE}/")), "{out}");
+    assert!(out.contains(&format!("/user_profiles/dt={DATE}")), "{out}");
     assert!(!root.exists(), "a dry run creates no output root");
     assert_eq!(list_files(input.path()), files_before, "inputs untouched");
 }

@@ -10,9 +10,10 @@
 //! expected results from what the queries return now (review the diff); `-- NAME` runs only
 //! the files whose name contains NAME.
 //!
-//! Runs on the `sqllogictest` crate's runner with an engine of ours: `datafusion-sqllogictest`
-//! would switch on DataFusion's `avro` feature and add `datafusion-spark` for the tests only,
-//! which compiles DataFusion a second time (see docs/benchmarks.md, "Build").
+//! Runs on the `sqllogictest` crate's runner with an engine of ours rather than on
+//! `datafusion-sqllogictest`: that crate switches on DataFusion's `avro` feature and arrow's
+//! `chrono-tz`, for the tests only, so `cargo build` and `cargo test` would each compile
+//! DataFusion with its own features, twice the ~25-minute cold build.
 
 #![expect(clippy::expect_used, reason = "a test runner fails by panicking")]
 

@@ -19,6 +19,7 @@
 pub mod aggregate;
 mod args;
 pub mod codec;
+mod docs;
 pub mod lists;
 pub mod ml;
 pub mod scalar;
@@ -52,7 +53,7 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
+#[expect(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use std::collections::HashSet;
 
@@ -104,6 +105,25 @@ mod tests {
             ],
             "every function the SQL stages and the model drivers call is registered"
         );
+    }
+
+    /// Every function says what it does and shows an SQL example that calls it.
+    #[test]
+    fn every_function_is_documented_with_an_sql_example() {
+        let (scalars, aggregates) = (all_scalar_udfs(), all_udafs());
+        let docs = scalars
+            .iter()
+            .map(|f| (f.name(), f.documentation()))
+            .chain(aggregates.iter().map(|f| (f.name(), f.documentation())));
+        for (name, doc) in docs {
+            let doc = doc.unwrap_or_else(|| panic!("{name} has no documentation()"));
+            let example = doc.sql_example.as_deref().unwrap_or_default();
+            assert!(
+                example.contains(&format!("{name}(")),
+                "{name}: the SQL example calls it: {example}"
+            );
+            assert!(doc.description.starts_with(&format!("`{name}(")), "{name}");
+        }
     }
 
     #[test]

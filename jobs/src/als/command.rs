@@ -220,15 +220,10 @@ async fn fit_and_publish(
             opts.input
         )));
     }
-    let model = super::fit(
-        ctx,
-        work,
-        "als_pairs",
-        (users, items),
-        &opts.als,
-        "als_user_rows",
-    )
-    .await?;
+    let model = super::Als::new(ctx, work, "als_pairs", (users, items), &opts.als)
+        .with_users_table("als_user_rows")
+        .fit()
+        .await?;
 
     write_factors(ctx, work, "als_item_rows", "item_idx", &model.items).await?;
     register_top_n(ctx, work, &model.items, vec![true; items], opts.als.top_n).await?;

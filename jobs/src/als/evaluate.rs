@@ -110,15 +110,10 @@ pub async fn recommend(
     }
     let users = super::count(ctx, "SELECT COUNT(*) FROM user_index").await? as usize;
     let items = super::count(ctx, "SELECT COUNT(*) FROM item_index").await? as usize;
-    let model = super::fit(
-        ctx,
-        work,
-        "eval_train",
-        (users, items),
-        rec,
-        "eval_user_factor_rows",
-    )
-    .await?;
+    let model = super::Als::new(ctx, work, "eval_train", (users, items), rec)
+        .with_users_table("eval_user_factor_rows")
+        .fit()
+        .await?;
     let candidates = super::item_mask(
         ctx,
         "SELECT DISTINCT t.item_idx FROM eval_train t JOIN item_index i ON t.item_idx = i.item_idx WHERE i.in_catalog",

@@ -97,90 +97,132 @@ impl Exchange {
     }
 }
 
-/// Fits ALS on the registered table `interactions` (`user_idx int`, `item_idx int`,
-/// `weight float`, unique pairs), whose ids run `0..users` and `0..items`, and writes the
-/// customer factors as the work table `users_table`. Intermediate tables are named after
-/// `interactions`.
-pub async fn fit(
-    ctx: &SessionContext,
-    work: &WorkArea,
-    interactions: &str,
-    (users, items): (usize, usize),
-    cfg: &RecommendationsConfig,
-    users_table: &str,
-) -> Result<AlsModel> {
-    let exchange = Exchange::of(cfg, work);
-    let started = Instant::now();
-    let by_user = format!("{interactions}_by_user");
-    let pairs = stage_grouped(ctx, work, interactions, "user_idx", "item_idx", &by_user).await?;
-    // Only ALS-WR's loss needs them (each item's λ is scaled by its count).
-    let item_counts = if cfg.weighted_lambda {
-        item_counts(ctx, interactions, items).await?
-    } else {
-        Vec::new()
-    };
-    let mut state = match exchange {
-        Exchange::Plan => {
-            let by_item = format!("{interactions}_by_item");
-            stage_grouped(ctx, work, interactions, "item_idx", "user_idx", &by_item).await?;
-            CustomerFactors::InPlan {
-                x: Factors::zeros(users, cfg.rank),
-                present: vec![false; users],
-                by_item,
-            }
-        }
-        Exchange::Tables => CustomerFactors::InTable {
-            table: None,
-            interactions: interactions.to_string(),
-            passes: 0,
-            customer_gram: Factors::default(),
-        },
-    };
-    let staging_seconds = started.elapsed().as_secs_f64();
+/// An ALS fit over a registered table of interactions, set up like [`crate::kmeans::KMeans`]:
+/// `Als::new(…)`, `with_*` setters, then [`Als::fit`].
+pub struct Als<'a> {
+    ctx: &'a SessionContext,
+    work: &'a WorkArea,
+    interactions: String,
+    dimensions: (usize, usize),
+    cfg: &'a RecommendationsConfig,
+    users_table: String,
+}
 
-    // The customer factors start at zero (they are only the warm start of the first customer
-    // half, which solves against the random item factors).
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut y = random_factors(&mut rng, items, cfg.rank);
-    let (mut seconds, mut loss) = (Vec::new(), Vec::new());
-    if pairs > 0 {
-        for iteration in 0..cfg.iterations {
-            let t = Instant::now();
-            // Stored once per iteration on a cluster: the customer half solves against it and
-            // the item half starts from it.
-            y = work.share_factors(y).await?;
-            let user_loss = state.solve_customers(ctx, work, cfg, &y, &by_user).await?;
-            loss.push(user_loss + regularisation(cfg, &y, &item_counts));
-            y = state.solve_items(ctx, work, cfg, y).await?;
-            seconds.push(t.elapsed().as_secs_f64());
-            tracing::debug!(
-                iteration,
-                seconds = seconds[iteration],
-                loss = loss[iteration],
-                "ALS iteration"
-            );
+impl<'a> Als<'a> {
+    /// A fit of the table `interactions` (`user_idx int`, `item_idx int`, `weight float`,
+    /// unique pairs), whose ids run `0..users` and `0..items`, with the settings of `cfg`
+    /// (rank, iterations, λ, α, solver, seed). Intermediate tables are named after
+    /// `interactions`; the customer factors go to `<interactions>_user_factors` unless
+    /// [`Self::with_users_table`] says otherwise.
+    pub fn new(
+        ctx: &'a SessionContext,
+        work: &'a WorkArea,
+        interactions: &str,
+        (users, items): (usize, usize),
+        cfg: &'a RecommendationsConfig,
+    ) -> Self {
+        Self {
+            ctx,
+            work,
+            interactions: interactions.to_string(),
+            dimensions: (users, items),
+            cfg,
+            users_table: format!("{interactions}_user_factors"),
         }
     }
-    state.write(ctx, work, users_table).await?;
-    let report = AlsReport {
-        users,
-        items,
-        interactions: pairs,
-        iterations: seconds.len(),
-        seconds_per_iteration: seconds,
-        loss,
-        staging_seconds,
-        exchange: match exchange {
-            Exchange::Plan => "plan",
-            Exchange::Tables => "tables",
+
+    /// Writes the customer factors as the work table `table`.
+    pub fn with_users_table(mut self, table: &str) -> Self {
+        self.users_table = table.to_string();
+        self
+    }
+
+    /// Runs the fit: the interactions grouped once, then `iterations` alternating halves.
+    pub async fn fit(self) -> Result<AlsModel> {
+        let Self {
+            ctx,
+            work,
+            interactions,
+            dimensions,
+            cfg,
+            users_table,
+        } = self;
+        let (interactions, users_table) = (interactions.as_str(), users_table.as_str());
+        let (users, items) = dimensions;
+        let exchange = Exchange::of(cfg, work);
+        let started = Instant::now();
+        let by_user = format!("{interactions}_by_user");
+        let pairs =
+            stage_grouped(ctx, work, interactions, "user_idx", "item_idx", &by_user).await?;
+        // Only ALS-WR's loss needs them (each item's λ is scaled by its count).
+        let item_counts = if cfg.weighted_lambda {
+            item_counts(ctx, interactions, items).await?
+        } else {
+            Vec::new()
+        };
+        let mut state = match exchange {
+            Exchange::Plan => {
+                let by_item = format!("{interactions}_by_item");
+                stage_grouped(ctx, work, interactions, "item_idx", "user_idx", &by_item).await?;
+                CustomerFactors::InPlan {
+                    x: Factors::zeros(users, cfg.rank),
+                    present: vec![false; users],
+                    by_item,
+                }
+            }
+            Exchange::Tables => CustomerFactors::InTable {
+                table: None,
+                interactions: interactions.to_string(),
+                passes: 0,
+                customer_gram: Factors::default(),
+            },
+        };
+        let staging_seconds = started.elapsed().as_secs_f64();
+
+        // The customer factors start at zero (they are only the warm start of the first customer
+        // half, which solves against the random item factors).
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut y = random_factors(&mut rng, items, cfg.rank);
+        let (mut seconds, mut loss) = (Vec::new(), Vec::new());
+        if pairs > 0 {
+            for iteration in 0..cfg.iterations {
+                let t = Instant::now();
+                // Stored once per iteration on a cluster: the customer half solves against it and
+                // the item half starts from it.
+                y = work.share_factors(y).await?;
+                let user_loss = state.solve_customers(ctx, work, cfg, &y, &by_user).await?;
+                loss.push(user_loss + regularisation(cfg, &y, &item_counts));
+                y = state.solve_items(ctx, work, cfg, y).await?;
+                seconds.push(t.elapsed().as_secs_f64());
+                tracing::debug!(
+                    iteration,
+                    seconds = seconds[iteration],
+                    loss = loss[iteration],
+                    "ALS iteration"
+                );
+            }
         }
-        .to_string(),
-    };
-    Ok(AlsModel {
-        users: users_table.to_string(),
-        items: y,
-        report,
-    })
+        state.write(ctx, work, users_table).await?;
+        let report = AlsReport {
+            users,
+            items,
+            interactions: pairs,
+            iterations: seconds.len(),
+            seconds_per_iteration: seconds,
+            loss,
+            staging_seconds,
+            exchange: match exchange {
+                Exchange::Plan => "plan",
+                Exchange::Tables => "tables",
+            }
+            .to_string(),
+        };
+        Ok(AlsModel {
+            users: users_table.to_string(),
+            items: y,
+            report,
+        })
+    }
 }
 
 /// Where the customer factors live during a fit.

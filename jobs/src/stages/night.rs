@@ -164,8 +164,11 @@ impl<'a> Night<'a> {
         }
         .await;
         match result {
-            Err(e) if input::is_page_decoding_error(&e.to_string()) => {
-                // Name the damaged file, which the query's error does not.
+            Err(e)
+                if stage.runner == Runner::Sql && input::is_page_decoding_error(&e.to_string()) =>
+            {
+                // A query hit a damaged data page of an input: name the file, which the
+                // query's error does not.
                 Err(
                     match input::find_undecodable_file(self.roots.input, self.window).await? {
                         Some(named) => named.in_stage(&context),

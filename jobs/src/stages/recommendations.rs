@@ -3,7 +3,7 @@
 
 use datafusion::prelude::SessionContext;
 
-use crate::als::{self, AlsReport};
+use crate::als::{self, Als, AlsReport};
 use crate::config::RecommendationsConfig;
 use crate::error::Result;
 use crate::work::WorkArea;
@@ -18,15 +18,10 @@ pub async fn fit(
 ) -> Result<AlsReport> {
     let users = als::count(ctx, "SELECT COUNT(*) FROM user_index").await? as usize;
     let items = als::count(ctx, "SELECT COUNT(*) FROM item_index").await? as usize;
-    let model = als::fit(
-        ctx,
-        work,
-        "interactions",
-        (users, items),
-        cfg,
-        "user_factor_rows",
-    )
-    .await?;
+    let model = Als::new(ctx, work, "interactions", (users, items), cfg)
+        .with_users_table("user_factor_rows")
+        .fit()
+        .await?;
     als::write_factors(ctx, work, "item_factor_rows", "item_idx", &model.items).await?;
     let allowed = als::item_mask(
         ctx,

@@ -1,10 +1,11 @@
 //! `als_gram(idx, factors)`: the Gram matrix `XᵀX` of one block of factor rows.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Int32Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
@@ -36,6 +37,17 @@ impl Default for AlsGram {
 }
 
 impl AggregateUDFImpl for AlsGram {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`als_gram(idx int, factors list<float> | als_solve's result struct) -> list<float>`: `XᵀX` (`rank × rank`, row-major) of the rows of a group, computed over the rows in `idx` order so that it does not depend on how they were split. The distributed ALS fit groups the customer factors by `idx / GRAM_BLOCK` and adds the blocks' matrices in block order on the client (`crate::ml::sum_block_grams`): the same bits as `crate::ml::blocked_gram` in one process, and only `rank²` values per block leave the executors.",
+                "als_gram(idx int, factors list<float> | als_solve's result struct)",
+                "SELECT idx / 65536 AS block, als_gram(idx, factors) FROM user_factors GROUP BY idx / 65536;",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "als_gram"
     }

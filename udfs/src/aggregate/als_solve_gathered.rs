@@ -2,7 +2,7 @@
 //! half-iteration whose fixed side arrives as a column, for fits whose fixed side is too big
 //! to travel inside the plan.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array, Int32Array, ListArray,
@@ -11,6 +11,7 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Float32Type};
 use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -83,6 +84,18 @@ impl AlsSolveGathered {
 }
 
 impl AggregateUDFImpl for AlsSolveGathered {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`als_solve_gathered(own_idx int, other_idx int, weight float, other_factors list<float>) -> struct<factors list<float>, loss double>` (`other_factors` may also be a result struct of `als_solve`), grouped by `own_idx`: the same solve as `AlsSolve`, but the other side's factor of each interaction comes in its row (from a join with a factor table) instead of from a matrix the function carries.  The distributed fit uses it for the item half-iteration, so the customer factors stay in a work table on shared storage and are never collected by the client nor shipped in a plan:",
+                "als_solve_gathered(own_idx int, other_idx int, weight float, other_factors list<float>)",
+                "SELECT i.item_idx, als_solve_gathered(i.item_idx, i.user_idx, i.weight, x.factors)
+FROM interactions i JOIN user_factors x ON i.user_idx = x.idx GROUP BY i.item_idx;",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "als_solve_gathered"
     }

@@ -1,10 +1,11 @@
 //! `kmeans_step(x1, …, xd [, weight])`: one Lloyd iteration as an aggregate.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
@@ -115,6 +116,17 @@ impl KMeansStepResult {
 }
 
 impl AggregateUDFImpl for KMeansStep {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`kmeans_step(x1, …, xd [, weight]) -> list<double>`: assigns every point to its nearest centroid (of the centroids this instance carries) and returns, flattened (see `KMeansStepResult`), the per-cluster coordinate sums, the per-cluster weights, the total squared distance (inertia) and the points farthest from their centroid (to re-seed clusters that end up empty).  With a weighted instance (`KMeansStep::weighted`) the last argument is the row's weight (null or negative counts as 0); otherwise every row weighs 1.  The state is that same vector, so partial results from any split of the data add up to the one-pass result: each Lloyd iteration is one aggregation over the points, and only the `k×d` centroids travel. Null coordinates count as 0 (callers impute before).",
+                "kmeans_step(x1, …, xd [, weight])",
+                "SELECT kmeans_step(recency_z, frequency_z, monetary_z) FROM prepared_features;",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "kmeans_step"
     }

@@ -1,13 +1,14 @@
 //! `session_stats(time_seconds, gap_seconds)`: how many sessions and distinct days a group's
 //! events span.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::StructArray;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -30,6 +31,10 @@ use super::{GrowGroups, SingleGroup};
 /// a hash set per customer. This sorts each customer's few times on its own. Partial states are
 /// the times gathered so far, which merge by appending, so any split of the rows gives the same
 /// result.
+///
+/// ```sql
+/// SELECT customer_id, session_stats(date_part('epoch', ts), 1800) FROM events GROUP BY customer_id;
+/// ```
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SessionStats {
     signature: Signature,
@@ -69,6 +74,17 @@ impl SessionStats {
 }
 
 impl AggregateUDFImpl for SessionStats {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`session_stats(time_seconds double, gap_seconds double constant) -> struct<sessions bigint, active_days bigint>`, over a group's events (times in seconds since the Unix epoch): - `sessions`: a new session starts at the first event and after every pause longer than `gap_seconds`; an event without a time is a session of its own; - `active_days`: distinct UTC days with an event (events without a time count for none).  It is what `SUM(CASE WHEN t - LAG(t) OVER (PARTITION BY c ORDER BY t) <= gap THEN 0 ELSE 1 END)` and `COUNT(DISTINCT date_trunc('day', ts))` grouped by `c` compute, without their costs: the window sorts every event of the night by customer (a string) and time, which took most of the features stage, and a second COUNT(DISTINCT) in the same unsorted aggregate keeps a hash set per customer. This sorts each customer's few times on its own. Partial states are the times gathered so far, which merge by appending, so any split of the rows gives the same result.",
+                "session_stats(time_seconds double, gap_seconds double constant)",
+                "SELECT customer_id, session_stats(date_part('epoch', ts), 1800) FROM events GROUP BY customer_id;",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "session_stats"
     }

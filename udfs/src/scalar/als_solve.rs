@@ -1,11 +1,12 @@
 //! `als_solve(own_idx, items, weights [, previous])`: one row of one implicit-ALS
 //! half-iteration.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array, StructArray};
 use arrow::datatypes::{DataType, Field, Fields, Float32Type, Int32Type};
 use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
@@ -71,6 +72,17 @@ impl AlsSolve {
 }
 
 impl ScalarUDFImpl for AlsSolve {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`als_solve(own_idx int, items list<int>, weights list<float>) -> struct<factors list<float>, loss double>`: the new factor vector of one row (a customer, or an item) given all of its interactions, solved against the other side's factors that this instance carries, warm-started from the row's previous factors, and the row's share of the loss at the new factors (`AlsModelSide::row_loss`), so the fit can report the loss without another pass.  The interactions are grouped once per fit (one row per customer and one per item, with the other side's indices and the weights as lists, sorted by index), so every half-iteration is a plain projection over partitions: no shuffle, no aggregation state, and the same result however the rows are partitioned, on one machine or across executors.",
+                "als_solve(own_idx int, items list<int>, weights list<float>)",
+                "SELECT user_idx, als_solve(user_idx, items, weights) AS factors FROM als_by_user;",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "als_solve"
     }

@@ -1,11 +1,12 @@
 //! `als_top_n(user_factors, excluded_items)`: a customer's best items under fitted item factors.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, Float32Array, Int32Array, ListArray, StructArray};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Int32Type};
 use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -186,6 +187,24 @@ impl AlsTopN {
 }
 
 impl ScalarUDFImpl for AlsTopN {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`als_top_n(user_factors list<float>, excluded list<int>) -> list<struct<rank int, item_idx int, score float>>`: the `n` allowed items with the highest dot product with the user's factors, best first (ties by lower item id), skipping the excluded item ids. Null or empty user factors give an empty list.  Scoring is blocked: the users of a batch are taken `USER_BLOCK` at a time and scored against `ITEM_BLOCK` items at a time with one matrix product (`matrixmultiply`), and each user keeps a running top-N merged block by block; memory stays bounded whatever the catalog size.  `als_similar(item_factors, excluded)` is the same function over unit-length item factors with the query normalised too: the items most similar to an item by cosine.",
+                "als_top_n(user_factors list<float>, excluded list<int>)",
+                "SELECT customer_id, unnest(als_top_n(factors, purchased)) FROM user_factors;",
+            )
+        });
+        static SIMILAR: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`als_similar(item_factors list<float>, excluded list<int>) -> list<struct<rank int, item_idx int, score float>>`: the `n` allowed items most similar to an item by cosine of their factors, best first, skipping the excluded item ids (the item itself, in the similar_items stage).",
+                "als_similar(item_factors list<float>, excluded list<int>)",
+                "SELECT item_idx, unnest(als_similar(factors, make_array(item_idx))) FROM item_factor_rows;",
+            )
+        });
+        Some(if self.cosine { &SIMILAR } else { &DOC })
+    }
+
     fn name(&self) -> &str {
         if self.cosine {
             "als_similar"

@@ -1,10 +1,11 @@
 //! `is_crawler(user_agent)`: whether a web-log row comes from a bot rather than a person.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::BooleanArray;
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -70,6 +71,17 @@ impl IsCrawler {
 }
 
 impl ScalarUDFImpl for IsCrawler {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`is_crawler(user_agent) -> boolean`: true for bots, crawlers, HTTP libraries and missing user agents (a browser always sends one).",
+                "is_crawler(user_agent)",
+                "SELECT is_crawler('Mozilla/5.0 (compatible; Googlebot/2.1)'); -- true",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "is_crawler"
     }

@@ -1,10 +1,11 @@
 //! `kmeans_assign(x1, …, xd)`: the segment of a customer under fitted centroids.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayRef, Float64Array, Int32Array, StructArray};
 use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -53,6 +54,17 @@ impl KMeansAssign {
 }
 
 impl ScalarUDFImpl for KMeansAssign {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`kmeans_assign(x1, …, xd) -> struct<segment_id int, distance double>`: the nearest of the centroids this instance carries and the Euclidean distance to it. Null coordinates count as 0.",
+                "kmeans_assign(x1, …, xd)",
+                "SELECT kmeans_assign(recency_z, frequency_z, monetary_z)['segment_id'] FROM prepared_features;",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "kmeans_assign"
     }

@@ -1,10 +1,11 @@
 //! `unit_hash(seed, v1, …)`: a deterministic pseudo-random number in [0, 1) per row.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, Float64Array};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -96,6 +97,17 @@ pub fn unit_hashes(func: &str, seed: u64, values: &[ArrayRef], rows: usize) -> R
 }
 
 impl ScalarUDFImpl for UnitHash {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`unit_hash(seed, v1, …, vn) -> double`: a number in [0, 1) that depends only on the seed and the row's values (numbers by their `f64` bit pattern, strings by their bytes; null is a value of its own). Sampling with `WHERE unit_hash(seed, …) < p` keeps the same rows however the table is split into partitions or files, which `random()` cannot: the k-means‖ initialisation and the k-means++ sample use it so a rerun picks the same points.",
+                "unit_hash(seed, v1, …, vn)",
+                "SELECT * FROM points WHERE unit_hash(42, x, y) < 0.01; -- a reproducible 1% sample",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "unit_hash"
     }

@@ -1,10 +1,11 @@
 //! `url_item_id(url)`: the item a web-log URL refers to.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::StringArray;
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -36,6 +37,17 @@ impl UrlItemId {
 }
 
 impl ScalarUDFImpl for UrlItemId {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`url_item_id(url) -> string`: the id after `/product/`, or the `item` parameter of `/cart/add`; null when the URL names no (valid) item.",
+                "url_item_id(url)",
+                "SELECT url_item_id('/cart/add?item=I000123'); -- 'I000123'",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "url_item_id"
     }

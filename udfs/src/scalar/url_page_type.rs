@@ -1,10 +1,11 @@
 //! `url_page_type(url)`: the kind of page a web-log URL shows.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::StringArray;
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
+use datafusion::logical_expr::Documentation;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -36,6 +37,17 @@ impl UrlPageType {
 }
 
 impl ScalarUDFImpl for UrlPageType {
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            crate::docs::documentation(
+                "`url_page_type(url) -> string`: `product`, `cart_add`, `category`, `search`, `checkout`, `home`, `account` or `other`; null for a null URL.",
+                "url_page_type(url)",
+                "SELECT url_page_type('/product/I000123?utm_source=email'); -- 'product'",
+            )
+        });
+        Some(&DOC)
+    }
+
     fn name(&self) -> &str {
         "url_page_type"
     }
