@@ -181,7 +181,11 @@ fn round(v: f64) -> String {
 }
 
 fn slt_files(filter: Option<&str>) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
+    // The checkout being tested: cargo sets the variable when it runs the test (the value
+    // compiled in may name another checkout that shares the build folder).
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let dir = Path::new(&manifest_dir).join("slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/slt")
         .filter_map(|e| e.ok().map(|e| e.path()))
