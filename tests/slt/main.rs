@@ -6,6 +6,10 @@
 //! the parameters of a default night ending on 2026-11-22 (28-day window), is materialised as
 //! the in-memory table `<name>`, over whatever tables the file created before.
 //!
+//! `ITEM FACTORS <n>: <row>; <row>; …` (each row the factors of one `item_idx`, from 0, values
+//! separated by spaces) registers `als_top_n` and `als_similar` over those item factors,
+//! recommending `n` items, as the als stage does after its fit.
+//!
 //! `cargo test -p persona-tests --test slt` runs them; `-- --complete` rewrites each file's
 //! expected results from what the queries return now (review the diff); `-- NAME` runs only
 //! the files whose name contains NAME.
@@ -27,11 +31,14 @@ use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::catalog::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use persona_jobs::config::PipelineConfig;
 use persona_jobs::input::Window;
 use persona_jobs::session::{self, Engine};
 use persona_jobs::stages::night::sql_params;
+use persona_udfs::ml::Factors;
+use persona_udfs::scalar::{AlsTopN, TopNModel};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 /// The run date of the stages' parameters.
@@ -78,6 +85,38 @@ impl PersonaDb {
     }
 }
 
+impl PersonaDb {
+    /// `ITEM FACTORS <n>: <row>; …`: registers the top-N functions over these item factors.
+    fn item_factors(&self, spec: &str) -> Result<u64, DataFusionError> {
+        let bad =
+            || DataFusionError::Plan(format!("expected ITEM FACTORS <n>: <row>; …, got {spec}"));
+        let (n, rows) = spec.split_once(':').ok_or_else(bad)?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        let rows: Vec<Vec<f32>> = rows
+            .split(';')
+            .map(|r| r.split_whitespace().map(str::parse).collect())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        let rank = rows.first().map_or(0, Vec::len);
+        let items = rows.len();
+        let factors =
+            Factors::new(items, rank, rows.into_iter().flatten().collect()).ok_or_else(bad)?;
+        let allowed = Arc::new(vec![true; items]);
+        let model = |factors: Factors| TopNModel {
+            items: Arc::new(factors),
+            allowed: Arc::clone(&allowed),
+            n,
+        };
+        self.ctx
+            .register_udf(ScalarUDF::from(AlsTopN::similar_normalized(model(
+                factors.normalized(),
+            ))));
+        self.ctx
+            .register_udf(ScalarUDF::from(AlsTopN::new(model(factors))));
+        Ok(items as u64)
+    }
+}
+
 #[async_trait]
 impl sqllogictest::AsyncDB for PersonaDb {
     type Error = DataFusionError;
@@ -86,6 +125,9 @@ impl sqllogictest::AsyncDB for PersonaDb {
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
         if let Some(name) = sql.trim().strip_prefix("STAGE ") {
             return Ok(DBOutput::StatementComplete(self.stage(name.trim()).await?));
+        }
+        if let Some(model) = sql.trim().strip_prefix("ITEM FACTORS ") {
+            return Ok(DBOutput::StatementComplete(self.item_factors(model)?));
         }
         let df = self.ctx.sql(sql).await?;
         let types: Vec<DefaultColumnType> = df
