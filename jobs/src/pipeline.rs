@@ -192,7 +192,11 @@ pub async fn check(opts: &CheckOptions, report: &mut Option<CheckReport>) -> Res
         Mode::Check,
         opts.date,
     );
-    let result = night.run(&mut Progress::new()).await;
+    let mut progress = Progress::new();
+    let result = night.run(&mut progress).await;
+    if result.is_err() {
+        progress.abandon();
+    }
     let gates_ran =
         !night.record.gates.is_empty() || night.record.stages.iter().any(|m| m.name == "gates");
     if gates_ran {
