@@ -30,6 +30,21 @@ macro_rules! stage {
     };
 }
 
+macro_rules! template {
+    ($name:literal) => {
+        SqlStage {
+            output: $name,
+            file: concat!($name, ".sql"),
+            text: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../sql/",
+                $name,
+                ".sql"
+            )),
+        }
+    };
+}
+
 /// Every SQL stage, in file (= run) order.
 pub const STAGES: &[SqlStage] = &[
     stage!("web_logs_flagged", "01_web_logs_flagged.sql"),
@@ -55,6 +70,27 @@ pub const STAGES: &[SqlStage] = &[
     stage!("eval_holdout", "21_eval_holdout.sql"),
     stage!("evaluation", "22_evaluation.sql"),
 ];
+
+/// SQL that Rust code runs outside the registry, under `sql/als/`: the queries of `persona als`
+/// and the evaluation's top-k, rendered like the stages. Named by their path (`als/pairs`).
+pub const TEMPLATES: &[SqlStage] = &[
+    template!("als/index"),
+    template!("als/pairs"),
+    template!("als/recommendations"),
+    template!("als/factors"),
+    template!("als/holdout_ratings"),
+    template!("als/holdout_pairs"),
+    template!("als/eval_top_n"),
+];
+
+/// The template `name` (`als/pairs`) rendered with `params`.
+pub fn template(name: &str, params: &BTreeMap<&str, String>) -> Result<String> {
+    let template = TEMPLATES
+        .iter()
+        .find(|t| t.output == name)
+        .ok_or_else(|| PipelineError::Internal(format!("no SQL template {name}")))?;
+    render(template, params)
+}
 
 /// Looks a stage up by the table it produces.
 pub fn stage(output: &str) -> Result<&'static SqlStage> {
@@ -114,6 +150,19 @@ mod tests {
                 s.file
             );
         }
+    }
+
+    #[test]
+    fn every_template_file_is_listed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/als");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| format!("als/{}", e.unwrap().file_name().to_string_lossy()))
+            .collect();
+        files.sort();
+        let mut listed: Vec<&str> = TEMPLATES.iter().map(|t| t.file).collect();
+        listed.sort();
+        assert_eq!(files, listed);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! the squared error on the rated pairs only, and the report adds the RMSE on the training
 //! ratings and on the holdout's.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use datafusion::prelude::SessionContext;
@@ -25,6 +26,7 @@ use crate::config::{EvaluationConfig, PipelineConfig, RecommendationsConfig};
 use crate::error::{PipelineError, Result};
 use crate::publish::Publisher;
 use crate::session::{self, Engine};
+use crate::sql;
 use crate::storage::Root;
 use crate::tables::{quote, register_parquet};
 use crate::work::WorkArea;
@@ -184,32 +186,35 @@ async fn fit_and_publish(
     } else {
         format!("{weight} > 0")
     };
-    let combine = if opts.als.explicit { "AVG" } else { "SUM" };
-    let rows = count(ctx, "SELECT COUNT(*) FROM als_input").await?;
-    // Integer ids, ordered by the original ids (the same data gives the same ids).
-    let index = |col: &str| {
-        format!(
-            "SELECT id, CAST(ROW_NUMBER() OVER (ORDER BY id) - 1 AS INT) AS idx \
-             FROM (SELECT DISTINCT {col} AS id FROM als_input WHERE {col} IS NOT NULL \
-                   AND {user} IS NOT NULL AND {item} IS NOT NULL AND {usable})"
-        )
+    let usable_row = format!("{user} IS NOT NULL AND {item} IS NOT NULL AND {usable}");
+    let params = |extra: &[(&'static str, &str)]| {
+        let mut p = BTreeMap::from([
+            ("user", user.clone()),
+            ("item", item.clone()),
+            ("weight", weight.clone()),
+            (
+                "combine",
+                (if opts.als.explicit { "AVG" } else { "SUM" }).to_string(),
+            ),
+            ("usable", usable.clone()),
+        ]);
+        p.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        p
     };
-    work.materialize(ctx, "als_users", ctx.sql(&index(&user)).await?)
-        .await?;
-    work.materialize(ctx, "als_items", ctx.sql(&index(&item)).await?)
-        .await?;
-    let pairs = format!(
-        "SELECT u.idx AS user_idx, i.idx AS item_idx, CAST({combine}({weight}) AS FLOAT) AS weight \
-         FROM als_input x JOIN als_users u ON x.{user} = u.id JOIN als_items i ON x.{item} = i.id \
-         WHERE {usable} GROUP BY u.idx, i.idx"
-    );
+    let rows = count(ctx, "SELECT COUNT(*) FROM als_input").await?;
+    for (table, column) in [("als_users", &user), ("als_items", &item)] {
+        let sql = sql::template(
+            "als/index",
+            &params(&[("column", column), ("usable", &usable_row)]),
+        )?;
+        work.materialize(ctx, table, ctx.sql(&sql).await?).await?;
+    }
+    let pairs = sql::template("als/pairs", &params(&[]))?;
     work.materialize(ctx, "als_pairs", ctx.sql(&pairs).await?)
         .await?;
     let kept = count(
         ctx,
-        &format!(
-            "SELECT COUNT(*) FROM als_input WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {usable}"
-        ),
+        &format!("SELECT COUNT(*) FROM als_input WHERE {usable_row}"),
     )
     .await?;
     let users = count(ctx, "SELECT COUNT(*) FROM als_users").await? as usize;
@@ -228,13 +233,7 @@ async fn fit_and_publish(
     write_factors(ctx, work, "als_item_rows", "item_idx", &model.items).await?;
     register_top_n(ctx, work, &model.items, vec![true; items], opts.als.top_n).await?;
     let seen = if opts.keep_seen { "WHERE false" } else { "" };
-    let recs = format!(
-        "WITH seen AS (SELECT user_idx, array_agg(item_idx) AS items FROM als_pairs {seen} GROUP BY user_idx), \
-              ranked AS (SELECT f.user_idx, unnest(als_top_n(f.factors, s.items)) AS rec \
-                         FROM als_user_rows f LEFT JOIN seen s ON f.user_idx = s.user_idx) \
-         SELECT u.id AS {user}, r.rec['rank'] AS rank, i.id AS {item}, r.rec['score'] AS score \
-         FROM ranked r JOIN als_users u ON r.user_idx = u.idx JOIN als_items i ON r.rec['item_idx'] = i.idx"
-    );
+    let recs = sql::template("als/recommendations", &params(&[("seen_filter", seen)]))?;
     work.materialize(ctx, "recommendations", ctx.sql(&recs).await?)
         .await?;
     for (table, rows, index, col) in [
@@ -246,9 +245,15 @@ async fn fit_and_publish(
         } else {
             "item_idx"
         };
-        let sql = format!(
-            "SELECT x.id AS {col}, f.factors FROM {rows} f JOIN {index} x ON f.{side} = x.idx"
-        );
+        let sql = sql::template(
+            "als/factors",
+            &params(&[
+                ("column", col),
+                ("rows", rows),
+                ("index", index),
+                ("side", side),
+            ]),
+        )?;
         work.materialize(ctx, table, ctx.sql(&sql).await?).await?;
     }
     let holdout = match &opts.holdout {
@@ -266,11 +271,7 @@ async fn fit_and_publish(
             Some(_) => Some(
                 rmse(
                     ctx,
-                    &format!(
-                        "SELECT u.idx AS user_idx, i.idx AS item_idx, {weight} AS rating FROM als_holdout_input x \
-                         JOIN als_users u ON x.{user} = u.id JOIN als_items i ON x.{item} = i.id \
-                         WHERE {weight} IS NOT NULL"
-                    ),
+                    &sql::template("als/holdout_ratings", &params(&[]))?,
                     &model,
                 )
                 .await?,
@@ -315,12 +316,10 @@ async fn score_holdout(
     let root = Root::parse(path, &opts.pipeline.storage)?;
     register_parquet(ctx, "als_holdout_input", &root, path).await?;
     check_columns(ctx, "als_holdout_input", path, opts, opts.als.explicit).await?;
-    let (user, item) = (quote(&opts.user), quote(&opts.item));
-    let holdout = format!(
-        "SELECT DISTINCT u.idx AS user_idx, i.idx AS item_idx \
-         FROM als_holdout_input h JOIN als_users u ON h.{user} = u.id JOIN als_items i ON h.{item} = i.id \
-         WHERE NOT EXISTS (SELECT 1 FROM als_pairs p WHERE p.user_idx = u.idx AND p.item_idx = i.idx)"
-    );
+    let holdout = sql::template(
+        "als/holdout_pairs",
+        &BTreeMap::from([("user", quote(&opts.user)), ("item", quote(&opts.item))]),
+    )?;
     work.materialize(ctx, "eval_holdout", ctx.sql(&holdout).await?)
         .await?;
     ctx.register_table("eval_train", ctx.table("als_pairs").await?.into_view())?;
@@ -336,8 +335,8 @@ async fn score_holdout(
     .await?;
     let candidate_items = candidates.iter().filter(|c| **c).count() as u64;
     evaluate::recommend_models(ctx, work, eval.k, &model.users, &model.items, candidates).await?;
-    let sql = crate::sql::render(
-        crate::sql::stage("evaluation")?,
+    let sql = sql::render(
+        sql::stage("evaluation")?,
         &evaluate::params(&eval, candidate_items),
     )?;
     work.materialize(ctx, "evaluation", ctx.sql(&sql).await?)

@@ -165,7 +165,7 @@ async fn recommend_with(
     model: &str,
     factors: &str,
 ) -> Result<()> {
-    let sql = recommend_sql(model, factors);
+    let sql = recommend_sql(model, factors)?;
     work.materialize(
         ctx,
         &format!("eval_recommendations_{model}"),
@@ -175,18 +175,16 @@ async fn recommend_with(
     Ok(())
 }
 
-/// The top-k query of [`recommend_with`]: for every customer of `eval_holdout` with a row in
-/// `factors`, the registered `als_top_n`'s items, excluding the customer's training items.
-pub fn recommend_sql(model: &str, factors: &str) -> String {
-    format!(
-        "WITH seen AS (SELECT user_idx, array_agg(item_idx) AS items FROM eval_train GROUP BY user_idx), \
-              asked AS (SELECT DISTINCT user_idx FROM eval_holdout), \
-              ranked AS ( \
-                SELECT f.user_idx, unnest(als_top_n(f.factors, s.items)) AS rec \
-                FROM {factors} f \
-                JOIN asked a ON f.user_idx = a.user_idx \
-                LEFT JOIN seen s ON f.user_idx = s.user_idx) \
-         SELECT '{model}' AS model, user_idx, rec['rank'] AS rank, rec['item_idx'] AS item_idx FROM ranked"
+/// The top-k query of [`recommend_with`] (`sql/als/eval_top_n.sql`): for every customer of
+/// `eval_holdout` with a row in `factors`, the registered `als_top_n`'s items, excluding the
+/// customer's training items.
+pub fn recommend_sql(model: &str, factors: &str) -> Result<String> {
+    crate::sql::template(
+        "als/eval_top_n",
+        &BTreeMap::from([
+            ("model", model.to_string()),
+            ("factors", factors.to_string()),
+        ]),
     )
 }
 

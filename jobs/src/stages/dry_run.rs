@@ -113,7 +113,7 @@ impl Night<'_> {
                 self.register_empty_model("eval_user_factor_rows", "user_idx")
                     .await?;
                 let df = ctx
-                    .sql(&evaluate::recommend_sql("als", "eval_user_factor_rows"))
+                    .sql(&evaluate::recommend_sql("als", "eval_user_factor_rows")?)
                     .await?;
                 let plan = explain(&df).await?;
                 register_empty(
