@@ -49,6 +49,19 @@ fn bucket_to_bucket_gives_the_same_tables_as_the_local_disk() {
     let output = format!("{root}/output");
     ok(&run(&input, &output, DATE, &[]));
     assert_same_tables_as_local(&output);
+
+    // `persona sql` on a bucket is read-only too: neither a COPY into the bucket nor a table
+    // over the raw CRM export in it.
+    for statement in [
+        format!("COPY (SELECT * FROM segments) TO '{root}/copied.parquet'"),
+        format!("CREATE EXTERNAL TABLE crm STORED AS PARQUET LOCATION '{input}/crm_customers/'"),
+    ] {
+        let out = crate::sql::sql(&output, &statement, &[]);
+        assert!(
+            error_line(&out, 2).contains("persona sql only reads the tables published under"),
+            "{statement}"
+        );
+    }
 }
 
 /// The published tables under `output` equal those of a local-disk run on the same data.

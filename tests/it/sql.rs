@@ -261,3 +261,55 @@ fn outputs_are_readable_by_pyarrow() {
             .unwrap()
     );
 }
+
+/// `persona sql` only reads the published tables: every statement that would write a file,
+/// read one outside them (the raw CRM export) or change the session is refused with one
+/// message and exit 2, before it does anything.
+#[test]
+fn the_shell_is_read_only() {
+    let root = two_dates().to_str().unwrap();
+    let scratch = temp();
+    let copied = scratch.path().join("copied.parquet");
+    let crm = tiny_input().join("crm_customers");
+    let statements = [
+        format!("COPY (SELECT * FROM segments) TO '{}'", copied.display()),
+        "INSERT INTO segments SELECT * FROM segments".to_string(),
+        format!(
+            "CREATE EXTERNAL TABLE crm STORED AS PARQUET LOCATION '{}/'",
+            crm.display()
+        ),
+        "CREATE TABLE t AS SELECT 1 AS x".to_string(),
+        "CREATE VIEW v AS SELECT * FROM segments".to_string(),
+        "DROP TABLE segments".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        // A refused statement stops the statements after it too.
+        format!(
+            "SELECT 1; COPY (SELECT 1 AS x) TO '{}'; SELECT 2",
+            copied.display()
+        ),
+    ];
+    for statement in &statements {
+        let out = sql(root, statement, &[]);
+        let line = crate::support::error_line(&out, 2);
+        assert!(
+            line.contains("persona sql only reads the tables published under")
+                && line.contains("not supported"),
+            "{statement}: {line}"
+        );
+    }
+    assert!(
+        !copied.exists(),
+        "a refused COPY wrote {}",
+        copied.display()
+    );
+    assert_eq!(
+        sql_csv(root, "SELECT COUNT(*) AS n FROM segments")[1],
+        manifest_rows(two_dates(), DATE, "segments").to_string(),
+        "the published tables are unchanged and still readable"
+    );
+    let listed = ok(&sql(root, "SHOW TABLES", &["--format", "csv"]));
+    assert!(
+        !listed.contains(",crm,") && !listed.contains(",t,"),
+        "{listed}"
+    );
+}

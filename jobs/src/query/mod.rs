@@ -14,6 +14,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use datafusion::common::utils::datafusion_strsim::levenshtein;
 use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 
@@ -86,14 +87,38 @@ impl Analyst {
         }
         let mut last = Vec::new();
         for statement in statements {
+            let plan = self
+                .ctx
+                .state()
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| self.explain(e))?;
+            // Refused before anything runs: planning a statement has no effect, executing it
+            // does (a COPY writes, a CREATE registers).
+            read_only()
+                .verify_plan(&plan)
+                .map_err(|e| self.refused(&e))?;
             let df = self
                 .ctx
-                .sql(&statement.to_string())
+                .execute_logical_plan(plan)
                 .await
                 .map_err(|e| self.explain(e))?;
             last = df.collect().await.map_err(|e| self.explain(e))?;
         }
         Ok(last)
+    }
+
+    /// A statement that would write or change the session, refused in one line.
+    fn refused(&self, e: &DataFusionError) -> PipelineError {
+        let what = e.to_string();
+        let what = what
+            .split_once("Error during planning: ")
+            .map_or(what.as_str(), |(_, rest)| rest);
+        PipelineError::Query(format!(
+            "persona sql only reads the tables published under {}: {} (queries only: no CREATE, DROP, INSERT, COPY, SET or other statement that writes or changes the session)",
+            self.root.display(),
+            first_line(what)
+        ))
     }
 
     /// A query error as an analyst's tool says it: unknown tables get the close matches and
@@ -132,6 +157,17 @@ impl Analyst {
         }
         PipelineError::Query(first_line(&text).to_string())
     }
+}
+
+/// What `persona sql` lets a statement do: read the registered tables. DDL (`CREATE [EXTERNAL]
+/// TABLE`, `CREATE VIEW`, `DROP`), DML (`INSERT`, `COPY … TO`) and session statements (`SET`)
+/// are refused, so an analyst's query can neither write a file, nor read one outside the
+/// published tables (the raw CRM export), nor change what later queries see.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 /// The bare name in DataFusion's "table 'datafusion.public.x' not found".
