@@ -177,18 +177,27 @@ fn explain_cluster_failure(text: &str) -> Option<PipelineError> {
             "a Ballista executor could not prepare a task of the job: most often it does not know Persona's functions (a stock Ballista executor, or `persona executor` of another version), which its log names ('There is no UDF named ...'); run `persona executor` of this version on every executor; nothing was published".into(),
         ));
     }
+    let ballista_job = text.contains("Fail to execute query") || text.contains("Job failed due to");
     let storage = [
         "Object Store error",
         "Generic S3 error",
         "Generic LocalFileSystem error",
     ];
-    let ballista_job = text.contains("Fail to execute query") || text.contains("Job failed due to");
     if ballista_job && storage.iter().any(|m| text.contains(m)) {
         let path = after("Failed to fetch metadata for file ").or_else(|| after("path "));
         let what = path.map_or(String::new(), |p| format!(" ({p})"));
         return Some(PipelineError::Storage(format!(
             "a Ballista executor could not read or write the object store{what}: every executor builds its S3 client from its own environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP); check them on the executors, and that the endpoint is reachable from them; nothing was published"
         )));
+    }
+    // After the storage errors, which can break a stream too: an executor that dies while
+    // another task streams its shuffle output breaks the stream mid-body rather than refusing
+    // the connection.
+    let broken_stream = ["h2 protocol error", "broken pipe", "Connection reset"];
+    if ballista_job && broken_stream.iter().any(|m| text.contains(m)) {
+        return Some(PipelineError::Cluster(
+            "a Ballista executor stopped while the job was reading its shuffle data (the stream broke mid-transfer): check that every `persona executor` is running (an executor that died takes its shuffle data with it), then rerun; nothing was published".into(),
+        ));
     }
     None
 }
@@ -224,6 +233,16 @@ mod tests {
         PipelineError::DataFusion(DataFusionError::Execution(text.into()))
             .in_stage("als")
             .explained()
+    }
+
+    #[test]
+    fn a_shuffle_stream_broken_by_a_dying_executor_is_a_cluster_failure() {
+        let text = r#"Execution error: Job 038HF2KRTP000 failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(ArrowError(IpcError("Arrow error: Ipc error: code: 'Unknown error', message: \"h2 protocol error: error reading a body from connection\", source: hyper::Error(Body, Error { kind: Io(Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" }) })")))))"#;
+        let e = PipelineError::DataFusion(DataFusionError::Execution(text.into()))
+            .in_stage("als")
+            .explained();
+        assert_eq!(e.exit_code(), 8, "{e}");
+        assert!(e.to_string().contains("persona executor"), "{e}");
     }
 
     #[test]
