@@ -1,11 +1,13 @@
 -- input: web_logs_flagged, app_events_flagged, identity_map, customers, items    output: events
 --
 -- The unified event stream: kept app events and kept web-log page views (customer stitched
--- through identity_map), with the item's category. Web pages map to event types: product ->
--- view, cart_add -> add_to_cart, search -> search, anything else -> page_view. Rows whose
--- customer is still unknown (anonymous, never logged in) or missing from the CRM export are
--- dropped here; 06_event_drops counts them, from the rows kept here and their `copies`. An item
--- listed twice in the catalog counts once (the greatest category), so no event is doubled.
+-- through identity_map), with the item's category, brand and list price from the catalog. Web
+-- pages map to event types: product -> view, cart_add -> add_to_cart, search -> search,
+-- anything else -> page_view. Rows whose customer is still unknown (anonymous, never logged
+-- in) are dropped here; customers missing from the CRM export are kept, with in_crm = false
+-- (they are profiled too). 06_event_drops counts both, from the rows kept here and their
+-- `copies`. An item listed twice in the catalog counts once (the greatest category, brand and
+-- price), so no event is doubled.
 WITH web AS (
   SELECT
     COALESCE(w.customer_id, m.customer_id) AS customer_id,
@@ -36,7 +38,14 @@ stitched AS (
   UNION ALL
   SELECT * FROM app
 )
-SELECT s.customer_id, s.ts, s.source, s.platform, s.event_type, s.item_id, s.quantity, s.price, i.category, s.copies
+SELECT
+  s.customer_id, s.ts, s.source, s.platform, s.event_type, s.item_id, s.quantity, s.price,
+  i.category, i.brand, i.list_price, c.customer_id IS NOT NULL AS in_crm, s.copies
 FROM stitched s
-JOIN customers c ON s.customer_id = c.customer_id
-LEFT JOIN (SELECT item_id, MAX(category) AS category FROM items GROUP BY item_id) i ON s.item_id = i.item_id
+LEFT JOIN customers c ON s.customer_id = c.customer_id
+LEFT JOIN (
+  SELECT item_id, MAX(category) AS category, MAX(brand) AS brand, MAX(price) AS list_price
+  FROM items
+  GROUP BY item_id
+) i ON s.item_id = i.item_id
+WHERE s.customer_id IS NOT NULL

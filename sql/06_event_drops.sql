@@ -2,14 +2,13 @@
 --
 -- Data-quality counters: raw rows per source, reason and event day (NULL when the row has no
 -- usable time), adding up to the rows read. Staging decided the reasons of distinct rows (all
--- their copies share it); extra copies of kept rows are 'duplicate'; stitching adds
--- 'anonymous' (a web row with no customer even after identity stitching) and
--- 'unknown_customer' (not in the CRM export).
+-- their copies share it); extra copies of rows that became events are 'duplicate'; stitching
+-- adds 'anonymous' (a web row with no customer even after identity stitching, dropped) and
+-- 'unknown_customer' (an event of a customer missing from the CRM export: kept in `events` and
+-- profiled, but counted apart, as a stale CRM export shows up here first).
 --
--- Stitching is not redone here: a row that passed staging is either in `events` (kept, with
--- its copies) or was lost at stitching. So, per source and day, counting rows with their copies,
---   unknown_customer = passed staging - in events - anonymous,
--- and only the anonymous web rows need a look at the identity map.
+-- Stitching is not redone here: a row that passed staging is either in `events` (with its
+-- copies) or anonymous, so only the anonymous web rows need a look at the identity map.
 WITH staged AS (
   SELECT 'web_logs' AS source, drop_reason, CAST(ts AS DATE) AS day, copies FROM web_logs_flagged
   UNION ALL
@@ -22,7 +21,12 @@ passed AS (
   GROUP BY source, day
 ),
 kept AS (
-  SELECT source, CAST(ts AS DATE) AS day, COUNT(*) AS rows, SUM(copies) AS copies
+  SELECT
+    source,
+    CAST(ts AS DATE) AS day,
+    COUNT(*) FILTER (WHERE in_crm) AS rows,
+    COUNT(*) FILTER (WHERE NOT in_crm) AS unknown,
+    SUM(copies) AS copies
   FROM events
   GROUP BY source, CAST(ts AS DATE)
 ),
@@ -39,9 +43,9 @@ stitched AS (
     p.source,
     p.day,
     COALESCE(k.rows, 0) AS kept,
-    COALESCE(k.copies, 0) - COALESCE(k.rows, 0) AS duplicate,
+    COALESCE(k.copies, 0) - COALESCE(k.rows, 0) - COALESCE(k.unknown, 0) AS duplicate,
     COALESCE(a.copies, 0) AS anonymous,
-    p.copies - COALESCE(k.copies, 0) - COALESCE(a.copies, 0) AS unknown_customer
+    COALESCE(k.unknown, 0) AS unknown_customer
   FROM passed p
   LEFT JOIN kept k ON p.source = k.source AND p.day IS NOT DISTINCT FROM k.day
   LEFT JOIN anonymous a ON p.source = a.source AND p.day IS NOT DISTINCT FROM a.day

@@ -343,8 +343,10 @@ pub struct GatesConfig {
     pub enabled: bool,
     /// Fail when a source has no raw row in the window.
     pub required_sources: Vec<String>,
-    /// Fail when more than this share of a source's raw rows is dropped (any reason).
-    pub max_dropped_share: f64,
+    /// Per reason that signals broken data, the largest share of a source's raw rows it may
+    /// take. Exclusions of normal traffic (crawlers, anonymous visitors, error pages, rows of
+    /// other days) are counted in `data_quality` but never gated.
+    pub max_share: BrokenDataLimits,
     /// Fail when the run date's kept rows of a source are below this share of the median of
     /// the `volume_history_days` days before (0: off; not checked with fewer than 3 such days).
     pub min_volume_ratio: f64,
@@ -357,10 +359,50 @@ impl Default for GatesConfig {
         Self {
             enabled: true,
             required_sources: vec!["web_logs".into(), "app_events".into()],
-            max_dropped_share: 0.2,
+            max_share: BrokenDataLimits::default(),
             min_volume_ratio: 0.5,
             volume_history_days: 7,
         }
+    }
+}
+
+/// `[gates.max_share]`: one limit per drop reason that signals broken data, as a share of a
+/// source's raw rows (1 turns a reason's gate off).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokenDataLimits {
+    /// Rows without a time, a customer (app) or a URL (web), or with an unknown event type or a
+    /// negative price or quantity: a broken export.
+    pub invalid_value: f64,
+    /// Rows of customers missing from the CRM export (they are still profiled, as
+    /// `in_crm = false`): a stale or truncated CRM export.
+    pub unknown_customer: f64,
+    /// Extra copies of a row: at-least-once delivery gone wrong.
+    pub duplicate: f64,
+    /// Rows stamped after the run date: a wrong clock or a wrong `--date`.
+    pub future_dated: f64,
+}
+
+impl Default for BrokenDataLimits {
+    fn default() -> Self {
+        Self {
+            invalid_value: 0.05,
+            unknown_customer: 0.1,
+            duplicate: 0.1,
+            future_dated: 0.02,
+        }
+    }
+}
+
+impl BrokenDataLimits {
+    /// Each gated reason, as `event_drops` names it, with its limit.
+    pub fn by_reason(&self) -> [(&'static str, f64); 4] {
+        [
+            ("invalid_value", self.invalid_value),
+            ("unknown_customer", self.unknown_customer),
+            ("duplicate", self.duplicate),
+            ("future_dated", self.future_dated),
+        ]
     }
 }
 
@@ -602,8 +644,15 @@ impl PipelineConfig {
                 format!("{} must be at least 1", n("evaluation.k")),
             ),
             (
-                (0.0..=1.0).contains(&self.gates.max_dropped_share),
-                format!("{} must be between 0 and 1", n("gates.max_dropped_share")),
+                self.gates
+                    .max_share
+                    .by_reason()
+                    .iter()
+                    .all(|(_, v)| (0.0..=1.0).contains(v)),
+                format!(
+                    "every {} must be between 0 and 1",
+                    n("gates.max_share.<reason>")
+                ),
             ),
             (
                 self.gates.min_volume_ratio >= 0.0 && self.gates.min_volume_ratio.is_finite(),

@@ -27,9 +27,15 @@ pub struct DemoOptions {
 pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
     let date = NaiveDate::from_ymd_opt(2026, 11, 22)
         .ok_or_else(|| PipelineError::Internal("demo date".into()))?;
-    let input = opts
-        .dir
-        .join(format!("input-{:?}-{}", opts.scale, opts.seed).to_lowercase());
+    let input = opts.dir.join(
+        format!(
+            "input-{:?}-{}-v{}",
+            opts.scale,
+            opts.seed,
+            generate::GENERATOR_VERSION
+        )
+        .to_lowercase(),
+    );
     if input.join("crm_customers").is_dir() {
         eprintln!("using demo data in {}", input.display());
     } else {
@@ -39,6 +45,7 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
             out: input.to_string_lossy().into_owned(),
             end_date: date,
             days: 28,
+            anonymous_share: GenerateOptions::ANONYMOUS_SHARE,
         })
         .await?;
     }

@@ -1,7 +1,9 @@
 //! Data-quality gates: checks on the staged inputs, after the drops are counted and before
-//! anything is computed from them. A failed gate stops the run with exit code 7 and nothing
-//! published; every gate's threshold and measured value go into the manifest (and into the
-//! report of `persona check`).
+//! anything is computed from them. Only what signals broken data is gated (invalid values,
+//! unknown customers, duplicates, future dates, each with its own limit); crawlers, anonymous
+//! visitors, error pages and rows of other days are normal traffic, counted but never gated.
+//! A failed gate stops the run with exit code 7 and nothing published; every gate's threshold
+//! and measured value go into the manifest (and into the report of `persona check`).
 
 use std::collections::BTreeMap;
 
@@ -17,7 +19,8 @@ use crate::error::{PipelineError, Result};
 /// One gate on one source.
 #[derive(Debug, Clone, Serialize)]
 pub struct GateResult {
-    /// `source_present`, `dropped_share` or `volume_vs_median`.
+    /// `source_present`, `<reason>_share` (one per reason that signals broken data:
+    /// `invalid_value`, `unknown_customer`, `duplicate`, `future_dated`) or `volume_vs_median`.
     pub gate: String,
     /// The input source it looked at.
     pub source: String,
@@ -42,22 +45,9 @@ pub async fn evaluate(
     if !cfg.enabled {
         return Ok(results);
     }
-    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let sql = "SELECT source, CAST(SUM(rows) AS BIGINT), \
-                      CAST(SUM(CASE WHEN reason = 'kept' THEN rows ELSE 0 END) AS BIGINT) \
-               FROM event_drops GROUP BY source";
-    for b in ctx.sql(sql).await?.collect().await? {
-        let (source, total, kept) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_primitive::<Int64Type>(),
-            b.column(2).as_primitive::<Int64Type>(),
-        );
-        for r in 0..b.num_rows() {
-            totals.insert(source.value(r).to_string(), (total.value(r), kept.value(r)));
-        }
-    }
+    let counts = rows_by_source_and_reason(ctx).await?;
     for source in &cfg.required_sources {
-        let rows = totals.get(source).map_or(0, |t| t.0);
+        let rows = counts.get(source).map_or(0, |c| c.values().sum());
         results.push(GateResult {
             gate: "source_present".into(),
             source: source.clone(),
@@ -67,20 +57,24 @@ pub async fn evaluate(
             detail: format!("{rows} raw rows in the window"),
         });
     }
-    for (source, (total, kept)) in &totals {
-        let share = if *total > 0 {
-            1.0 - *kept as f64 / *total as f64
-        } else {
-            0.0
-        };
-        results.push(GateResult {
-            gate: "dropped_share".into(),
-            source: source.clone(),
-            threshold: cfg.max_dropped_share,
-            value: share,
-            passed: share <= cfg.max_dropped_share,
-            detail: format!("{} of {total} raw rows dropped", total - kept),
-        });
+    for (source, reasons) in &counts {
+        let total: i64 = reasons.values().sum();
+        for (reason, limit) in cfg.max_share.by_reason() {
+            let rows = reasons.get(reason).copied().unwrap_or(0);
+            let share = if total > 0 {
+                rows as f64 / total as f64
+            } else {
+                0.0
+            };
+            results.push(GateResult {
+                gate: format!("{reason}_share"),
+                source: source.clone(),
+                threshold: limit,
+                value: share,
+                passed: share <= limit,
+                detail: format!("{rows} of {total} raw rows {}", reason_in_words(reason)),
+            });
+        }
     }
     for source in ["web_logs", "app_events"] {
         if let Some(gate) = volume_gate(ctx, cfg, date, source).await? {
@@ -88,6 +82,47 @@ pub async fn evaluate(
         }
     }
     Ok(results)
+}
+
+/// Raw rows per source and reason, from the counters of `event_drops`.
+async fn rows_by_source_and_reason(
+    ctx: &SessionContext,
+) -> Result<BTreeMap<String, BTreeMap<String, i64>>> {
+    let sql =
+        "SELECT source, reason, CAST(SUM(rows) AS BIGINT) FROM event_drops GROUP BY source, reason";
+    let mut counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        let (source, reason, rows) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+            b.column(2).as_primitive::<Int64Type>(),
+        );
+        for r in 0..b.num_rows() {
+            counts
+                .entry(source.value(r).to_string())
+                .or_default()
+                .insert(reason.value(r).to_string(), rows.value(r));
+        }
+    }
+    Ok(counts)
+}
+
+/// What a gated reason says about the rows, for the gate's message.
+fn reason_in_words(reason: &str) -> &'static str {
+    match reason {
+        "invalid_value" => {
+            "are invalid (no time, customer or URL; an unknown event type; a negative price)"
+        }
+        "unknown_customer" => "are of customers missing from the CRM export",
+        "duplicate" => "are extra copies of another row",
+        "future_dated" => "are dated after the run date",
+        _ => "are dropped",
+    }
+}
+
+/// Whether a gate measures a share of rows (so its value and limit read as percentages).
+fn is_share(gate: &str) -> bool {
+    gate.ends_with("_share")
 }
 
 /// The run date's kept rows of `source` (those that became events) against the median of the
@@ -166,12 +201,14 @@ pub fn enforce(results: &[GateResult]) -> Result<()> {
         .filter(|g| !g.passed)
         .map(|g| {
             let limit = match g.gate.as_str() {
-                "dropped_share" => format!("at most {:.1}%", 100.0 * g.threshold),
+                gate if is_share(gate) => format!("at most {:.1}%", 100.0 * g.threshold),
                 "volume_vs_median" => format!("at least {:.0}% of the median", 100.0 * g.threshold),
                 _ => "at least one row".to_string(),
             };
             let value = match g.gate.as_str() {
-                "dropped_share" | "volume_vs_median" => format!("{:.1}%", 100.0 * g.value),
+                gate if is_share(gate) || gate == "volume_vs_median" => {
+                    format!("{:.1}%", 100.0 * g.value)
+                }
                 _ => format!("{}", g.value),
             };
             format!(

@@ -209,17 +209,24 @@ impl Display for RunSummary {
             }
         }
         if !m.gates.is_empty() {
-            let worst_drop = m
+            let closest = m
                 .gates
                 .iter()
-                .filter(|g| g.gate == "dropped_share")
-                .map(|g| g.value)
-                .fold(0.0f64, f64::max);
+                .filter(|g| g.gate.ends_with("_share") && g.threshold > 0.0)
+                .max_by(|a, b| (a.value / a.threshold).total_cmp(&(b.value / b.threshold)));
+            let closest = closest.map_or(String::new(), |g| {
+                format!(
+                    "; closest to its limit: {} on {} at {:.1}% of {:.1}%",
+                    g.gate,
+                    g.source,
+                    100.0 * g.value,
+                    100.0 * g.threshold
+                )
+            });
             writeln!(
                 f,
-                "\nGates: all {} passed (highest dropped share {:.1}%; see the manifest's gates)",
+                "\nGates: all {} passed{closest} (see the manifest's gates)",
                 m.gates.len(),
-                100.0 * worst_drop
             )?;
         }
         writeln!(f, "\nData quality (rows per source and reason):")?;

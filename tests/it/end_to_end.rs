@@ -297,10 +297,10 @@ async fn run_publishes_complete_consistent_tables() {
     .await;
     assert_eq!(scored, 2, "the evaluation table has one row per model");
     assert!(stdout.contains("Evaluation (trained before"), "{stdout}");
-    assert!(stdout.contains("Gates: all 6 passed"), "{stdout}");
+    assert!(stdout.contains("Gates: all 12 passed"), "{stdout}");
     assert_eq!(
         m["gates"].as_array().map(Vec::len),
-        Some(6),
+        Some(12),
         "{}",
         m["gates"]
     );

@@ -69,6 +69,11 @@ impl PersonaDb {
         let date = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date");
         let mut params = sql_params(&config, Window::ending(date, config.window.lookback_days));
         params.extend(persona_jobs::als::evaluate::params(&config.evaluation, 1));
+        params.extend(
+            persona_jobs::stages::interests::params(&self.ctx)
+                .await
+                .map_err(external)?,
+        );
         let stage = persona_jobs::sql::stage(name).map_err(external)?;
         let text = persona_jobs::sql::render(stage, &params).map_err(external)?;
         let df = self.ctx.sql(&text).await?;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use persona_jobs::config::{AlsSolver, Distance, Init, KChoice};
-use persona_jobs::generate::Scale;
+use persona_jobs::generate::{GenerateOptions, Scale};
 use persona_jobs::query::Format;
 use persona_jobs::session::Engine;
 
@@ -312,6 +312,9 @@ pub struct GenerateArgs {
     /// Days of events ending at --end-date.
     #[arg(long, default_value_t = 28)]
     pub days: u32,
+    /// Share of web-log rows from crawlers and visitors who never log in (0–0.9).
+    #[arg(long, default_value_t = GenerateOptions::ANONYMOUS_SHARE)]
+    pub anonymous_share: f64,
 }
 
 #[derive(Debug, Args)]

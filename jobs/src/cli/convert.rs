@@ -160,6 +160,7 @@ impl From<GenerateArgs> for GenerateOptions {
             out: args.out,
             end_date: args.end_date,
             days: args.days,
+            anonymous_share: args.anonymous_share,
         }
     }
 }

@@ -34,8 +34,10 @@ pub fn write_customers(
     world: &World,
     dir: &Path,
     today: NaiveDate,
+    window_days: u32,
 ) -> Result<u64> {
     let today_days = days_since_epoch(today);
+    let window_start = today_days - window_days as i32 + 1;
     let (mut id, mut email, mut birth, mut gender, mut country, mut city) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut income, mut signup, mut tier, mut opt_in) = (vec![], vec![], vec![], vec![]);
@@ -43,7 +45,12 @@ pub fn write_customers(
         let rich = c.kind == CustomerType::LoyalBigSpender;
         id.push(c.id.clone());
         email.push(format!("{}@example.com", c.id.to_lowercase()));
-        let age_days = rng.random_range(18 * 365..75 * 365);
+        // App regulars skew young, big spenders older.
+        let age_days = match c.kind {
+            CustomerType::MobileRegular => rng.random_range(18 * 365..45 * 365),
+            CustomerType::LoyalBigSpender => rng.random_range(30 * 365..75 * 365),
+            _ => rng.random_range(18 * 365..75 * 365),
+        };
         birth.push(match rng.random::<f64>() {
             u if u < 0.005 => Some(days_since_epoch(
                 NaiveDate::from_ymd_opt(1850, 1, 1).unwrap_or_default(),
@@ -68,7 +75,11 @@ pub fn write_customers(
         income.push(
             (rng.random::<f64>() > 0.15).then(|| (base * (0.5 + rng.random::<f64>())).round()),
         );
-        signup.push(today_days - rng.random_range(30..3 * 365));
+        signup.push(if c.first_day > 0 {
+            window_start + c.first_day as i32
+        } else {
+            window_start - rng.random_range(1..3 * 365)
+        });
         let u: f64 = rng.random();
         tier.push(match (rich, u) {
             (true, u) if u < 0.4 => "platinum",

@@ -4,12 +4,15 @@
 //! dirt real exports have: exact duplicates, crawler traffic, anonymous sessions whose cookie
 //! logs in elsewhere, events of customers missing from the CRM export, late (next partition) and
 //! future-dated events, nulls, impossible birth dates and discontinued items. Output is written
-//! day by day through bounded buffers, so memory stays flat at every scale.
+//! day by day through bounded buffers, so memory stays flat at every scale. The hidden truth
+//! (each customer's type, and the week after the window) goes to `OUT/_truth/` for the
+//! benchmarks ([`truth`]); `persona run` never reads it.
 
 mod crm;
 mod rows;
 mod session;
 mod sink;
+mod truth;
 pub mod world;
 
 use std::path::Path;
@@ -27,6 +30,10 @@ use rows::{AppRows, WebRows};
 use session::DayWriter;
 use sink::ParquetSink;
 use world::World;
+
+/// Changes whenever the same options start giving other data, so that cached demo data of an
+/// older generator is not reused.
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// Dataset sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -76,6 +83,14 @@ pub struct GenerateOptions {
     pub end_date: NaiveDate,
     /// Number of days of events, ending at `end_date`.
     pub days: u32,
+    /// Share of web-log rows from crawlers and visitors who never log in (real sites see
+    /// 30–60%).
+    pub anonymous_share: f64,
+}
+
+impl GenerateOptions {
+    /// The default anonymous share of web traffic.
+    pub const ANONYMOUS_SHARE: f64 = 0.4;
 }
 
 /// Row counts written.
@@ -123,15 +138,33 @@ fn generate_in(opts: &GenerateOptions, out: &Path) -> Result<GenerateSummary> {
     if opts.days == 0 {
         return Err(PipelineError::Config("--days must be at least 1".into()));
     }
+    if !(0.0..=0.9).contains(&opts.anonymous_share) {
+        return Err(PipelineError::Config(format!(
+            "--anonymous-share must be between 0 and 0.9, not {}",
+            opts.anonymous_share
+        )));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let world = World::new(&mut rng, opts.scale.customers(), opts.scale.items());
+    let world = World::new(
+        &mut rng,
+        opts.scale.customers(),
+        opts.scale.items(),
+        opts.days,
+    );
     for source in contract::sources() {
         remove_dir_if_exists(&out.join(source.name))?;
     }
-    let crm_rows =
-        crm::write_customers(&mut rng, &world, &out.join("crm_customers"), opts.end_date)?;
+    remove_dir_if_exists(&out.join("_truth"))?;
+    let crm_rows = crm::write_customers(
+        &mut rng,
+        &world,
+        &out.join("crm_customers"),
+        opts.end_date,
+        opts.days,
+    )?;
     let item_rows = crm::write_items(&world, &out.join("items"))?;
     let (web_log_rows, app_event_rows) = write_events(&mut rng, &world, opts, out)?;
+    truth::write(&mut rng, &world, out, opts.end_date, opts.days)?;
     Ok(GenerateSummary {
         customers: world.customers.len(),
         crm_rows,
@@ -181,7 +214,7 @@ fn write_events(
             writer.customer_day(rng, customer);
             writer.flush_if_full(rng, &mut web_sink, &mut app_sink, &web_schema, &app_schema)?;
         }
-        writer.background_traffic(rng);
+        writer.background_traffic(rng, opts.anonymous_share);
         writer.flush(rng, &mut web_sink, &mut app_sink, &web_schema, &app_schema)?;
         (late_web, late_app) = writer.into_late();
         web_total += web_sink.close()?;

@@ -141,3 +141,62 @@ impl AppRows {
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
 }
+
+/// Item interactions of the hidden next week, as the customers made them (no dirt).
+#[derive(Debug, Default, Clone)]
+pub struct TruthRows {
+    customer_id: Vec<String>,
+    item_id: Vec<String>,
+    event_type: Vec<&'static str>,
+    ts: Vec<i64>,
+}
+
+impl TruthRows {
+    /// Records one interaction.
+    pub fn push(&mut self, customer: &str, item: &str, event: &'static str, ts: i64) {
+        self.customer_id.push(customer.to_string());
+        self.item_id.push(item.to_string());
+        self.event_type.push(event);
+        self.ts.push(ts);
+    }
+
+    /// Number of buffered rows.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Moves `other`'s rows to the end of these.
+    pub fn append(&mut self, mut other: TruthRows) {
+        self.customer_id.append(&mut other.customer_id);
+        self.item_id.append(&mut other.item_id);
+        self.event_type.append(&mut other.event_type);
+        self.ts.append(&mut other.ts);
+    }
+
+    /// The schema of `_truth/next_week`.
+    pub fn schema() -> SchemaRef {
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new("item_id", DataType::Utf8, false),
+            Field::new("event_type", DataType::Utf8, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]))
+    }
+
+    /// Drains the buffer into a batch of [`TruthRows::schema`].
+    pub fn take_batch(&mut self) -> Result<RecordBatch> {
+        let r = std::mem::take(self);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(r.customer_id)),
+            Arc::new(StringArray::from(r.item_id)),
+            Arc::new(StringArray::from(r.event_type)),
+            ts_array(r.ts),
+        ];
+        Ok(RecordBatch::try_new(Self::schema(), columns)?)
+    }
+}

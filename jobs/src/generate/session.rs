@@ -7,9 +7,10 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::rows::TruthRows;
 use super::rows::{AppRows, WebRows};
 use super::sink::ParquetSink;
-use super::world::{CATEGORIES, Customer, World};
+use super::world::{CATEGORIES, Customer, World, normal};
 use crate::error::Result;
 
 /// Sessions per day are the type's base rate times this, tuned so `medium` has ~10M rows per source.
@@ -50,6 +51,8 @@ pub struct DayWriter<'w> {
     late_app: AppRows,
     /// Customer web-log rows generated today (the buffer is flushed, so its length is not it).
     web_rows_today: usize,
+    /// When simulating the hidden next week: every customer's item interactions, clean.
+    truth: Option<TruthRows>,
 }
 
 impl<'w> DayWriter<'w> {
@@ -69,17 +72,43 @@ impl<'w> DayWriter<'w> {
             late_web: WebRows::default(),
             late_app: AppRows::default(),
             web_rows_today: 0,
+            truth: None,
+        }
+    }
+
+    /// Also records every item interaction, without the dirt, for the hidden truth.
+    pub fn recording_truth(mut self) -> Self {
+        self.truth = Some(TruthRows::default());
+        self
+    }
+
+    /// The interactions recorded since the last call, and the raw rows dropped (the truth
+    /// needs only the interactions).
+    pub fn take_truth(&mut self) -> TruthRows {
+        self.web = WebRows::default();
+        self.app = AppRows::default();
+        self.late_web = WebRows::default();
+        self.late_app = AppRows::default();
+        self.truth.take().map_or_else(TruthRows::default, |t| {
+            self.truth = Some(TruthRows::default());
+            t
+        })
+    }
+
+    fn note(&mut self, c: &Customer, item: usize, event: &'static str, ts: i64) {
+        if let Some(truth) = &mut self.truth {
+            truth.push(&c.id, &self.world.items[item].id, event, ts);
         }
     }
 
     /// Simulates one customer's sessions for the day.
     pub fn customer_day(&mut self, rng: &mut ChaCha8Rng, customer: &Customer) {
-        let rate = customer.kind.sessions_per_day(self.day, self.days) * INTENSITY;
+        let rate = customer.sessions_per_day(self.day, self.days) * INTENSITY;
         for _ in 0..poisson(rng, rate) {
-            // Daytime-weighted start: two uniforms averaged peak mid-afternoon.
-            let hours = 6.0 + 17.0 * (rng.random::<f64>() + rng.random::<f64>()) / 2.0;
+            // Around the customer's own peak hour, give or take about three hours.
+            let hours = (customer.peak_hour + 3.0 * normal(rng)).clamp(0.0, 23.9);
             let start = self.day_start + (hours * 3600.0 * MICROS_PER_SECOND as f64) as i64;
-            if rng.random::<f64>() < customer.kind.app_share() {
+            if rng.random::<f64>() < customer.app_share {
                 self.app_session(rng, customer, start);
             } else {
                 self.web_session(rng, customer, start);
@@ -119,6 +148,7 @@ impl<'w> DayWriter<'w> {
             ts += step(rng, 15, 150);
             let item = self.world.pick_item(rng, c);
             let item_id = Some(self.world.items[item].id.clone());
+            self.note(c, item, "view", ts);
             self.push_app(
                 rng,
                 ts,
@@ -146,6 +176,7 @@ impl<'w> DayWriter<'w> {
             }
             if rng.random::<f64>() < 0.22 {
                 ts += step(rng, 10, 60);
+                self.note(c, item, "add_to_cart", ts);
                 self.push_app(
                     rng,
                     ts,
@@ -157,9 +188,10 @@ impl<'w> DayWriter<'w> {
                     Some(1),
                     None,
                 );
-                if rng.random::<f64>() < c.kind.purchase_rate() {
+                if rng.random::<f64>() < c.purchase_rate {
                     ts += step(rng, 30, 300);
                     let (qty, price) = (rng.random_range(1..=2), self.world.items[item].price);
+                    self.note(c, item, "purchase", ts);
                     self.push_app(
                         rng,
                         ts,
@@ -228,11 +260,13 @@ impl<'w> DayWriter<'w> {
             } else {
                 String::new()
             };
+            self.note(c, item, "view", ts);
             visit(self, rng, ts, "GET", format!("/product/{id}{utm}"));
             if rng.random::<f64>() < 0.2 {
                 ts += step(rng, 10, 60);
+                self.note(c, item, "add_to_cart", ts);
                 visit(self, rng, ts, "POST", format!("/cart/add?item={id}"));
-                if rng.random::<f64>() < c.kind.purchase_rate() {
+                if rng.random::<f64>() < c.purchase_rate {
                     bought.push(item);
                 }
             }
@@ -243,6 +277,7 @@ impl<'w> DayWriter<'w> {
             // Orders reach app_events through the order service, whatever the channel.
             let device = cookie.clone().unwrap_or_default();
             for item in bought {
+                self.note(c, item, "purchase", ts);
                 let (id, price) = (
                     self.world.items[item].id.clone(),
                     self.world.items[item].price,
@@ -263,23 +298,56 @@ impl<'w> DayWriter<'w> {
         }
     }
 
-    /// Crawlers and visitors who never log in: about 8% of the day's web rows.
-    pub fn background_traffic(&mut self, rng: &mut ChaCha8Rng) {
-        let n = self.web_rows_today / 12 + 1;
-        for _ in 0..n {
-            let ts = self.day_start + rng.random_range(0..86_400) * MICROS_PER_SECOND;
-            let item = rng.random_range(0..self.world.items.len());
-            let url = format!("/product/{}", self.world.items[item].id);
+    /// Crawlers and visitors who never log in, until they make `anonymous_share` of the day's
+    /// web rows (real sites see 30–60%): a third crawler hits, the rest short anonymous visits
+    /// (home, a category, a few products) under a cookie that never logs in.
+    pub fn background_traffic(&mut self, rng: &mut ChaCha8Rng, anonymous_share: f64) {
+        let customers = self.web_rows_today as f64;
+        let target = (customers * anonymous_share / (1.0 - anonymous_share)).round() as usize;
+        let mut written = 0;
+        while written < target {
+            let mut ts = self.day_start + rng.random_range(0..86_400) * MICROS_PER_SECOND;
             let ip = format!("203.0.113.{}", rng.random_range(1..=254));
-            if rng.random::<f64>() < 0.6 {
+            if rng.random::<f64>() < 1.0 / 3.0 {
                 let ua = *CRAWLERS.choose(rng).unwrap_or(&CRAWLERS[0]);
+                let url = self.random_product_url(rng);
                 self.push_web(rng, ts, None, None, "GET", url, None, ua, ip);
-            } else {
-                let cookie = Some(format!("ck-anon-{:012x}", rng.random::<u64>() >> 16));
-                let ua = *BROWSERS.choose(rng).unwrap_or(&BROWSERS[0]);
-                self.push_web(rng, ts, cookie, None, "GET", url, None, ua, ip);
+                written += 1;
+                continue;
             }
+            let cookie = Some(format!("ck-anon-{:012x}", rng.random::<u64>() >> 16));
+            let ua = *BROWSERS.choose(rng).unwrap_or(&BROWSERS[0]);
+            let category = CATEGORIES.choose(rng).unwrap_or(&CATEGORIES[0]);
+            let pages = 1 + geometric(rng, 0.35).min(6);
+            for page in 0..pages {
+                let url = match page {
+                    0 => "/".to_string(),
+                    1 => format!("/category/{category}"),
+                    _ => self.random_product_url(rng),
+                };
+                let referrer = (page == 0)
+                    .then(|| REFERRERS.choose(rng).map(|r| r.to_string()))
+                    .flatten();
+                self.push_web(
+                    rng,
+                    ts,
+                    cookie.clone(),
+                    None,
+                    "GET",
+                    url,
+                    referrer,
+                    ua,
+                    ip.clone(),
+                );
+                ts += step(rng, 5, 90);
+            }
+            written += pages;
         }
+    }
+
+    fn random_product_url(&self, rng: &mut ChaCha8Rng) -> String {
+        let item = rng.random_range(0..self.world.items.len());
+        format!("/product/{}", self.world.items[item].id)
     }
 
     #[expect(

@@ -27,7 +27,12 @@ pub const CATEGORIES: &[&str] = &[
 /// category.
 pub const STYLES: usize = 3;
 
-/// A hidden behavioural type. Segmentation should recover these.
+/// A hidden behavioural type. Segmentation should recover these; `persona generate` writes
+/// each customer's type to `_truth/customers` (never read by `persona run`).
+///
+/// Types overlap as real customers do: each customer's activity, channel lean and purchase
+/// rate are drawn around the type's, some customers start mid-window (new sign-ups), and tastes
+/// span two or three categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustomerType {
     /// Frequent, buys often and expensive, mostly in the app.
@@ -40,15 +45,18 @@ pub enum CustomerType {
     Occasional,
     /// Was active early in the window, then stopped.
     Lapsed,
+    /// In the CRM, but no event in the window (a win-back campaign's audience).
+    Dormant,
 }
 
 impl CustomerType {
-    const ALL: [(CustomerType, f64); 5] = [
-        (CustomerType::LoyalBigSpender, 0.12),
-        (CustomerType::BargainBrowser, 0.25),
-        (CustomerType::MobileRegular, 0.25),
-        (CustomerType::Occasional, 0.28),
+    const ALL: [(CustomerType, f64); 6] = [
+        (CustomerType::LoyalBigSpender, 0.10),
+        (CustomerType::BargainBrowser, 0.20),
+        (CustomerType::MobileRegular, 0.22),
+        (CustomerType::Occasional, 0.24),
         (CustomerType::Lapsed, 0.10),
+        (CustomerType::Dormant, 0.14),
     ];
 
     fn draw(rng: &mut ChaCha8Rng) -> Self {
@@ -62,7 +70,20 @@ impl CustomerType {
         CustomerType::Occasional
     }
 
-    /// Expected sessions per day on day `day` of the window (0-based) of `days`.
+    /// The type's name in `_truth/customers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CustomerType::LoyalBigSpender => "loyal_big_spender",
+            CustomerType::BargainBrowser => "bargain_browser",
+            CustomerType::MobileRegular => "mobile_regular",
+            CustomerType::Occasional => "occasional",
+            CustomerType::Lapsed => "lapsed",
+            CustomerType::Dormant => "dormant",
+        }
+    }
+
+    /// Expected sessions per day on day `day` (0-based) of a window of `days`; days past the
+    /// window are the hidden next week.
     pub fn sessions_per_day(self, day: u32, days: u32) -> f64 {
         match self {
             CustomerType::LoyalBigSpender => 0.55,
@@ -71,6 +92,8 @@ impl CustomerType {
             CustomerType::Occasional => 0.07,
             CustomerType::Lapsed if day < days / 4 => 0.35,
             CustomerType::Lapsed => 0.005,
+            CustomerType::Dormant if day < days => 0.0,
+            CustomerType::Dormant => 0.01,
         }
     }
 
@@ -81,7 +104,7 @@ impl CustomerType {
             CustomerType::BargainBrowser => 0.08,
             CustomerType::MobileRegular => 0.35,
             CustomerType::Occasional => 0.4,
-            CustomerType::Lapsed => 0.3,
+            CustomerType::Lapsed | CustomerType::Dormant => 0.3,
         }
     }
 
@@ -92,7 +115,7 @@ impl CustomerType {
             CustomerType::BargainBrowser => 0.1,
             CustomerType::MobileRegular => 0.95,
             CustomerType::Occasional => 0.4,
-            CustomerType::Lapsed => 0.5,
+            CustomerType::Lapsed | CustomerType::Dormant => 0.5,
         }
     }
 
@@ -114,10 +137,21 @@ pub struct Customer {
     pub id: String,
     /// Hidden type.
     pub kind: CustomerType,
-    /// Favourite categories (indices into [`CATEGORIES`]), most liked first.
-    pub favourites: [usize; 2],
+    /// Favourite categories (indices into [`CATEGORIES`]), most liked first: two or three.
+    pub favourites: Vec<usize>,
     /// Preferred style.
     pub style: usize,
+    /// This customer's sessions per day relative to the type's (log-normal around 1).
+    pub activity: f64,
+    /// This customer's probability that a session is in the app.
+    pub app_share: f64,
+    /// This customer's probability that a cart add is bought.
+    pub purchase_rate: f64,
+    /// Hour of the day around which sessions start.
+    pub peak_hour: f64,
+    /// First day of the window with activity: 0, or later for a customer who signed up during
+    /// the window.
+    pub first_day: u32,
     /// Browser cookies (one per device); the customer logs in on these.
     pub cookies: Vec<String>,
     /// Mobile platform when using the app.
@@ -126,6 +160,22 @@ pub struct Customer {
     pub device_id: String,
     /// Missing from the CRM export (a data-quality case).
     pub missing_from_crm: bool,
+}
+
+impl Customer {
+    /// Expected sessions on day `day` of a window of `days`.
+    pub fn sessions_per_day(&self, day: u32, days: u32) -> f64 {
+        if day < self.first_day {
+            return 0.0;
+        }
+        self.kind.sessions_per_day(day, days) * self.activity
+    }
+}
+
+/// A standard normal draw (Box–Muller).
+pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let (u1, u2): (f64, f64) = (rng.random(), rng.random());
+    (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 /// A catalog item.
@@ -158,7 +208,7 @@ pub struct World {
 
 impl World {
     /// Builds a world of `n_customers` and `n_items`.
-    pub fn new(rng: &mut ChaCha8Rng, n_customers: usize, n_items: usize) -> Self {
+    pub fn new(rng: &mut ChaCha8Rng, n_customers: usize, n_items: usize, days: u32) -> Self {
         let items: Vec<Item> = (0..n_items)
             .map(|i| {
                 let category = i % CATEGORIES.len();
@@ -179,7 +229,9 @@ impl World {
         for (i, item) in items.iter().enumerate() {
             by_category_style[item.category][item.style].push(i);
         }
-        let customers = (0..n_customers).map(|c| Self::customer(rng, c)).collect();
+        let customers = (0..n_customers)
+            .map(|c| Self::customer(rng, c, days))
+            .collect();
         Self {
             customers,
             items,
@@ -187,20 +239,38 @@ impl World {
         }
     }
 
-    fn customer(rng: &mut ChaCha8Rng, c: usize) -> Customer {
-        let first = rng.random_range(0..CATEGORIES.len());
-        let mut second = rng.random_range(0..CATEGORIES.len() - 1);
-        if second >= first {
-            second += 1;
+    fn customer(rng: &mut ChaCha8Rng, c: usize, days: u32) -> Customer {
+        let kind = CustomerType::draw(rng);
+        let mut favourites = Vec::with_capacity(3);
+        let wanted = if rng.random::<f64>() < 0.3 { 3 } else { 2 };
+        while favourites.len() < wanted {
+            let category = rng.random_range(0..CATEGORIES.len());
+            if !favourites.contains(&category) {
+                favourites.push(category);
+            }
         }
         let cookies = (0..rng.random_range(1..=2))
             .map(|_| format!("ck-{:016x}", rng.random::<u64>()))
             .collect();
+        // 8% of the active customers signed up during the window and start on that day.
+        let first_day = if kind != CustomerType::Dormant && rng.random::<f64>() < 0.08 {
+            rng.random_range(days / 4..days.max(1))
+        } else {
+            0
+        };
+        let jitter = |rng: &mut ChaCha8Rng, base: f64, spread: f64| {
+            (base + spread * (2.0 * rng.random::<f64>() - 1.0)).clamp(0.02, 0.98)
+        };
         Customer {
             id: format!("C{:07}", c + 1),
-            kind: CustomerType::draw(rng),
-            favourites: [first, second],
+            kind,
+            favourites,
             style: rng.random_range(0..STYLES),
+            activity: (0.5 * normal(rng)).exp(),
+            app_share: jitter(rng, kind.app_share(), 0.2),
+            purchase_rate: kind.purchase_rate() * (0.35 * normal(rng)).exp().min(2.0),
+            peak_hour: (rng.random_range(8.0..22.0f64) + rng.random_range(8.0..22.0f64)) / 2.0,
+            first_day,
             cookies,
             mobile: ["ios", "android"].choose(rng).unwrap_or(&"ios"),
             device_id: format!("dev-{:012x}", rng.random::<u64>() >> 16),
@@ -211,14 +281,22 @@ impl World {
     /// Picks an item a customer looks at: mostly from a favourite category and preferred style,
     /// popular items more often (Zipf-like), price level by type.
     pub fn pick_item(&self, rng: &mut ChaCha8Rng, customer: &Customer) -> usize {
-        let u: f64 = rng.random();
-        let category = if u < 0.55 {
-            customer.favourites[0]
-        } else if u < 0.85 {
-            customer.favourites[1]
+        // Two favourites take 55% and 30% of the looks, three 40%, 25% and 20%; the rest wander.
+        let weights: &[f64] = if customer.favourites.len() == 3 {
+            &[0.4, 0.25, 0.2]
         } else {
-            rng.random_range(0..CATEGORIES.len())
+            &[0.55, 0.3]
         };
+        let mut u: f64 = rng.random();
+        let mut category = None;
+        for (&favourite, &w) in customer.favourites.iter().zip(weights) {
+            if u < w {
+                category = Some(favourite);
+                break;
+            }
+            u -= w;
+        }
+        let category = category.unwrap_or_else(|| rng.random_range(0..CATEGORIES.len()));
         let style = if rng.random::<f64>() < 0.75 {
             customer.style
         } else {

@@ -189,15 +189,17 @@ pub async fn prepare(
             numeric.join(", ")
         ))),
     };
-    for name in &cfg.features {
+    let features = expand_patterns(&cfg.features, &numeric);
+    for name in &features {
         check(name, "feature")?;
     }
     if let Some(w) = &cfg.weight_column {
         check(w, "weight column")?;
     }
     let mut aggregates = vec!["COUNT(*)".to_string()];
-    for f in &cfg.features {
-        let t = FeatureScale::transformed(f, cfg.log_features.contains(f));
+    let is_log = |name: &str| cfg.log_features.iter().any(|p| matches_pattern(p, name));
+    for f in &features {
+        let t = FeatureScale::transformed(f, is_log(f));
         aggregates.push(format!("avg({t})"));
         aggregates.push(format!("stddev_pop({t})"));
         aggregates.push(format!("COUNT({})", quote(f)));
@@ -216,7 +218,7 @@ pub async fn prepare(
     }
     let mut scales = Vec::new();
     let mut dropped = Vec::new();
-    for (i, name) in cfg.features.iter().enumerate() {
+    for (i, name) in features.iter().enumerate() {
         let (mean, std, present) = (row[1 + 3 * i], row[2 + 3 * i], row[3 + 3 * i]);
         let (Some(mean), Some(std)) = (mean, std) else {
             let message = format!(
@@ -235,7 +237,7 @@ pub async fn prepare(
         let std_or_one = if std > 1e-12 { std } else { 1.0 };
         scales.push(FeatureScale {
             name: name.clone(),
-            log: cfg.log_features.contains(name),
+            log: is_log(name),
             shift: if cfg.standardize { mean } else { 0.0 },
             scale: if cfg.standardize { std_or_one } else { 1.0 },
             impute: if cfg.standardize { 0.0 } else { mean },
@@ -257,6 +259,38 @@ pub async fn prepare(
         cosine: cfg.distance == Distance::Cosine,
         rows,
     })
+}
+
+/// The configured features with every pattern (`prefix*`) replaced by the numeric columns it
+/// matches, in the table's order: `interest_*` is one column per catalog category, whatever the
+/// catalog. A pattern that matches nothing (a night without a catalog) adds no feature.
+pub fn expand_patterns(features: &[String], numeric: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in features {
+        let names: Vec<String> = if f.ends_with('*') {
+            numeric
+                .iter()
+                .filter(|n| matches_pattern(f, n))
+                .map(|n| n.to_string())
+                .collect()
+        } else {
+            vec![f.clone()]
+        };
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `name` is `pattern`, or starts with it when it ends with `*`.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
 }
 
 /// A type as a user would name it.

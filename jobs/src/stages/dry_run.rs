@@ -14,6 +14,7 @@ use datafusion::catalog::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use persona_udfs::ml::Factors;
 
+use super::interests;
 use super::night::Night;
 use super::registry::{self, Runner, Stage};
 use crate::als;
@@ -42,6 +43,7 @@ impl Night<'_> {
         match stage.runner {
             Runner::Inputs => {
                 let inputs = input::register_inputs(ctx, self.roots.input, self.window).await?;
+                self.params.extend(interests::params(ctx).await?);
                 let mut text = format!(
                     "window {} .. {}; inputs valid:\n",
                     self.window.first, self.window.last
@@ -65,14 +67,14 @@ impl Night<'_> {
                 self.plan_sql(stage.name, &params).await
             }
             Runner::Gates => Ok(format!(
-                "gates {} on event_drops: required sources {:?}, dropped share <= {}, volume >= {} x the median of the last {} days\n",
+                "gates {} on event_drops: required sources {:?}, share of rows per broken-data reason <= {:?}, volume >= {} x the median of the last {} days\n",
                 if cfg.gates.enabled {
                     "enabled"
                 } else {
                     "disabled"
                 },
                 cfg.gates.required_sources,
-                cfg.gates.max_dropped_share,
+                cfg.gates.max_share.by_reason(),
                 cfg.gates.min_volume_ratio,
                 cfg.gates.volume_history_days
             )),

@@ -3,6 +3,7 @@
 //! SQL, and the metrics every stage reports.
 
 pub mod dry_run;
+pub mod interests;
 pub mod night;
 pub mod recommendations;
 pub mod registry;

@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 use tracing::Instrument;
 
 use super::registry::{self, Mode, Runner, Stage};
-use super::{StageMetrics, recommendations, segments};
+use super::{StageMetrics, interests, recommendations, segments};
 use crate::als::AlsReport;
 use crate::als::evaluate::{self, EvaluationReport};
 use crate::config::{Exclude, PipelineConfig};
@@ -187,6 +187,7 @@ impl<'a> Night<'a> {
                 let inputs = input::register_inputs(ctx, self.roots.input, self.window).await?;
                 let files = inputs.iter().map(|r| r.files as u64).sum();
                 self.record.inputs = inputs;
+                self.params.extend(interests::params(ctx).await?);
                 Ok(files)
             }
             Runner::Sql => self.run_sql(stage.name, &self.params).await,

@@ -127,7 +127,7 @@ pub const NIGHT: &[Stage] = &[
     sql!(
         "user_features",
         Part::Features,
-        ["events", "customers"],
+        ["events", "customers", "items"],
         true
     ),
     sql!("item_index", Part::Features, ["events", "items"], false),
