@@ -79,13 +79,17 @@ fn the_truth_is_written_beside_the_data_and_the_run_never_reads_it() {
     };
     assert_eq!(tables(garbled.path()), tables(none.path()));
     for table in ["user_profiles", "recommendations"] {
-        let part = |root: &std::path::Path| list_files(&root.join(table).join(format!("dt={DATE}")));
+        let part =
+            |root: &std::path::Path| list_files(&root.join(table).join(format!("dt={DATE}")));
         assert_eq!(part(garbled.path()), part(none.path()));
         for f in part(none.path()) {
             let read = |root: &std::path::Path| {
                 std::fs::read(root.join(table).join(format!("dt={DATE}")).join(&f)).unwrap()
             };
-            assert!(read(garbled.path()) == read(none.path()), "{table}/{f} differs");
+            assert!(
+                read(garbled.path()) == read(none.path()),
+                "{table}/{f} differs"
+            );
         }
     }
 }

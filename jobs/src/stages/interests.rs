@@ -90,7 +90,10 @@ mod tests {
         let a = column_name("Home & Garden", &taken);
         assert_eq!(a, "interest_home___garden");
         taken.insert(a);
-        assert_eq!(column_name("home & garden", &taken), "interest_home___garden_2");
+        assert_eq!(
+            column_name("home & garden", &taken),
+            "interest_home___garden_2"
+        );
         assert_eq!(column_name("Schuhe/Größe", &taken), "interest_schuhe_gr__e");
     }
 
