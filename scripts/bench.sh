@@ -40,7 +40,7 @@ for SCALE in "${@:-small medium}"; do
   echo "== $SCALE: persona run" >&2
   /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" "$BIN" run --input "$DATA/input" --output "$OUT/o" \
     --date "$DATE" "${CONFIG[@]}" >/dev/null 2>"$OUT/log" || { tail -5 "$OUT/log" >&2; echo "FAILED: persona run ($SCALE)" >&2; exit 1; }
-  kmeans_peer="" als_peer=""
+  kmeans_peer="" als_peer="" truth=""
   if [ "$PEERS" = 1 ]; then
     echo "== $SCALE: scikit-learn on the segments' points" >&2
     kmeans_peer=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/kmeans_peer.py segments --output "$OUT/o" --date "$DATE")
@@ -51,10 +51,13 @@ for SCALE in "${@:-small medium}"; do
     echo "== $SCALE: implicit on the evaluation's training pairs (rank $rank, $iters iterations)" >&2
     als_peer=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/als_peer.py implicit --dir "$OUT/split" \
       --rank "$rank" --iters "$iters" --alpha "$alpha" --lambda "$lambda" --cg-steps "$cg")
+    echo "== $SCALE: the night and its peers against the generator's hidden truth" >&2
+    truth=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/truth_score.py --output "$OUT/o" --date "$DATE" \
+      --truth "$DATA/input/_truth" --split "$OUT/split")
   fi
-  python3 - "$SCALE" "$OUT/o/_runs/dt=$DATE/manifest.json" "$OUT/time" "$kmeans_peer" "$als_peer" <<'PY'
+  python3 - "$SCALE" "$OUT/o/_runs/dt=$DATE/manifest.json" "$OUT/time" "$kmeans_peer" "$als_peer" "$truth" <<'PY'
 import json, sys
-scale, manifest, timing, kmeans_peer, als_peer = sys.argv[1:6]
+scale, manifest, timing, kmeans_peer, als_peer, truth = sys.argv[1:7]
 m = json.load(open(manifest))
 wall, user, system, rss = open(timing).read().split()
 groups = [
@@ -117,6 +120,22 @@ if als_peer:
     print(f"  ALS on {fit['interactions']:,} training pairs: persona {ours:.4f} s/iter, implicit "
           f"{peer['seconds_per_iteration']:.4f} s/iter, ratio {ours / peer['seconds_per_iteration']:.2f}x; "
           f"NDCG@10 persona {scores['als']['ndcg_at_k']:.4f}, implicit {peer['ndcg_at_k']:.4f}")
+if truth:
+    t = json.loads(truth)
+    seg = t["segments"]
+    print(f"  segments against the hidden types ({seg['customers']:,} customers, k={seg['k']}): "
+          f"persona ARI {seg['persona']['ari']:.3f} NMI {seg['persona']['nmi']:.3f}")
+    for name, s in seg["sklearn"].items():
+        print(f"    scikit-learn StandardScaler + KMeans on {name:<10} ({s['dims']:>2} dims): "
+              f"ARI {s['ari']:.3f} NMI {s['nmi']:.3f}")
+    best = max(s["ari"] for s in seg["sklearn"].values())
+    if seg["persona"]["ari"] < best - 0.02:
+        problems.append(f"segments ARI {seg['persona']['ari']:.3f} below scikit-learn's best {best:.3f}")
+    rec = t["recommendations"]
+    print(f"  recommendations against the hidden next week ({rec['persona']['customers']:,} customers):")
+    for name in ("persona", "implicit", "popular"):
+        if name in rec:
+            print(f"    {name:<9} recall@10 {rec[name]['recall_at_10']:.4f}  NDCG@10 {rec[name]['ndcg_at_10']:.4f}")
 if problems:
     print("  RESULT CHECKS FAILED: " + "; ".join(problems))
     sys.exit(1)

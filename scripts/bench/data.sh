@@ -5,11 +5,12 @@
 # bench_input SCALE: the input folder of SCALE, generated first if missing.
 bench_input() {
   local data="$CACHE/bench/als-$1"
-  if [ ! -f "$data/input/.complete" ]; then
+  # .complete-v2: written by the generator that also writes the hidden truth (_truth/).
+  if [ ! -f "$data/input/.complete-v2" ]; then
     echo "== generating $1 data into $data/input (once)" >&2
     rm -rf "$data/input" && mkdir -p "$data"
     "$BIN" generate --scale "$1" --out "$data/input" --end-date "$DATE" >&2
-    touch "$data/input/.complete"
+    touch "$data/input/.complete-v2"
   fi
   echo "$data/input"
 }
@@ -19,7 +20,7 @@ bench_input() {
 bench_split() {
   local data="$CACHE/bench/als-$1" input
   input=$(bench_input "$1")
-  if [ ! -f "$data/split/holdout.parquet" ]; then
+  if [ ! -f "$data/split/holdout.parquet" ] || [ "$data/split/holdout.parquet" -ot "$input/.complete-v2" ]; then
     echo "== exporting the evaluation split of $1 into $data/split (once)" >&2
     "$BIN" evaluate --input "$input" --output "$data/output" --date "$DATE" \
       --export-split "$data/split" >/dev/null

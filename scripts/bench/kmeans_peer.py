@@ -120,11 +120,13 @@ def run_segments(args):
     cfg = manifest["config"]["segments"]
     fit = manifest["segments"]["fit"]
     table = pq.read_table(os.path.join(args.output, "user_features", f"dt={args.date}"))
-    used = [f for f in cfg["features"] if f not in manifest["segments"].get("dropped_features", [])]
+    used = manifest["segments"].get("features") or [
+        f for f in cfg["features"] if f not in manifest["segments"].get("dropped_features", [])]
+    log = set(manifest["segments"].get("log_features") or cfg["log_features"])
     columns = []
     for name in used:
         v = table.column(name).to_numpy(zero_copy_only=False).astype(float)
-        if name in cfg["log_features"]:
+        if name in log:
             v = np.log1p(np.maximum(v, 0.0))
         v = np.where(np.isnan(v), np.nanmean(v), v)
         sd = v.std()

@@ -22,7 +22,7 @@ fn stages_lists_the_registry_in_run_order() {
     assert!(
         user_features.contains("sql/07_user_features.sql")
             && user_features.contains("yes")
-            && user_features.contains("events, customers -> user_features"),
+            && user_features.contains("events, customers, items -> user_features"),
         "{user_features}"
     );
 }

@@ -324,10 +324,18 @@ impl<'a> Night<'a> {
 /// Writes `eval_train` and `eval_holdout` as single Parquet files under `dir`.
 async fn export_split(ctx: &SessionContext, dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    // The split, and the whole window's matrix with its ids, so that a peer can be trained on
+    // exactly what the night's own fit saw and scored against the generator's hidden next week.
     for (table, file) in [
         ("eval_train", "train.parquet"),
         ("eval_holdout", "holdout.parquet"),
+        ("interactions", "interactions.parquet"),
+        ("user_index", "users.parquet"),
+        ("item_index", "items.parquet"),
     ] {
+        if !ctx.table_exist(table)? {
+            continue;
+        }
         // One file, streamed by DataFusion's own Parquet writer (no batches collected here).
         let path = dir.join(file);
         ctx.table(table)

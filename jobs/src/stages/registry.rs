@@ -415,6 +415,7 @@ mod tests {
         let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
         let mut params = sql_params(&config, Window::ending(date, 28));
         params.extend(crate::als::evaluate::params(&config.evaluation, 1));
+        params.extend(crate::stages::interests::params(&ctx).await.unwrap());
         for stage in NIGHT
             .iter()
             .filter(|s| matches!(s.runner, Runner::Sql | Runner::EvalScores))

@@ -30,6 +30,10 @@ pub struct SegmentsReport {
     pub fit: FitReport,
     /// Null feature values imputed with the mean, per feature.
     pub imputed: Vec<(String, u64)>,
+    /// The features clustered on, patterns (`interest_*`) expanded, in coordinate order.
+    pub features: Vec<String>,
+    /// Those of them transformed with `ln(1 + x)`.
+    pub log_features: Vec<String>,
     /// Configured features left out because they were null for every customer.
     pub dropped_features: Vec<String>,
     /// Customers per segment.
@@ -84,6 +88,13 @@ pub async fn run(
             .scales
             .iter()
             .map(|s| (s.name.clone(), s.imputed))
+            .collect(),
+        features: prepared.scales.iter().map(|s| s.name.clone()).collect(),
+        log_features: prepared
+            .scales
+            .iter()
+            .filter(|s| s.log)
+            .map(|s| s.name.clone())
             .collect(),
         dropped_features: prepared.dropped.clone(),
         sizes: summaries.iter().map(|s| s.size).collect(),
