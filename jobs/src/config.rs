@@ -82,6 +82,9 @@ pub struct SegmentsConfig {
     pub distance: Distance,
     /// Optional numeric column weighing each row (sums, counts and inertia are weighted).
     pub weight_column: Option<String>,
+    /// Largest distance (in standard deviations) between a segment's centroid and the previous
+    /// night's for it to keep that night's id; further, it is a new segment with a new id.
+    pub max_drift: f64,
 }
 
 impl Default for SegmentsConfig {
@@ -126,6 +129,7 @@ impl Default for SegmentsConfig {
             n_init: 1,
             distance: Distance::Euclidean,
             weight_column: None,
+            max_drift: 1.0,
         }
     }
 }
@@ -576,6 +580,10 @@ impl PipelineConfig {
                     n("segments.k_min"),
                     n("segments.k_max")
                 ),
+            ),
+            (
+                self.segments.max_drift > 0.0 && self.segments.max_drift.is_finite(),
+                format!("{} must be > 0", n("segments.max_drift")),
             ),
             (
                 self.segments.n_init >= 1,

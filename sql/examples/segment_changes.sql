@@ -1,6 +1,8 @@
 -- Customers whose segment changed between the two latest published dates, with both labels.
--- (Segment ids are comparable across dates because the K-Means run is seeded and deterministic;
--- compare labels when the data shifted a lot.)
+-- Segment ids keep their meaning from night to night: each night's K-Means starts from the
+-- previous night's centroids and its segments are matched to that night's (the manifest's
+-- segments.continuity lists each segment's drift, and the segments that appeared or vanished,
+-- which get ids of their own). A customer in another segment id really moved.
 WITH days AS (
   SELECT dt, ROW_NUMBER() OVER (ORDER BY dt DESC) AS age
   FROM (SELECT DISTINCT dt FROM user_profiles_history)

@@ -16,6 +16,7 @@ mod gates;
 mod generate;
 mod kmeans;
 mod s3;
+mod segments;
 mod signals;
 mod sql;
 mod stages;

@@ -122,10 +122,11 @@ async fn fit_and_publish(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let assign = assignment_sql(&prepared.points_sql("input", &all), &prepared, &all);
+    let ids = describe::identity_ids(k);
+    let assign = assignment_sql(&prepared.points_sql("input", &all), &prepared, &all, &ids);
     work.materialize(ctx, "assignments", ctx.sql(&assign).await?)
         .await?;
-    let segments = describe::summarize(ctx, "assignments", &prepared, k).await?;
+    let segments = describe::summarize(ctx, "assignments", &prepared, &ids).await?;
     work.write_batch(
         ctx,
         "centroids",

@@ -18,8 +18,8 @@ use persona_udfs::lists::{list_type, uniform_list};
 /// One segment, described.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentSummary {
-    /// Segment id (the centroid's index).
-    pub id: usize,
+    /// Segment id (the centroid's index, or the id it keeps from night to night).
+    pub id: i32,
     /// Members.
     pub size: u64,
     /// Mean of each feature in its original units.
@@ -35,7 +35,14 @@ pub struct SegmentSummary {
 /// SQL assigning every row of `points` (prepared points with the `keep` columns) to its
 /// segment with the registered `kmeans_assign`: the `keep` columns, `segment_id`, and
 /// `distance_to_centroid` (Euclidean, or `1 − cos` with the cosine distance).
-pub fn assignment_sql(points_sql: &str, prepared: &Prepared, keep: &[String]) -> String {
+///
+/// `ids[i]` is the id of centroid `i` (see [`identity_ids`]).
+pub fn assignment_sql(
+    points_sql: &str,
+    prepared: &Prepared,
+    keep: &[String],
+    ids: &[i32],
+) -> String {
     let keep: Vec<String> = keep.iter().map(|c| quote(c)).collect();
     let distance = if prepared.cosine {
         "__a['distance'] * __a['distance'] / 2"
@@ -47,19 +54,35 @@ pub fn assignment_sql(points_sql: &str, prepared: &Prepared, keep: &[String]) ->
     } else {
         format!("{}, ", keep.join(", "))
     };
+    let segment = if ids == identity_ids(ids.len()) {
+        "__a['segment_id']".to_string()
+    } else {
+        let arms: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| format!("WHEN {i} THEN {id}"))
+            .collect();
+        format!("CAST(CASE __a['segment_id'] {} END AS INT)", arms.join(" "))
+    };
     format!(
-        "SELECT {prefix}__a['segment_id'] AS segment_id, {distance} AS distance_to_centroid \
+        "SELECT {prefix}{segment} AS segment_id, {distance} AS distance_to_centroid \
          FROM (SELECT {prefix}kmeans_assign({}) AS __a FROM ({points_sql}))",
         prepared.columns().join(", ")
     )
 }
 
-/// Describes the `k` segments of `from`, a relation with the feature columns and `segment_id`.
+/// Ids equal to the centroids' indices: `0..k`.
+pub fn identity_ids(k: usize) -> Vec<i32> {
+    (0..k as i32).collect()
+}
+
+/// Describes the segments `ids` (in centroid order) of `from`, a relation with the feature
+/// columns and `segment_id`.
 pub async fn summarize(
     ctx: &SessionContext,
     from: &str,
     prepared: &Prepared,
-    k: usize,
+    ids: &[i32],
 ) -> Result<Vec<SegmentSummary>> {
     let mut exprs = vec!["segment_id".to_string(), "COUNT(*)".to_string()];
     for s in &prepared.scales {
@@ -74,8 +97,9 @@ pub async fn summarize(
     );
     let batches = ctx.sql(&sql).await?.collect().await?;
     let d = prepared.scales.len();
-    let mut out: Vec<SegmentSummary> = (0..k)
-        .map(|id| SegmentSummary {
+    let mut out: Vec<SegmentSummary> = ids
+        .iter()
+        .map(|&id| SegmentSummary {
             id,
             size: 0,
             mean: vec![f64::NAN; d],
@@ -89,7 +113,7 @@ pub async fn summarize(
         let ids = ids.as_primitive::<Int32Type>();
         let sizes = b.column(1).as_primitive::<Int64Type>();
         for r in 0..b.num_rows() {
-            let Some(s) = out.get_mut(ids.value(r) as usize) else {
+            let Some(s) = out.iter_mut().find(|s| s.id == ids.value(r)) else {
                 continue;
             };
             s.size = sizes.value(r) as u64;
@@ -111,6 +135,8 @@ pub async fn summarize(
             }
         }
     }
+    // In id order, so that labels numbered to be unique keep their numbers from night to night.
+    out.sort_by_key(|s| s.id);
     label_segments(&mut out, prepared);
     Ok(out)
 }
@@ -202,9 +228,7 @@ pub fn segments_batch(segments: &[SegmentSummary], prepared: &Prepared) -> Resul
         Arc::new(uniform_list(Arc::new(Float64Array::from(values)), d, k))
     };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int32Array::from_iter_values(
-            segments.iter().map(|s| s.id as i32),
-        )),
+        Arc::new(Int32Array::from_iter_values(segments.iter().map(|s| s.id))),
         Arc::new(Int64Array::from_iter_values(
             segments.iter().map(|s| s.size as i64),
         )),
@@ -256,7 +280,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(id, z)| SegmentSummary {
-                id,
+                id: id as i32,
                 size: if id == 3 { 0 } else { 10 },
                 mean: vec![0.0; 2],
                 mean_z: z.to_vec(),

@@ -330,3 +330,23 @@ pub fn first_row_f64(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_expand_to_the_numeric_columns_they_match_in_table_order() {
+        let numeric = ["sessions", "interest_shoes", "interest_books", "monetary"];
+        let features: Vec<String> = ["interest_*", "sessions", "interest_shoes", "garden_*"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            expand_patterns(&features, &numeric),
+            ["interest_shoes", "interest_books", "sessions"]
+        );
+        assert!(matches_pattern("monetary", "monetary"));
+        assert!(!matches_pattern("monetary", "monetary_2"));
+    }
+}

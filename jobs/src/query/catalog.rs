@@ -39,22 +39,29 @@ async fn successful_partitions(output: &Root) -> Result<BTreeMap<String, Vec<Nai
         if table.starts_with(['_', '.']) {
             continue;
         }
-        let mut dates = Vec::new();
-        for partition in output.list_dirs(&table).await? {
-            let Some(date) = partition_date(&partition) else {
-                continue;
-            };
-            let files = output.list_files(&format!("{table}/{partition}")).await?;
-            if files.iter().any(|m| m.location.filename() == Some(SUCCESS)) {
-                dates.push(date);
-            }
-        }
+        let dates = successful_dates(output, &table).await?;
         if !dates.is_empty() {
-            dates.sort();
             tables.insert(table, dates);
         }
     }
     Ok(tables)
+}
+
+/// The dates of `table` under `output` whose partition is complete (has `_SUCCESS`), oldest
+/// first; none when the table does not exist.
+pub async fn successful_dates(output: &Root, table: &str) -> Result<Vec<NaiveDate>> {
+    let mut dates = Vec::new();
+    for partition in output.list_dirs(table).await? {
+        let Some(date) = partition_date(&partition) else {
+            continue;
+        };
+        let files = output.list_files(&format!("{table}/{partition}")).await?;
+        if files.iter().any(|m| m.location.filename() == Some(SUCCESS)) {
+            dates.push(date);
+        }
+    }
+    dates.sort();
+    Ok(dates)
 }
 
 /// Registers the tables of `output` on `ctx`; `pinned` reads that date instead of the latest.

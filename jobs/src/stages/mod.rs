@@ -2,6 +2,7 @@
 //! them ([`night`]) or plans them ([`dry_run`]), the model drivers that are Rust rather than
 //! SQL, and the metrics every stage reports.
 
+pub mod continuity;
 pub mod dry_run;
 pub mod interests;
 pub mod night;

@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 use tracing::Instrument;
 
 use super::registry::{self, Mode, Runner, Stage};
-use super::{StageMetrics, interests, recommendations, segments};
+use super::{StageMetrics, continuity, interests, recommendations, segments};
 use crate::als::AlsReport;
 use crate::als::evaluate::{self, EvaluationReport};
 use crate::config::{Exclude, PipelineConfig};
@@ -198,7 +198,19 @@ impl<'a> Night<'a> {
                 Ok(self.record.gates.len() as u64)
             }
             Runner::KMeans => {
-                let report = segments::run(ctx, work, &cfg.segments).await?;
+                // Without a readable previous night the segments get fresh ids; that is no
+                // reason to fail tonight.
+                let previous =
+                    match continuity::previous_segments(ctx, self.roots.output, self.window.last)
+                        .await
+                    {
+                        Ok(previous) => previous,
+                        Err(e) => {
+                            tracing::warn!("previous segments unreadable, fresh segment ids: {e}");
+                            None
+                        }
+                    };
+                let report = segments::run(ctx, work, &cfg.segments, previous.as_ref()).await?;
                 let points = report.points;
                 self.record.segments = Some(report);
                 Ok(points)

@@ -8,7 +8,8 @@ use datafusion::prelude::SessionContext;
 use persona_udfs::scalar::KMeansAssign;
 use serde::Serialize;
 
-use crate::config::SegmentsConfig;
+use super::continuity::{self, Continuity, PreviousSegments};
+use crate::config::{KChoice, SegmentsConfig};
 use crate::error::Result;
 use crate::kmeans::describe::{self, assignment_sql};
 use crate::kmeans::prepare::{self, AllNull, WEIGHT_COLUMN};
@@ -40,16 +41,29 @@ pub struct SegmentsReport {
     pub sizes: Vec<u64>,
     /// Segment labels.
     pub labels: Vec<String>,
+    /// How tonight's segments continue the previous night's (ids, drift, appeared, vanished).
+    pub continuity: Continuity,
 }
 
 /// Runs segmentation over the registered `user_features`; registers `segment_assignments` and
-/// `segment_labels`.
+/// `segment_labels`. With the `previous` night's segments, starts from its centroids when the
+/// features and k are the same, and keeps its segment ids ([`continuity`]).
 pub async fn run(
     ctx: &SessionContext,
     work: &WorkArea,
     cfg: &SegmentsConfig,
+    previous: Option<&PreviousSegments>,
 ) -> Result<SegmentsReport> {
     let prepared = prepare::prepare(ctx, "user_features", cfg, AllNull::Drop).await?;
+    let features: Vec<String> = prepared.scales.iter().map(|s| s.name.clone()).collect();
+    // Continuity needs coordinates that are z-scores, as the published centroid_z are.
+    let comparable = cfg.standardize && !prepared.cosine;
+    let previous = previous.filter(|_| comparable);
+    let k = match cfg.k {
+        KChoice::Fixed(k) => Some(k),
+        KChoice::Auto => None,
+    };
+    let start = previous.and_then(|p| continuity::warm_start(p, &features, k));
     let keep = ["customer_id".to_string()];
     let points_sql = prepared.points_sql("user_features", &keep);
     let points = work
@@ -59,18 +73,26 @@ pub async fn run(
         .with_weight(prepared.weight.as_ref().map(|_| WEIGHT_COLUMN.to_string()))
         .in_process(work.in_process())
         .with_cosine(prepared.cosine)
+        .with_initial_centroids(start.clone())
         .fit()
         .await?;
     let k = fitted.centroids.k();
+    let (ids, mut continuity) =
+        continuity::match_ids(previous, &features, &fitted.centroids, cfg.max_drift)?;
+    continuity.warm_start = start.is_some();
+    if !comparable {
+        continuity.note =
+            Some("ids are not kept: segments are not on standardised Euclidean coordinates".into());
+    }
     ctx.register_udf(ScalarUDF::from(KMeansAssign::new(fitted.centroids.clone())));
-    let assign = assignment_sql("SELECT * FROM segment_points", &prepared, &keep);
+    let assign = assignment_sql("SELECT * FROM segment_points", &prepared, &keep, &ids);
     work.materialize(ctx, "segment_assignments", ctx.sql(&assign).await?)
         .await?;
     let summaries = describe::summarize(
         ctx,
         "user_features JOIN segment_assignments USING (customer_id)",
         &prepared,
-        k,
+        &ids,
     )
     .await?;
     work.write_batch(
@@ -100,5 +122,6 @@ pub async fn run(
         sizes: summaries.iter().map(|s| s.size).collect(),
         labels: summaries.into_iter().map(|s| s.label).collect(),
         fit: fitted.report,
+        continuity,
     })
 }
