@@ -27,6 +27,14 @@ pub const CATEGORIES: &[&str] = &[
 /// category.
 pub const STYLES: usize = 3;
 
+/// How far one customer's activity strays from their type's: the standard deviation of its
+/// logarithm (0.3: a third of customers are more than 35% above or 26% below their type).
+const ACTIVITY_SPREAD: f64 = 0.3;
+/// How far one customer's share of app sessions strays from their type's (uniform, ±).
+const APP_SHARE_SPREAD: f64 = 0.1;
+/// How far one customer's purchase rate strays from their type's (log standard deviation).
+const PURCHASE_SPREAD: f64 = 0.25;
+
 /// A hidden behavioural type. Segmentation should recover these; `persona generate` writes
 /// each customer's type to `_truth/customers` (never read by `persona run`).
 ///
@@ -266,9 +274,9 @@ impl World {
             kind,
             favourites,
             style: rng.random_range(0..STYLES),
-            activity: (0.5 * normal(rng)).exp(),
-            app_share: jitter(rng, kind.app_share(), 0.2),
-            purchase_rate: kind.purchase_rate() * (0.35 * normal(rng)).exp().min(2.0),
+            activity: (ACTIVITY_SPREAD * normal(rng)).exp(),
+            app_share: jitter(rng, kind.app_share(), APP_SHARE_SPREAD),
+            purchase_rate: kind.purchase_rate() * (PURCHASE_SPREAD * normal(rng)).exp().min(2.0),
             peak_hour: (rng.random_range(8.0..22.0f64) + rng.random_range(8.0..22.0f64)) / 2.0,
             first_day,
             cookies,

@@ -156,6 +156,9 @@ fn trait_words(feature: &str) -> (String, String) {
         "share_web" => ("web-first", "mobile"),
         "categories_seen" => ("explores categories", "few categories"),
         "top_category_share" => ("one-category focus", "varied tastes"),
+        "age" => ("older", "younger"),
+        "tenure_days" => ("long-standing", "recent sign-ups"),
+        "annual_income" => ("high income", "low income"),
         other => return (format!("high {other}"), format!("low {other}")),
     };
     (hi.to_string(), lo.to_string())
