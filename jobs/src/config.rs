@@ -128,10 +128,13 @@ impl Default for SegmentsConfig {
             features: features.iter().map(|s| s.to_string()).collect(),
             log_features: log_features.iter().map(|s| s.to_string()).collect(),
             standardize: true,
-            init: Init::KMeansParallel,
+            // Four k-means++ starts: at medium scale they find segments that match the hidden
+            // customer types far better than one k-means|| start (ARI 0.65 against 0.51), for
+            // 0.4 s more (docs/benchmarks.md).
+            init: Init::KMeansPlusPlus,
             init_steps: 2,
             init_sample: 20_000,
-            n_init: 1,
+            n_init: 4,
             distance: Distance::Euclidean,
             weight_column: None,
             max_drift: 1.0,
