@@ -56,6 +56,42 @@ async fn run_publishes_complete_consistent_tables() {
     )
     .await;
     assert_eq!(missing, 0, "active customers without a profile");
+    // Every customer of the CRM export has a profile, active or not; dormant ones are there
+    // with no event, and customers with events missing from the export are there too.
+    let crm_without_profile = scalar_i64(
+        &ctx,
+        "SELECT COUNT(DISTINCT customer_id) FROM in_crm \
+         WHERE customer_id IS NOT NULL AND customer_id NOT IN (SELECT customer_id FROM user_profiles)",
+    )
+    .await;
+    assert_eq!(crm_without_profile, 0, "CRM customers without a profile");
+    let dormant = scalar_i64(
+        &ctx,
+        "SELECT COUNT(*) FROM user_profiles WHERE lifecycle = 'dormant' AND events = 0 \
+         AND last_seen IS NULL AND in_crm AND segment_id IS NOT NULL",
+    )
+    .await;
+    assert!(dormant > 100, "{dormant} dormant profiles");
+    let outside_crm = scalar_i64(
+        &ctx,
+        "SELECT COUNT(*) FROM user_profiles WHERE NOT in_crm AND events > 0 \
+         AND customer_id NOT IN (SELECT customer_id FROM in_crm WHERE customer_id IS NOT NULL)",
+    )
+    .await;
+    assert!(
+        outside_crm > 0,
+        "no profile of a customer missing from the CRM"
+    );
+    assert_eq!(
+        scalar_i64(
+            &ctx,
+            "SELECT COUNT(*) FROM recommendations r JOIN user_profiles p USING (customer_id) \
+             WHERE NOT p.in_crm",
+        )
+        .await,
+        0,
+        "no consent on record, no recommendation"
+    );
     let profiles = scalar_i64(&ctx, "SELECT COUNT(*) FROM user_profiles").await;
     let distinct = scalar_i64(
         &ctx,
@@ -112,7 +148,7 @@ async fn run_publishes_complete_consistent_tables() {
         .await,
         0
     );
-    // Every active customer who agreed to marketing gets recommendations: ten, from one
+    // Every customer who agreed to marketing, dormant or not, gets recommendations: ten, from one
     // source; the customers the model hardly knows get their segment's favourites. The others
     // get none (privacy by default).
     assert_eq!(
