@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::GatesConfig;
 use crate::error::{PipelineError, Result};
+use crate::manifest::DropCount;
 
 /// One gate on one source.
 #[derive(Debug, Clone, Serialize)]
@@ -88,23 +89,42 @@ pub async fn evaluate(
 async fn rows_by_source_and_reason(
     ctx: &SessionContext,
 ) -> Result<BTreeMap<String, BTreeMap<String, i64>>> {
-    let sql =
-        "SELECT source, reason, CAST(SUM(rows) AS BIGINT) FROM event_drops GROUP BY source, reason";
     let mut counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for b in ctx.sql(sql).await?.collect().await? {
-        let (source, reason, rows) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_string::<i32>(),
-            b.column(2).as_primitive::<Int64Type>(),
-        );
-        for r in 0..b.num_rows() {
-            counts
-                .entry(source.value(r).to_string())
-                .or_default()
-                .insert(reason.value(r).to_string(), rows.value(r));
-        }
+    for c in drop_counts(ctx).await? {
+        counts
+            .entry(c.source)
+            .or_default()
+            .insert(c.reason, c.rows as i64);
     }
     Ok(counts)
+}
+
+/// Reads the data-quality counters staged by `06_event_drops.sql`.
+pub async fn drop_counts(ctx: &SessionContext) -> Result<Vec<DropCount>> {
+    let batches = ctx
+        .sql(
+            "SELECT source, reason, CAST(SUM(rows) AS BIGINT) AS rows FROM event_drops \
+             GROUP BY source, reason ORDER BY source, reason",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let (source, reason) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        let rows = b.column(2).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            out.push(DropCount {
+                source: source.value(r).into(),
+                reason: reason.value(r).into(),
+                rows: rows.value(r) as u64,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What a gated reason says about the rows, for the gate's message.

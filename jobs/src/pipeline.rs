@@ -17,7 +17,7 @@ use crate::manifest::{DropCount, Manifest};
 use crate::progress::Progress;
 use crate::session::{self, Engine};
 use crate::signals;
-use crate::stages::night::{Night, Roots, drop_counts};
+use crate::stages::night::{Night, Roots};
 use crate::stages::registry::Mode;
 use crate::storage::Root;
 use crate::watchdog;
@@ -202,7 +202,7 @@ pub async fn check(opts: &CheckOptions, report: &mut Option<CheckReport>) -> Res
     if gates_ran {
         *report = Some(CheckReport {
             date: opts.date,
-            data_quality: drop_counts(&ctx).await?,
+            data_quality: gates::drop_counts(&ctx).await?,
             gates: night.record.gates.clone(),
         });
     }

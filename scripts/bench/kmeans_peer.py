@@ -119,19 +119,15 @@ def run_segments(args):
     manifest = json.load(open(os.path.join(args.output, "_runs", f"dt={args.date}", "manifest.json")))
     cfg = manifest["config"]["segments"]
     fit = manifest["segments"]["fit"]
-    table = pq.read_table(os.path.join(args.output, "user_features", f"dt={args.date}"))
+    from truth_score import matrix  # the same preparation the truth scores use
+
+    features = pq.read_table(os.path.join(args.output, "user_features", f"dt={args.date}")).to_pandas()
     used = manifest["segments"].get("features") or [
         f for f in cfg["features"] if f not in manifest["segments"].get("dropped_features", [])]
     log = set(manifest["segments"].get("log_features") or cfg["log_features"])
-    columns = []
-    for name in used:
-        v = table.column(name).to_numpy(zero_copy_only=False).astype(float)
-        if name in log:
-            v = np.log1p(np.maximum(v, 0.0))
-        v = np.where(np.isnan(v), np.nanmean(v), v)
-        sd = v.std()
-        columns.append((v - v.mean()) / (sd if sd > 0 else 1.0))
-    x = np.ascontiguousarray(np.column_stack(columns))
+    v = matrix(features, used, (), log)
+    sd = v.std(axis=0)
+    x = np.ascontiguousarray((v - v.mean(axis=0)) / np.where(sd > 0, sd, 1.0))
     k, iters = int(fit["k"]), max(int(fit["iterations"]), 2)
 
     def run(n):

@@ -1,24 +1,13 @@
 //! Segment ids that keep their meaning: two nights over data that shift slightly (the window
 //! moves by a day) keep every segment's id and label, and most customers keep their segment.
 
-use std::path::Path;
+use datafusion::prelude::SessionContext;
 
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-
-use crate::support::{DATE, ok, rows_as_text, run_at, scalar_i64, temp, tiny_input};
+use crate::support::{
+    DATE, ok, register_partition as register, rows_as_text, run_at, scalar_i64, temp, tiny_input,
+};
 
 const YESTERDAY: &str = "2026-11-21";
-
-async fn register(ctx: &SessionContext, name: &str, out: &Path, table: &str, date: &str) {
-    let dir = out.join(table).join(format!("dt={date}"));
-    ctx.register_parquet(
-        name,
-        &format!("{}/", dir.display()),
-        ParquetReadOptions::default(),
-    )
-    .await
-    .unwrap();
-}
 
 #[tokio::test]
 async fn two_nights_keep_every_segment_id_and_label() {

@@ -186,19 +186,30 @@ pub fn published_tables() -> Vec<&'static str> {
     persona_jobs::stages::registry::published_tables().collect()
 }
 
+/// Registers the published partition `output/<table>/dt=<date>/` as `name`.
+pub async fn register_partition(
+    ctx: &SessionContext,
+    name: &str,
+    output: &Path,
+    table: &str,
+    date: &str,
+) {
+    let dir = output.join(table).join(format!("dt={date}"));
+    ctx.register_parquet(
+        name,
+        &format!("{}/", dir.display()),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("register {table} of {date}: {e}"));
+}
+
 /// A DataFusion session with every published table of `output` for [`DATE`] registered, and
 /// the generated input sources as `in_<source>`.
 pub async fn outputs(output: &Path, input: &Path) -> SessionContext {
     let ctx = SessionContext::new();
     for table in published_tables() {
-        let dir = output.join(table).join(format!("dt={DATE}"));
-        ctx.register_parquet(
-            table,
-            &format!("{}/", dir.display()),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("register {table}: {e}"));
+        register_partition(&ctx, table, output, table, DATE).await;
     }
     for source in ["app_events", "web_logs"] {
         let opts = ParquetReadOptions::default().table_partition_cols(vec![(

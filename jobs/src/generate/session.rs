@@ -89,10 +89,7 @@ impl<'w> DayWriter<'w> {
         self.app = AppRows::default();
         self.late_web = WebRows::default();
         self.late_app = AppRows::default();
-        self.truth.take().map_or_else(TruthRows::default, |t| {
-            self.truth = Some(TruthRows::default());
-            t
-        })
+        self.truth.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn note(&mut self, c: &Customer, item: usize, event: &'static str, ts: i64) {

@@ -20,6 +20,7 @@ use persona_udfs::ml::Centroids;
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
+use crate::kmeans::describe::identity_ids;
 use crate::query::catalog::successful_dates;
 use crate::storage::Root;
 use crate::tables::register_parquet;
@@ -104,11 +105,14 @@ pub async fn previous_segments(
         let centroids = batch.column(2).as_list::<i32>();
         for r in 0..batch.num_rows() {
             out.ids.push(ids.value(r));
-            let row_names = datafusion::arrow::compute::cast(&names.value(r), &DataType::Utf8)?;
-            let row_names = row_names.as_string::<i32>();
-            out.features = (0..row_names.len())
-                .map(|i| row_names.value(i).to_string())
-                .collect();
+            // Every row of a night's segments names the same features.
+            if out.features.is_empty() {
+                let row_names = datafusion::arrow::compute::cast(&names.value(r), &DataType::Utf8)?;
+                let row_names = row_names.as_string::<i32>();
+                out.features = (0..row_names.len())
+                    .map(|i| row_names.value(i).to_string())
+                    .collect();
+            }
             let z = centroids.value(r);
             let z = z.as_primitive::<Float64Type>();
             out.centroids_z.push(z.values().to_vec());
@@ -151,7 +155,7 @@ pub fn match_ids(
 ) -> Result<(Vec<i32>, Continuity)> {
     let k = centroids.k();
     let fresh = |note: Option<String>| {
-        let ids: Vec<i32> = (0..k as i32).collect();
+        let ids = identity_ids(k);
         let continuity = Continuity {
             segments: ids
                 .iter()

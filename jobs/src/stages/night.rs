@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use arrow::array::AsArray;
-use arrow::datatypes::Int64Type;
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use tracing::Instrument;
@@ -23,7 +21,7 @@ use crate::error::{PipelineError, Result};
 use crate::fault;
 use crate::gates::{self, GateResult};
 use crate::input::{self, SourceReport, Window};
-use crate::manifest::{DropCount, Manifest};
+use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::publish::Publisher;
 use crate::signals;
@@ -323,7 +321,7 @@ impl<'a> Night<'a> {
             inputs: r.inputs.clone(),
             stages,
             tables: r.tables.clone(),
-            data_quality: drop_counts(self.ctx).await?,
+            data_quality: gates::drop_counts(self.ctx).await?,
             gates: r.gates.clone(),
             segments: r.segments.clone(),
             recommendations: r.recommendations.clone(),
@@ -396,32 +394,4 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
             config.privacy.recommend_without_opt_in.to_string(),
         ),
     ])
-}
-
-/// Reads the data-quality counters staged by `06_event_drops.sql`.
-pub async fn drop_counts(ctx: &SessionContext) -> Result<Vec<DropCount>> {
-    let batches = ctx
-        .sql(
-            "SELECT source, reason, CAST(SUM(rows) AS BIGINT) AS rows FROM event_drops \
-             GROUP BY source, reason ORDER BY source, reason",
-        )
-        .await?
-        .collect()
-        .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let (source, reason) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_string::<i32>(),
-        );
-        let rows = b.column(2).as_primitive::<Int64Type>();
-        for r in 0..b.num_rows() {
-            out.push(DropCount {
-                source: source.value(r).into(),
-                reason: reason.value(r).into(),
-                rows: rows.value(r) as u64,
-            });
-        }
-    }
-    Ok(out)
 }

@@ -111,7 +111,7 @@ pub async fn run(
             .iter()
             .map(|s| (s.name.clone(), s.imputed))
             .collect(),
-        features: prepared.scales.iter().map(|s| s.name.clone()).collect(),
+        features,
         log_features: prepared
             .scales
             .iter()
