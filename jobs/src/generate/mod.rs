@@ -43,7 +43,7 @@ pub enum Scale {
     Tiny,
     /// ~20k customers, ~1M events per source.
     Small,
-    /// ~200k customers, ~10M app events and ~10M web-log rows.
+    /// ~200k customers, ~7M app events and ~12M web-log rows (40% anonymous by default).
     Medium,
 }
 
