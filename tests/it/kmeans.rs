@@ -1,6 +1,7 @@
 //! `persona kmeans` on generated tables: planted clusters are recovered, `--k auto` finds their
 //! number, the distributed Lloyd matches a plain reference Lloyd from the same start, the same
-//! seed gives the same result, the cosine distance groups by direction, and bad inputs get clear
+//! seed gives the same result, the cosine distance groups by direction, categorical columns
+//! cluster as one-hot indicators, and bad inputs get clear
 //! errors with nothing published.
 
 use std::path::{Path, PathBuf};
@@ -420,6 +421,74 @@ async fn cosine_distance_groups_points_by_direction() {
     // Distances are 1 − cos: between 0 and 2.
     let r = report(&out);
     assert!(r["fit"]["final_inertia"].as_f64().unwrap() < 900.0 * 0.1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn categorical_features_are_clustered_one_hot() {
+    // Three groups that differ only in `tier` (one of them null); `x0` is the same noise for
+    // all, so only the indicators can tell the groups apart.
+    let mut rng = Rng(11);
+    let tiers = [Some("gold"), Some("silver"), None];
+    let (mut x0, mut tier, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..600 {
+        let c = i % 3;
+        x0.push(rng.normal());
+        tier.push(tiers[c]);
+        truth.push(c);
+    }
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("x0", DataType::Float64, false),
+            Field::new("tier", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..600)),
+            Arc::new(Float64Array::from(x0)),
+            Arc::new(StringArray::from(tier)),
+        ],
+    )
+    .unwrap();
+    let args = ["--features", "x0", "--k", "3", "--n-init", "4"];
+    let (_dir, out, _) = cluster(&batch, &[&args[..], &["--categorical", "tier"]].concat());
+    let found: Vec<usize> = assignments(&out)
+        .await
+        .iter()
+        .map(|r| r.1 as usize)
+        .collect();
+    let ari = adjusted_rand(&truth, &found);
+    assert!(ari >= 0.99, "adjusted Rand index with the indicators {ari}");
+    let r = report(&out);
+    let names: Vec<&str> = r["features"]["scales"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    // One indicator per non-null value; a null is 0 in both.
+    assert_eq!(names, ["x0", "tier=gold", "tier=silver"]);
+
+    let (_dir, out, _) = cluster(&batch, &args);
+    let found: Vec<usize> = assignments(&out)
+        .await
+        .iter()
+        .map(|r| r.1 as usize)
+        .collect();
+    let ari = adjusted_rand(&truth, &found);
+    assert!(
+        ari < 0.1,
+        "without the indicators the groups cannot be found: {ari}"
+    );
+
+    let (code, err) = fails(
+        &_dir.path().join("points.parquet"),
+        &["--features", "x0", "--categorical", "teir", "--k", "2"],
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("no column 'teir' (categorical feature)"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

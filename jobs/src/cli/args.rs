@@ -117,6 +117,10 @@ pub struct KMeansArgs {
     /// Features to transform with ln(1 + x) first (heavy-tailed money and counts).
     #[arg(long, value_delimiter = ',')]
     pub log: Vec<String>,
+    /// Categorical columns to cluster on as one-hot indicators (one per frequent value),
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub categorical: Vec<String>,
     /// Cluster the raw values instead of z-scores.
     #[arg(long)]
     pub no_standardize: bool,

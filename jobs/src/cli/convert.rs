@@ -93,6 +93,7 @@ impl TryFrom<KMeansArgs> for KMeansOptions {
             seed: args.seed,
             features: args.features,
             log_features: args.log,
+            categorical_features: args.categorical,
             standardize: !args.no_standardize,
             init: args.init,
             n_init: args.n_init,

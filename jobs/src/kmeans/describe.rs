@@ -86,7 +86,7 @@ pub async fn summarize(
 ) -> Result<Vec<SegmentSummary>> {
     let mut exprs = vec!["segment_id".to_string(), "COUNT(*)".to_string()];
     for s in &prepared.scales {
-        exprs.push(format!("ROUND(AVG(CAST({} AS DOUBLE)), 6)", quote(&s.name)));
+        exprs.push(format!("ROUND(AVG({}), 6)", s.value_sql()));
     }
     for s in &prepared.scales {
         exprs.push(format!("ROUND(AVG({}), 6)", s.z_sql()));
@@ -159,7 +159,15 @@ fn trait_words(feature: &str) -> (String, String) {
         "age" => ("older", "younger"),
         "tenure_days" => ("long-standing", "recent sign-ups"),
         "annual_income" => ("high income", "low income"),
-        other => return (format!("high {other}"), format!("low {other}")),
+        other => {
+            return match other.split_once('=') {
+                // A categorical column's indicator, e.g. `loyalty_tier=gold`.
+                Some((column, value)) => {
+                    (format!("{column} {value}"), format!("few {column} {value}"))
+                }
+                None => (format!("high {other}"), format!("low {other}")),
+            };
+        }
     };
     (hi.to_string(), lo.to_string())
 }
@@ -263,6 +271,8 @@ mod tests {
             .iter()
             .map(|n| FeatureScale {
                 name: n.to_string(),
+                column: n.to_string(),
+                category: None,
                 log: false,
                 shift: 0.0,
                 scale: 1.0,

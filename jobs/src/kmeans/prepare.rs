@@ -1,8 +1,9 @@
 //! Feature preparation: which columns become clustering coordinates, and how.
 //!
-//! Each feature is optionally log-transformed (`ln(1 + max(x, 0))`, for heavy-tailed money and
-//! counts), standardised to a z-score, and its nulls imputed with the mean (counted in the
-//! report). With the cosine distance every point is then scaled to unit length. All of it is
+//! Each numeric feature is optionally log-transformed (`ln(1 + max(x, 0))`, for heavy-tailed
+//! money and counts), standardised to a z-score, and its nulls imputed with the mean (counted in
+//! the report). Each categorical feature becomes one indicator per value (one-hot: 1 when the
+//! row has that value, else 0; a null is 0 in all of them), standardised like any other. With the cosine distance every point is then scaled to unit length. All of it is
 //! SQL over the source table, written once by [`Prepared::points_sql`], so the fit, the
 //! assignment and any later re-assignment compute exactly the same coordinates, locally or on
 //! a cluster.
@@ -19,8 +20,13 @@ use crate::tables::quote;
 /// How one feature becomes a coordinate: `(t(x) − shift) / scale`, nulls replaced by `impute`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureScale {
-    /// Column name.
+    /// Feature name: the column, or `column=value` for a categorical column's indicator.
     pub name: String,
+    /// The column it is computed from.
+    pub column: String,
+    /// For a categorical column's indicator, the value it marks (`t(x) = 1` when the column
+    /// equals it, else 0).
+    pub category: Option<String>,
     /// Whether `t(x) = ln(1 + max(x, 0))` (otherwise `t(x) = x`).
     pub log: bool,
     /// Subtracted after the transform (the mean when standardising, else 0).
@@ -37,22 +43,44 @@ pub struct FeatureScale {
     pub imputed: u64,
 }
 
+/// `t(x)` as SQL: a column's value (its logarithm when `log`), or the indicator of `category`.
+fn transform_sql(column: &str, log: bool, category: Option<&str>) -> String {
+    if let Some(value) = category {
+        return format!(
+            "CASE WHEN CAST({} AS VARCHAR) = '{}' THEN 1.0 ELSE 0.0 END",
+            quote(column),
+            value.replace('\'', "''")
+        );
+    }
+    let x = format!("CAST({} AS DOUBLE)", quote(column));
+    if log {
+        format!("ln(1 + greatest({x}, 0))")
+    } else {
+        x
+    }
+}
+
+/// Values of one categorical column that get an indicator: the most frequent ones. Rarer
+/// values (and nulls) are 0 in every indicator, a category of their own.
+pub const MAX_CATEGORIES: usize = 20;
+
 impl FeatureScale {
-    /// `t(x)` as SQL, over `column`.
-    fn transformed(column: &str, log: bool) -> String {
-        let x = format!("CAST({} AS DOUBLE)", quote(column));
-        if log {
-            format!("ln(1 + greatest({x}, 0))")
-        } else {
-            x
-        }
+    /// `t(x)` as SQL.
+    fn transformed(&self) -> String {
+        transform_sql(&self.column, self.log, self.category.as_deref())
+    }
+
+    /// The feature's value before standardising, as SQL: the column, or its indicator (a
+    /// segment's mean of it is the share of its members with that value).
+    pub fn value_sql(&self) -> String {
+        transform_sql(&self.column, false, self.category.as_deref())
     }
 
     /// The coordinate as SQL.
     fn coordinate(&self) -> String {
         format!(
             "COALESCE(({} - {:e}) / {:e}, {:e})",
-            Self::transformed(&self.name, self.log),
+            self.transformed(),
             self.shift,
             self.scale,
             self.impute
@@ -64,7 +92,7 @@ impl FeatureScale {
     pub fn z_sql(&self) -> String {
         format!(
             "COALESCE(({} - {:e}) / {:e}, 0.0)",
-            Self::transformed(&self.name, self.log),
+            self.transformed(),
             self.mean,
             if self.std > 1e-12 { self.std } else { 1.0 }
         )
@@ -196,16 +224,42 @@ pub async fn prepare(
     if let Some(w) = &cfg.weight_column {
         check(w, "weight column")?;
     }
-    let mut aggregates = vec!["COUNT(*)".to_string()];
     let is_log = |name: &str| cfg.log_features.iter().any(|p| matches_pattern(p, name));
-    for f in &features {
-        let t = FeatureScale::transformed(f, is_log(f));
+    // (feature name, column, category, log) of every coordinate, in order.
+    let mut specs: Vec<(String, String, Option<String>, bool)> = features
+        .iter()
+        .map(|f| (f.clone(), f.clone(), None, is_log(f)))
+        .collect();
+    for column in &cfg.categorical_features {
+        for value in categories(ctx, source, &schema, column).await? {
+            specs.push((
+                format!("{column}={value}"),
+                column.clone(),
+                Some(value),
+                false,
+            ));
+        }
+    }
+    let mut aggregates = vec!["COUNT(*)".to_string()];
+    for (_, column, category, log) in &specs {
+        let t = transform_sql(column, *log, category.as_deref());
         aggregates.push(format!("avg({t})"));
         aggregates.push(format!("stddev_pop({t})"));
-        aggregates.push(format!("COUNT({})", quote(f)));
+        // An indicator is never null (a null category is 0 in every indicator): its count is
+        // the rows'.
+        aggregates.push(match category {
+            Some(_) => "0".to_string(),
+            None => format!("COUNT({})", quote(column)),
+        });
     }
+    // Aliases keep the output names unique (the indicators' constant counts repeat).
+    let select: Vec<String> = aggregates
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{a} AS a{i}"))
+        .collect();
     let batches = ctx
-        .sql(&format!("SELECT {} FROM {source}", aggregates.join(", ")))
+        .sql(&format!("SELECT {} FROM {source}", select.join(", ")))
         .await?
         .collect()
         .await?;
@@ -218,8 +272,13 @@ pub async fn prepare(
     }
     let mut scales = Vec::new();
     let mut dropped = Vec::new();
-    for (i, name) in features.iter().enumerate() {
-        let (mean, std, present) = (row[1 + 3 * i], row[2 + 3 * i], row[3 + 3 * i]);
+    for (i, (name, column, category, log)) in specs.into_iter().enumerate() {
+        let (mean, std) = (row[1 + 3 * i], row[2 + 3 * i]);
+        let present = if category.is_some() {
+            Some(rows as f64)
+        } else {
+            row[3 + 3 * i]
+        };
         let (Some(mean), Some(std)) = (mean, std) else {
             let message = format!(
                 "feature '{name}' is null in all {rows} rows of {source}: nothing to cluster on"
@@ -230,14 +289,16 @@ pub async fn prepare(
                 )));
             }
             tracing::warn!("{message}; clustering without it");
-            dropped.push(name.clone());
+            dropped.push(name);
             continue;
         };
         let (mean, std) = (significant(mean), significant(std));
         let std_or_one = if std > 1e-12 { std } else { 1.0 };
         scales.push(FeatureScale {
-            name: name.clone(),
-            log: is_log(name),
+            name,
+            column,
+            category,
+            log,
             shift: if cfg.standardize { mean } else { 0.0 },
             scale: if cfg.standardize { std_or_one } else { 1.0 },
             impute: if cfg.standardize { 0.0 } else { mean },
@@ -259,6 +320,43 @@ pub async fn prepare(
         cosine: cfg.distance == Distance::Cosine,
         rows,
     })
+}
+
+/// The values of the categorical feature `column` that get an indicator: the
+/// [`MAX_CATEGORIES`] most frequent non-null ones, in alphabetical order (so that the features,
+/// and with them the segment ids, stay the same from night to night while the values do).
+async fn categories(
+    ctx: &SessionContext,
+    source: &str,
+    schema: &arrow::datatypes::Schema,
+    column: &str,
+) -> Result<Vec<String>> {
+    let field = schema.field_with_name(column).map_err(|_| {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        PipelineError::Config(format!(
+            "{source} has no column '{column}' (categorical feature); columns are: {}",
+            names.join(", ")
+        ))
+    })?;
+    if field.data_type().is_nested() {
+        return Err(PipelineError::Config(format!(
+            "categorical feature '{column}' of {source} is a {} column, expected a string, \
+             boolean or integer one",
+            type_name(field.data_type())
+        )));
+    }
+    let sql = format!(
+        "SELECT v FROM (SELECT CAST({c} AS VARCHAR) AS v, COUNT(*) AS n FROM {source} \
+         WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY n DESC, v LIMIT {MAX_CATEGORIES}) ORDER BY v",
+        c = quote(column)
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut values = Vec::new();
+    for batch in &batches {
+        let col = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        values.extend(col.as_string::<i32>().iter().flatten().map(str::to_string));
+    }
+    Ok(values)
 }
 
 /// The configured features with every pattern (`prefix*`) replaced by the numeric columns it
