@@ -3,6 +3,10 @@
 -- One row per customer id from the CRM export. When an id appears more than once, the row with
 -- the latest signup_date wins (ties: the greatest email). Impossible values become NULL: birth
 -- dates giving an age outside 14..110 at the run date, negative incomes.
+--
+-- Privacy takes the safe side: when rows tie with the winner on signup_date (nothing says which
+-- is newer) but disagree on marketing_opt_in, the customer is not opted in, whatever row wins
+-- the tie, and `opt_in_conflict` marks them (counted in event_drops).
 SELECT
   customer_id,
   CASE
@@ -16,11 +20,16 @@ SELECT
   country,
   city,
   COALESCE(loyalty_tier, 'none') AS loyalty_tier,
-  COALESCE(marketing_opt_in, false) AS marketing_opt_in
+  all_opted_in AS marketing_opt_in,
+  any_opted_in AND NOT all_opted_in AS opt_in_conflict
 FROM (
   SELECT
     *,
-    ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY signup_date DESC, email DESC) AS version
+    ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY signup_date DESC, email DESC) AS version,
+    BOOL_AND(COALESCE(marketing_opt_in, false))
+      OVER (PARTITION BY customer_id, signup_date) AS all_opted_in,
+    BOOL_OR(COALESCE(marketing_opt_in, false))
+      OVER (PARTITION BY customer_id, signup_date) AS any_opted_in
   FROM crm_customers
   WHERE customer_id IS NOT NULL
 )

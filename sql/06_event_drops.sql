@@ -1,11 +1,14 @@
--- input: web_logs_flagged, app_events_flagged, identity_map, events     output: event_drops
+-- input: web_logs_flagged, app_events_flagged, identity_map, events, customers
+-- output: event_drops
 --
 -- Data-quality counters: raw rows per source, reason and event day (NULL when the row has no
 -- usable time), adding up to the rows read. Staging decided the reasons of distinct rows (all
 -- their copies share it); extra copies of rows that became events are 'duplicate'; stitching
 -- adds 'anonymous' (a web row with no customer even after identity stitching, dropped) and
 -- 'unknown_customer' (an event of a customer missing from the CRM export: kept in `events` and
--- profiled, but counted apart, as a stale CRM export shows up here first).
+-- profiled, but counted apart, as a stale CRM export shows up here first). One more counter is
+-- not about events: 'opt_in_conflict' of crm_customers, the customers whose CRM rows tie on
+-- signup_date but disagree on marketing_opt_in (not opted in, on privacy's safe side).
 --
 -- Stitching is not redone here: a row that passed staging is either in `events` (with its
 -- copies) or anonymous, so only the anonymous web rows need a look at the identity map.
@@ -13,6 +16,13 @@ WITH staged AS (
   SELECT 'web_logs' AS source, drop_reason, CAST(ts AS DATE) AS day, copies FROM web_logs_flagged
   UNION ALL
   SELECT 'app_events' AS source, drop_reason, CAST(ts AS DATE) AS day, copies FROM app_events_flagged
+  -- Counted by the same aggregation as the staging reasons (not by one of its own, which on a
+  -- Ballista cluster would add a shuffle stage to the job).
+  UNION ALL
+  SELECT 'crm_customers' AS source, 'opt_in_conflict' AS drop_reason, CAST(NULL AS DATE) AS day,
+         CAST(1 AS BIGINT) AS copies
+  FROM customers
+  WHERE opt_in_conflict
 ),
 passed AS (
   SELECT source, day, SUM(copies) AS copies

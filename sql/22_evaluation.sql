@@ -6,7 +6,9 @@
 --   ndcg_at_k       DCG of the hits (1 / log2(rank + 1)) / the best possible DCG
 --   map_at_k        mean over hits of precision at the hit's rank / min(holdout items, k)
 --   coverage        distinct items recommended / catalog items that could be recommended
--- averaged over the customers that have both training history and holdout items.
+-- averaged over the customers that have both training history and holdout items. Per-customer
+-- values are summed as decimals (18 digits after the point): exact, so the averages are the
+-- same to the last bit however the rows are partitioned.
 WITH truth AS (
   SELECT user_idx, COUNT(*) AS relevant FROM eval_holdout GROUP BY user_idx
 ),
@@ -24,8 +26,8 @@ hits AS (
 per_user AS (
   SELECT m.model, t.user_idx, t.relevant,
          COUNT(h.rank) AS hits,
-         COALESCE(SUM(1.0 / log2(h.rank + 1.0)), 0.0) AS dcg,
-         COALESCE(SUM(CAST(h.hit_no AS DOUBLE) / h.rank), 0.0) AS ap_sum
+         CAST(COALESCE(SUM(CAST(1.0 / log2(h.rank + 1.0) AS DECIMAL(38, 18))), 0) AS DOUBLE) AS dcg,
+         CAST(COALESCE(SUM(CAST(CAST(h.hit_no AS DOUBLE) / h.rank AS DECIMAL(38, 18))), 0) AS DOUBLE) AS ap_sum
   FROM truth t
   CROSS JOIN (SELECT DISTINCT model FROM eval_recommendations) m
   LEFT JOIN hits h ON h.model = m.model AND h.user_idx = t.user_idx
@@ -41,10 +43,10 @@ SELECT
   p.model,
   CAST({{k}} AS INT) AS k,
   COUNT(*) AS users,
-  AVG(CAST(p.hits AS DOUBLE) / {{k}}) AS precision_at_k,
-  AVG(CAST(p.hits AS DOUBLE) / p.relevant) AS recall_at_k,
-  AVG(p.dcg / i.idcg) AS ndcg_at_k,
-  AVG(p.ap_sum / LEAST(p.relevant, {{k}})) AS map_at_k,
+  CAST(SUM(p.hits) AS DOUBLE) / ({{k}} * COUNT(*)) AS precision_at_k,
+  CAST(AVG(CAST(CAST(p.hits AS DOUBLE) / p.relevant AS DECIMAL(38, 18))) AS DOUBLE) AS recall_at_k,
+  CAST(AVG(CAST(p.dcg / i.idcg AS DECIMAL(38, 18))) AS DOUBLE) AS ndcg_at_k,
+  CAST(AVG(CAST(p.ap_sum / LEAST(p.relevant, {{k}}) AS DECIMAL(38, 18))) AS DOUBLE) AS map_at_k,
   CAST(MAX(c.items_recommended) AS DOUBLE) / {{candidate_items}} AS coverage
 FROM per_user p
 JOIN ideal i ON i.n = LEAST(p.relevant, {{k}})

@@ -1,6 +1,7 @@
 """Reads every published table of a Persona output root with pyarrow (not DataFusion) and prints
 a JSON report: rows, column types, compression and whether column statistics are present.
-Only partitions with _SUCCESS are read, as docs/contract-and-outputs.md tells readers to do.
+It finds the tables as docs/contract-and-outputs.md tells readers to: the latest night's
+manifest (_runs/dt=<date>/manifest.json) names each table's folder in its "published" map.
 
     python tests/read_outputs.py OUTPUT_ROOT
 """
@@ -11,18 +12,21 @@ import sys
 import pyarrow.parquet as pq
 
 
+def latest_night(root):
+    """The "published" map of the latest committed night: table -> folder under root."""
+    runs = os.path.join(root, "_runs")
+    for night in sorted(os.listdir(runs), reverse=True):
+        path = os.path.join(runs, night, "manifest.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)["published"]
+    return {}
+
+
 def main(root):
     report = {}
-    for table in sorted(os.listdir(root)):
-        if table.startswith(("_", ".")):
-            continue
-        parts = sorted(
-            p for p in os.listdir(os.path.join(root, table))
-            if os.path.exists(os.path.join(root, table, p, "_SUCCESS"))
-        )
-        if not parts:
-            continue
-        part = os.path.join(root, table, parts[-1])
+    for table, folder in sorted(latest_night(root).items()):
+        part = os.path.join(root, folder)
         files = sorted(f for f in os.listdir(part) if f.endswith(".parquet"))
         data = pq.read_table(part)
         meta = pq.ParquetFile(os.path.join(part, files[0])).metadata

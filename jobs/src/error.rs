@@ -97,9 +97,24 @@ impl PipelineError {
             },
             PipelineError::DataFusion(e) => {
                 let text = e.to_string();
-                explain_cluster_failure(&text).unwrap_or(PipelineError::DataFusion(e))
+                explain_disk_full(&text)
+                    .or_else(|| explain_cluster_failure(&text))
+                    .unwrap_or(PipelineError::DataFusion(e))
             }
+            other @ (PipelineError::Parquet(_)
+            | PipelineError::Arrow(_)
+            | PipelineError::Internal(_)) => explain_disk_full(&other.to_string()).unwrap_or(other),
             other => other,
+        }
+    }
+
+    /// Whether the data of an input could not be decoded (a damaged page, a dictionary key out
+    /// of range): an error of the Parquet or Arrow readers, which does not name the file.
+    pub fn is_decoding_error(&self) -> bool {
+        match self.root() {
+            PipelineError::DataFusion(e) => is_input_error(e),
+            PipelineError::Parquet(_) | PipelineError::Arrow(_) => true,
+            _ => false,
         }
     }
 
@@ -200,6 +215,20 @@ fn explain_cluster_failure(text: &str) -> Option<PipelineError> {
         ));
     }
     None
+}
+
+/// A full disk, whichever layer reported it (DataFusion's writer, the Parquet writer, the object
+/// store): a storage error (exit 5) that says so, not a failed query.
+fn explain_disk_full(text: &str) -> Option<PipelineError> {
+    let what = ["No space left on device", "Disk quota exceeded"]
+        .into_iter()
+        .find(|m| text.contains(m))?;
+    Some(PipelineError::Storage(format!(
+        "{what}: the disk filled up while the run wrote its tables ({}); free space under the \
+         output root (the run's work area is OUTPUT/_work/; with an S3 output, $TMPDIR), then \
+         rerun; nothing was published",
+        first_line(text)
+    )))
 }
 
 /// The first line of a (possibly multi-line) message, for one-line errors.

@@ -58,7 +58,11 @@ pub async fn evaluate(
             detail: format!("{rows} raw rows in the window"),
         });
     }
-    for (source, reasons) in &counts {
+    // The shares are of an event source's raw rows (the CRM's counter is not one of them).
+    for (source, reasons) in counts
+        .iter()
+        .filter(|(s, _)| ["web_logs", "app_events"].contains(&s.as_str()))
+    {
         let total: i64 = reasons.values().sum();
         for (reason, limit) in cfg.max_share.by_reason() {
             let rows = reasons.get(reason).copied().unwrap_or(0);
@@ -176,6 +180,22 @@ async fn volume_gate(
         .filter_map(|back| per_day.get(&(date - chrono::Duration::days(back))).copied())
         .collect();
     let today = per_day.get(&date).copied().unwrap_or(0);
+    if today == 0 {
+        // Without this, a --date past the end of the data (nothing on the date, nothing in
+        // the days before it either) passed as "not checked" and published a night of old data.
+        let last = per_day
+            .keys()
+            .next_back()
+            .map_or("none in the window".to_string(), |d| d.to_string());
+        return Ok(Some(GateResult {
+            gate: "volume_vs_median".into(),
+            source: source.into(),
+            threshold: cfg.min_volume_ratio,
+            value: 0.0,
+            passed: false,
+            detail: format!("no kept rows on {date} itself; the last day with data is {last}"),
+        }));
+    }
     if history.len() < 3 {
         return Ok(Some(GateResult {
             gate: "volume_vs_median".into(),

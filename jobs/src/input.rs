@@ -311,7 +311,8 @@ pub async fn find_undecodable_file(root: &Root, window: Window) -> Result<Option
                 .bytes()
                 .await
                 .map_err(|e| root.error(&rel, e))?;
-            let decoded =
+            // A damaged page can make a decoder panic rather than fail: that names the file too.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
                     .and_then(|b| b.build())
                     .map_err(|e| e.to_string())
@@ -319,7 +320,9 @@ pub async fn find_undecodable_file(root: &Root, window: Window) -> Result<Option
                         reader
                             .map(|batch| batch.map(|_| ()).map_err(|e| e.to_string()))
                             .collect::<std::result::Result<Vec<()>, String>>()
-                    });
+                    })
+            }))
+            .unwrap_or_else(|_| Err("the decoder panicked".to_string()));
             if let Err(why) = decoded {
                 return Ok(Some(PipelineError::BadInput(format!(
                     "{}: the file's data cannot be decoded ({why}); its footer is intact, so the \

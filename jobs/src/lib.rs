@@ -18,6 +18,7 @@
 
 pub mod als;
 pub mod cluster;
+pub mod commit;
 pub mod config;
 pub mod contract;
 pub mod demo;

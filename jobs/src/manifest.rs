@@ -1,5 +1,6 @@
 //! The run manifest: what a run read, did and published, written as
-//! `OUTPUT/_runs/dt=<date>/manifest.json` after the tables.
+//! `OUTPUT/_runs/dt=<date>/manifest.json` after the tables. Writing it commits the night: its
+//! `published` map is where readers find each table ([`crate::commit`]).
 
 use std::collections::BTreeMap;
 
@@ -50,6 +51,9 @@ pub struct Manifest {
     pub stages: Vec<StageMetrics>,
     /// Rows per published table.
     pub tables: BTreeMap<String, u64>,
+    /// Each published table's folder, relative to the output root
+    /// (`<table>/dt=<date>/run=<run_id>`): the night readers see.
+    pub published: BTreeMap<String, String>,
     /// Data-quality counters.
     pub data_quality: Vec<DropCount>,
     /// Every data-quality gate with its threshold and measured value.

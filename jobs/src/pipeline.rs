@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
+use crate::commit;
 use crate::config::PipelineConfig;
 use crate::error::{PipelineError, Result};
 use crate::gates;
@@ -104,6 +105,9 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
             late = watchdog => Err(late),
         };
         work.remove().await;
+        if result.is_err() {
+            commit::discard_run(&output, opts.date, &run_id).await;
+        }
         let record = night.record;
         result.and_then(|()| {
             let manifest = record

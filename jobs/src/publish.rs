@@ -1,19 +1,25 @@
 //! Publishing: outputs appear whole or not at all, and a failed run never touches the previous
-//! partitions.
+//! outputs.
 //!
-//! Every table is first written completely into the run's work area, with its `_SUCCESS` marker.
-//! Only when all tables and the manifest are staged does [`Publisher::commit`] put each one in
-//! place as `OUTPUT/<table>/dt=<date>/`, the run manifest last:
+//! The nightly job's tables follow the night's commit protocol ([`crate::commit`]): each is
+//! written straight into this run's own folder `OUTPUT/<table>/dt=<date>/run=<run_id>/`, which no
+//! reader looks at until [`Publisher::commit`] writes the night's manifest, naming them all, in
+//! one atomic step. A run that fails or is stopped before that removes its folders
+//! ([`commit::discard_run`]); one that is killed leaves them invisible, for the next run of the
+//! date to remove.
 //!
-//! - on a local disk, with one directory rename per table (atomic). A partition of the same date
-//!   that already exists (a rerun) is moved aside first and restored if anything fails before the
-//!   last table is in place;
-//! - in object storage, which has no rename: the partition's `_SUCCESS` is removed first (readers
-//!   trust only partitions with `_SUCCESS`, so the partition disappears for them), the old
-//!   objects are copied aside and deleted, the staged objects are copied in (server-side), and
-//!   `_SUCCESS` is written last. A failure restores the old objects; a killed run leaves at most
-//!   a partition without `_SUCCESS`, which readers skip and the next run of that date replaces.
+//! The standalone commands (`persona kmeans`, `persona als`) publish whole tables
+//! `OUTPUT/<table>/` instead: every table is first written into the run's work area with its
+//! `_SUCCESS` marker, then put in place, the report last:
+//!
+//! - on a local disk, with one directory rename per table (atomic). A table that already exists
+//!   is moved aside first and restored if anything fails before the last table is in place;
+//! - in object storage, which has no rename: the table's `_SUCCESS` is removed first (readers
+//!   trust only folders with `_SUCCESS`), the old objects are copied aside and deleted, the
+//!   staged objects are copied in (server-side), and `_SUCCESS` is written last. A failure
+//!   restores the old objects.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -22,133 +28,189 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::SessionContext;
 use parquet::arrow::ArrowWriter;
 
+use crate::commit::{self, SUCCESS};
 use crate::error::{PipelineError, Result};
 use crate::fault;
 use crate::storage::Root;
 use crate::work::{WorkArea, count_rows_written};
 
-/// The folder under the output root that holds the run manifests.
-pub const RUNS_DIR: &str = "_runs";
-/// The marker written last into every complete partition.
-pub const SUCCESS: &str = "_SUCCESS";
+/// Where a publisher's tables go.
+#[derive(Debug)]
+enum Target {
+    /// The night of `date`: `OUTPUT/<table>/dt=<date>/run=<run_id>/`, committed by the manifest
+    /// `_runs/dt=<date>/manifest.json` ([`crate::commit`]).
+    Night {
+        date: NaiveDate,
+        run_id: String,
+        /// The manifest's `published` map and the manifest itself, once staged.
+        manifest: Option<(BTreeMap<String, String>, Vec<u8>)>,
+    },
+    /// Whole tables `OUTPUT/<table>/`, staged in `staging`, with the report at
+    /// `OUTPUT/<folder>/<file>`.
+    Tables {
+        staging: Root,
+        folder: String,
+        file: String,
+    },
+}
 
-/// Stages tables into the work area and commits them.
+/// Writes tables and commits them.
 #[derive(Debug)]
 pub struct Publisher {
     output: Root,
-    /// `dt=<date>` for the nightly tables; `None` publishes `OUTPUT/<table>/` itself.
-    partition: Option<String>,
-    staging: Root,
+    target: Target,
+    /// Tables written so far, in order.
     staged: Vec<String>,
-    /// Folder and file name of the manifest.
-    manifest: (String, String),
 }
 
 impl Publisher {
-    /// A publisher for `date` under `output`, staging inside `work`.
-    pub fn new(output: &Root, date: NaiveDate, work: &WorkArea) -> Self {
+    /// A publisher of the night of `date` by run `run_id` under `output`.
+    pub fn night(output: &Root, date: NaiveDate, run_id: &str) -> Self {
         Self {
             output: output.clone(),
-            partition: Some(format!("dt={date}")),
-            staging: work.publish_dir().clone(),
+            target: Target::Night {
+                date,
+                run_id: run_id.to_string(),
+                manifest: None,
+            },
             staged: Vec::new(),
-            manifest: (RUNS_DIR.to_string(), "manifest.json".to_string()),
         }
     }
 
     /// A publisher of whole tables `OUTPUT/<table>/` (no date partition), for standalone
-    /// commands, with the report at `OUTPUT/<folder>/<file>`.
+    /// commands, staging inside `work`, with the report at `OUTPUT/<folder>/<file>`.
     pub fn unpartitioned(output: &Root, work: &WorkArea, folder: &str, file: &str) -> Self {
         Self {
             output: output.clone(),
-            partition: None,
-            staging: work.publish_dir().clone(),
+            target: Target::Tables {
+                staging: work.publish_dir().clone(),
+                folder: folder.to_string(),
+                file: file.to_string(),
+            },
             staged: Vec::new(),
-            manifest: (folder.to_string(), file.to_string()),
         }
     }
 
-    /// A table's partition for this date (or the table's folder), relative to the output root.
-    fn partition_rel(&self, table: &str) -> String {
-        match &self.partition {
-            Some(p) => format!("{table}/{p}"),
-            None => table.to_string(),
+    /// Where `table` is published, relative to the output root.
+    fn published_rel(&self, table: &str) -> String {
+        match &self.target {
+            Target::Night { date, run_id, .. } => commit::run_folder(table, *date, run_id),
+            Target::Tables { .. } => table.to_string(),
         }
     }
 
-    /// Where a table's partition for this date is published.
+    /// Where `table` is published.
     pub fn partition_location(&self, table: &str) -> String {
-        self.output.location(&self.partition_rel(table))
+        self.output.location(&self.published_rel(table))
     }
 
-    /// Writes the registered table `table` (zstd Parquet) with its `_SUCCESS` marker into the
-    /// staging area. Returns the rows written.
+    /// Every table written so far and its folder relative to the output root: the manifest's
+    /// `published` map.
+    pub fn published(&self) -> BTreeMap<String, String> {
+        self.staged
+            .iter()
+            .map(|t| (t.clone(), self.published_rel(t)))
+            .collect()
+    }
+
+    /// Writes the registered table `table` (zstd Parquet) with its `_SUCCESS` marker: into the
+    /// night's run folder, or into the staging area. Returns the rows written.
     pub async fn stage_table(&mut self, ctx: &SessionContext, table: &str) -> Result<u64> {
+        let dest = match &self.target {
+            Target::Night { .. } => {
+                fault::check(&format!("commit:{table}")).await?;
+                self.output.child(&self.published_rel(table))
+            }
+            Target::Tables { staging, .. } => staging.child(table),
+        };
+        self.staged.push(table.to_string());
         let df = ctx.table(table).await?;
         let schema = df.schema().as_arrow().clone();
         let mut options = TableParquetOptions::default();
         options.global.compression = Some("zstd(3)".into());
         let counts = df
-            .write_parquet(
-                &self.staging.url(table),
-                DataFrameWriteOptions::new(),
-                Some(options),
-            )
+            .write_parquet(&dest.url(""), DataFrameWriteOptions::new(), Some(options))
             .await?;
         let rows = count_rows_written(&counts);
         if rows == 0 {
             // Readers need a file to learn the schema of an empty table.
             let mut buffer = Vec::new();
             ArrowWriter::try_new(&mut buffer, std::sync::Arc::new(schema), None)?.close()?;
-            self.staging
-                .write(&format!("{table}/part-0.parquet"), buffer)
-                .await?;
+            dest.write("part-0.parquet", buffer).await?;
         }
-        self.staging
-            .write(&format!("{table}/{SUCCESS}"), Vec::new())
-            .await?;
-        self.staged.push(table.to_string());
+        dest.write(SUCCESS, Vec::new()).await?;
         Ok(rows)
     }
 
-    /// Stages the run manifest (JSON), under `_runs/` for the nightly job.
-    pub async fn stage_manifest(&mut self, manifest_json: &str) -> Result<()> {
-        let (folder, file) = &self.manifest;
-        self.staging
-            .write(
-                &format!("{folder}/{file}"),
-                manifest_json.as_bytes().to_vec(),
-            )
-            .await?;
-        self.staging
-            .write(&format!("{folder}/{SUCCESS}"), Vec::new())
-            .await
-    }
-
-    /// Puts every staged table in place, then the manifest. On failure, partitions already
-    /// replaced are restored and the error is returned.
-    pub async fn commit(self) -> Result<()> {
-        let mut order = self.staged.clone();
-        order.push(self.manifest.0.clone());
-        match (self.output.local_path(), self.staging.local_path()) {
-            (Some(output), Some(staging)) => {
-                let targets: Vec<(String, String)> = order
-                    .iter()
-                    .map(|t| (t.clone(), self.partition_rel(t)))
-                    .collect();
-                commit_by_rename(output, staging, &targets).await
+    /// Stages the run manifest (JSON): kept for the commit of a night, written into the staging
+    /// area otherwise. `published` is the night's map of table folders, as in the manifest.
+    pub async fn stage_manifest(
+        &mut self,
+        manifest_json: &str,
+        published: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        match &mut self.target {
+            Target::Night { manifest, .. } => {
+                *manifest = Some((published.clone(), manifest_json.as_bytes().to_vec()));
+                Ok(())
             }
-            _ => self.commit_by_copy(&order).await,
+            Target::Tables {
+                staging,
+                folder,
+                file,
+            } => {
+                staging
+                    .write(
+                        &format!("{folder}/{file}"),
+                        manifest_json.as_bytes().to_vec(),
+                    )
+                    .await?;
+                staging
+                    .write(&format!("{folder}/{SUCCESS}"), Vec::new())
+                    .await
+            }
         }
     }
 
-    /// The object-storage commit (see the module documentation).
-    async fn commit_by_copy(&self, order: &[String]) -> Result<()> {
-        let aside = self.staging.child("_replaced");
+    /// Makes every written table visible at once with the manifest (a night), or puts every
+    /// staged table in place, then the report (whole tables). On failure the previous outputs
+    /// are what readers see, and the error is returned.
+    pub async fn commit(self) -> Result<()> {
+        match &self.target {
+            Target::Night {
+                date,
+                run_id,
+                manifest,
+            } => {
+                let (published, manifest) = manifest.clone().ok_or_else(|| {
+                    PipelineError::Internal("the night's manifest was not staged".into())
+                })?;
+                commit::commit_night(&self.output, *date, run_id, &published, manifest).await
+            }
+            Target::Tables {
+                staging, folder, ..
+            } => {
+                let mut order = self.staged.clone();
+                order.push(folder.clone());
+                match (self.output.local_path(), staging.local_path()) {
+                    (Some(output), Some(staging)) => {
+                        let targets: Vec<(String, String)> =
+                            order.iter().map(|t| (t.clone(), t.clone())).collect();
+                        commit_by_rename(output, staging, &targets).await
+                    }
+                    _ => self.commit_by_copy(staging, &order).await,
+                }
+            }
+        }
+    }
+
+    /// The object-storage commit of whole tables (see the module documentation).
+    async fn commit_by_copy(&self, staging: &Root, order: &[String]) -> Result<()> {
+        let aside = staging.child("_replaced");
         let mut touched: Vec<(String, bool)> = Vec::new();
         for table in order {
             fault::check(&format!("commit:{table}")).await?;
-            let target = self.partition_rel(table);
+            let target = self.published_rel(table);
             let had_old = self.output.exists_dir(&target).await?;
             touched.push((table.clone(), had_old));
             let result = async {
@@ -156,7 +218,7 @@ impl Publisher {
                     copy_partition(&self.output.child(&target), &aside, table).await?;
                 }
                 self.clear_partition(&target).await?;
-                copy_partition(&self.staging.child(table), &self.output, &target).await
+                copy_partition(&staging.child(table), &self.output, &target).await
             }
             .await;
             if let Err(e) = result {
@@ -177,7 +239,7 @@ impl Publisher {
     /// the previous objects back, `_SUCCESS` last.
     async fn restore_copies(&self, aside: &Root, touched: &[(String, bool)]) {
         for (table, had_old) in touched.iter().rev() {
-            let target = self.partition_rel(table);
+            let target = self.published_rel(table);
             let restored = async {
                 self.clear_partition(&target).await?;
                 if *had_old {

@@ -119,9 +119,9 @@ def run_segments(args):
     manifest = json.load(open(os.path.join(args.output, "_runs", f"dt={args.date}", "manifest.json")))
     cfg = manifest["config"]["segments"]
     fit = manifest["segments"]["fit"]
-    from truth_score import matrix  # the same preparation the truth scores use
+    from truth_score import matrix, published  # the same preparation the truth scores use
 
-    features = pq.read_table(os.path.join(args.output, "user_features", f"dt={args.date}")).to_pandas()
+    features = pq.read_table(published(args.output, "user_features", args.date)).to_pandas()
     used = manifest["segments"].get("features") or [
         f for f in cfg["features"] if f not in manifest["segments"].get("dropped_features", [])]
     log = set(manifest["segments"].get("log_features") or cfg["log_features"])

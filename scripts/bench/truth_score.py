@@ -41,8 +41,16 @@ CRM_CATEGORICAL = ["loyalty_tier", "gender", "country"]
 K_TOP = 10
 
 
+def published(root, table, date):
+    """The folder of `table` in the night of `date`, as its manifest names it."""
+    with open(os.path.join(root, "_runs", f"dt={date}", "manifest.json")) as f:
+        folders = json.load(f).get("published")
+    # Nights published before run folders (no "published" map) have the files in dt=<date>/.
+    return os.path.join(root, folders[table] if folders else os.path.join(table, f"dt={date}"))
+
+
 def read(root, table, date):
-    return pq.read_table(os.path.join(root, table, f"dt={date}")).to_pandas()
+    return pq.read_table(published(root, table, date)).to_pandas()
 
 
 def matrix(features, numeric, categorical=(), log=LOG):

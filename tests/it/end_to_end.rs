@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::support::{
     DATE, copy_dir, list_files, ok, outputs, published_tables, query, rows_as_text, run_job,
-    scalar_i64, temp, tiny_input,
+    run_job_with, scalar_i64, temp, tiny_input,
 };
 
 /// The run manifest of [`DATE`] under `output`.
@@ -29,10 +29,17 @@ async fn run_publishes_complete_consistent_tables() {
         "summary lacks segment sizes:\n{stdout}"
     );
 
-    // Every table partition is complete: data files and the _SUCCESS marker; no work area left.
-    for table in published_tables().into_iter().chain(["_runs"]) {
-        let dir = out.path().join(table).join(format!("dt={DATE}"));
+    // The manifest names every table's folder, each complete (data files and the _SUCCESS
+    // marker) and of this run; no work area left.
+    let run_id = manifest(out.path())["run_id"].as_str().unwrap().to_string();
+    for table in published_tables() {
+        let dir = crate::support::published_folder(out.path(), table, DATE);
         assert!(dir.join("_SUCCESS").exists(), "{table} has no _SUCCESS");
+        assert!(
+            dir.ends_with(format!("{table}/dt={DATE}/run={run_id}")),
+            "{}",
+            dir.display()
+        );
     }
     let leftovers: Vec<String> = list_files(&out.path().join("_work"));
     assert!(leftovers.is_empty(), "work area not cleaned: {leftovers:?}");
@@ -354,6 +361,45 @@ async fn rerun_of_a_date_is_idempotent() {
     // The rerun replaced the partitions: what the files hold is exactly what the manifest says
     // (files left over from the first run would double the counts).
     assert_manifest_matches_files(out.path(), input, "after a rerun").await;
+}
+
+#[test]
+fn every_published_number_is_the_same_however_the_rows_are_partitioned() {
+    // One partition and three partitions add the same values in different orders: every number
+    // of the manifest (ALS loss, K-Means inertia, the evaluation's metrics) must agree to the
+    // last bit, as the tables do.
+    let dir = temp();
+    let mut manifests = Vec::new();
+    for partitions in [1, 3] {
+        let config = dir.path().join(format!("p{partitions}.toml"));
+        std::fs::write(
+            &config,
+            format!("[execution]\ntarget_partitions = {partitions}\n"),
+        )
+        .unwrap();
+        let out = dir.path().join(format!("out{partitions}"));
+        ok(&run_job_with(
+            tiny_input(),
+            &out,
+            &["--config", config.to_str().unwrap()],
+            &[],
+        ));
+        manifests.push(manifest(&out));
+    }
+    let (a, b) = (&manifests[0], &manifests[1]);
+    for path in [
+        "/recommendations/loss",
+        "/segments/fit/inertia",
+        "/segments/fit/final_inertia",
+        "/evaluation/models",
+        "/evaluation/fit/loss",
+    ] {
+        assert!(
+            a.pointer(path).is_some(),
+            "{path} missing from the manifest"
+        );
+        assert_eq!(a.pointer(path), b.pointer(path), "{path}");
+    }
 }
 
 /// Every published table holds exactly the rows its manifest entry says, and is not empty.

@@ -66,6 +66,35 @@ fn a_missing_run_date_fails_the_volume_gate() {
 }
 
 #[test]
+fn a_run_date_after_the_data_fails_the_volume_gate() {
+    // Twenty days after the last day with data, the look-back window still holds old data but
+    // the date and the days before it have none: that night must not be published.
+    let late = (chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d").unwrap()
+        + chrono::Duration::days(20))
+    .to_string();
+    let out = temp();
+    let result = crate::support::run_at(
+        tiny_input().to_str().unwrap(),
+        out.path().to_str().unwrap(),
+        &late,
+        &[],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(7), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "volume_vs_median on web_logs: 0.0% (no kept rows on {late} itself; the last day with data is 2026-11-"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        list_files(out.path()).is_empty(),
+        "a gated run published files"
+    );
+}
+
+#[test]
 fn check_reports_the_inputs_and_every_gate() {
     let stdout = ok(&check(tiny_input(), None));
     assert!(

@@ -10,6 +10,7 @@
 
 mod als;
 mod bad_input;
+mod commit;
 mod distributed;
 mod end_to_end;
 mod gates;

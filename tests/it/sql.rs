@@ -86,16 +86,25 @@ fn tables_are_registered_at_their_latest_date_and_with_history() {
 }
 
 #[test]
-fn a_partition_without_success_is_never_read() {
+fn a_run_folder_no_manifest_names_is_never_read() {
     let out = temp();
     crate::support::copy_dir(two_dates(), out.path());
-    // A newer partition that is still being published (no _SUCCESS yet).
-    let partial = out.path().join("segments/dt=2026-11-30");
-    crate::support::copy_dir(&out.path().join(format!("segments/dt={DATE}")), &partial);
-    std::fs::remove_file(partial.join("_SUCCESS")).unwrap();
+    let committed = crate::support::published_folder(out.path(), "segments", DATE);
+    // A newer night still being written (its tables, no manifest yet), and a run of DATE killed
+    // before its commit: complete folders, with _SUCCESS, that no manifest names.
+    crate::support::copy_dir(&committed, &out.path().join("segments/dt=2026-11-30/run=x"));
+    crate::support::copy_dir(
+        &committed,
+        &out.path().join(format!("segments/dt={DATE}/run=x")),
+    );
     let root = out.path().to_str().unwrap();
     let dates = sql_csv(root, "SELECT DISTINCT dt FROM segments_history ORDER BY dt");
     assert_eq!(dates, vec!["dt", PREVIOUS, DATE]);
+    let rows = sql_csv(root, "SELECT COUNT(*) AS n FROM segments");
+    assert_eq!(
+        rows[1].parse::<u64>().unwrap(),
+        manifest_rows(out.path(), DATE, "segments")
+    );
 }
 
 #[test]

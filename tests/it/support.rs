@@ -186,7 +186,19 @@ pub fn published_tables() -> Vec<&'static str> {
     persona_jobs::stages::registry::published_tables().collect()
 }
 
-/// Registers the published partition `output/<table>/dt=<date>/` as `name`.
+/// The folder of `table` in the night of `date` under `output`, found as a reader finds it:
+/// through the night's manifest (`_runs/dt=<date>/manifest.json`, its `published` map).
+pub fn published_folder(output: &Path, table: &str, date: &str) -> std::path::PathBuf {
+    let path = output.join(format!("_runs/dt={date}/manifest.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest json");
+    let folder = manifest["published"][table]
+        .as_str()
+        .unwrap_or_else(|| panic!("the manifest of {date} does not publish {table}"));
+    output.join(folder)
+}
+
+/// Registers the published table `table` of the night of `date` as `name`.
 pub async fn register_partition(
     ctx: &SessionContext,
     name: &str,
@@ -194,7 +206,7 @@ pub async fn register_partition(
     table: &str,
     date: &str,
 ) {
-    let dir = output.join(table).join(format!("dt={date}"));
+    let dir = published_folder(output, table, date);
     ctx.register_parquet(
         name,
         &format!("{}/", dir.display()),

@@ -370,7 +370,8 @@ fn gram_of(rank: usize, values: Vec<f32>) -> Result<Factors> {
 
 /// `XᵀX` of the customer factors in the work table `x` (added block by block, as
 /// [`blocked_gram`] does in memory) and the customers' summed loss: one query, whose result is
-/// one `rank × rank` matrix per block of customers.
+/// one `rank × rank` matrix per block of customers. The loss is summed as a decimal (exact, so
+/// in any order the same), then the blocks in block order.
 async fn blocked_gram_and_loss(
     ctx: &SessionContext,
     x: &str,
@@ -379,7 +380,7 @@ async fn blocked_gram_and_loss(
     let batches = ctx
         .sql(&format!(
             "SELECT CAST(idx / {GRAM_BLOCK} AS INT) AS block, als_gram(idx, solved) AS gram, \
-                    CAST(SUM(solved['loss']) AS DOUBLE) AS loss \
+                    CAST(SUM(CAST(solved['loss'] AS DECIMAL(38, 10))) AS DOUBLE) AS loss \
              FROM {x} GROUP BY CAST(idx / {GRAM_BLOCK} AS INT)"
         ))
         .await?
@@ -541,7 +542,9 @@ async fn half_step(
 /// them in `solved` (when it is long enough), and sums their losses.
 fn read_solved(previous: Factors, batches: &[RecordBatch], solved: &mut [bool]) -> (Factors, f64) {
     let mut factors = previous;
-    let mut loss = 0.0;
+    // Summed in row order, not in the order the batches arrive (which varies from run to run),
+    // so that the loss in the manifest is the same to the last bit on every rerun.
+    let mut losses_by_row: Vec<(usize, f64)> = Vec::new();
     for batch in batches {
         let ids = batch.column(0).as_primitive::<Int32Type>();
         let result = batch.column(1).as_struct();
@@ -559,10 +562,11 @@ fn read_solved(previous: Factors, batches: &[RecordBatch], solved: &mut [bool]) 
                     *s = true;
                 }
             }
-            loss += losses.value(r);
+            losses_by_row.push((id, losses.value(r)));
         }
     }
-    (factors, loss)
+    losses_by_row.sort_unstable_by_key(|(id, _)| *id);
+    (factors, losses_by_row.iter().map(|(_, l)| l).sum())
 }
 
 /// `λ Σ ‖y_i‖²` over the item side (each scaled by the item's count under ALS-WR): the part of

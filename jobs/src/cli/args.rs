@@ -328,7 +328,7 @@ pub struct RunArgs {
     #[arg(long, env = "PERSONA_INPUT")]
     pub input: String,
     /// Output root (a folder or s3://BUCKET/PREFIX): tables are published under
-    /// OUTPUT/<table>/dt=<date>/.
+    /// OUTPUT/<table>/dt=<date>/run=<run id>/, committed by OUTPUT/_runs/dt=<date>/manifest.json.
     #[arg(long, env = "PERSONA_OUTPUT")]
     pub output: String,
     /// The run date (YYYY-MM-DD): the last day of the look-back window.

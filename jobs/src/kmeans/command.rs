@@ -146,7 +146,7 @@ async fn fit_and_publish(
     };
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| PipelineError::Internal(format!("report: {e}")))?;
-    publisher.stage_manifest(&json).await?;
+    publisher.stage_manifest(&json, &Default::default()).await?;
     publisher.commit().await?;
     Ok(KMeansSummary {
         report,

@@ -54,7 +54,10 @@ fn transform_sql(column: &str, log: bool, category: Option<&str>) -> String {
     }
     let x = format!("CAST({} AS DOUBLE)", quote(column));
     if log {
-        format!("ln(1 + greatest({x}, 0))")
+        // Not `greatest(x, 0)`: it skips a null argument and so turns a null into 0, which
+        // would cluster a missing value (no order: no order value) as a zero instead of
+        // imputing it with the mean, as the report says.
+        format!("ln(1 + CASE WHEN {x} < 0 THEN 0.0 ELSE {x} END)")
     } else {
         x
     }

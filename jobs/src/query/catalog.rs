@@ -1,7 +1,8 @@
 //! The published tables as an analyst sees them: every table under the output root by name at
-//! its latest successful date (or the pinned `--date`), and `<table>_history` with every
-//! successful date and a `dt` column. A partition counts only once its `_SUCCESS` marker is
-//! there, so a run that is publishing (or died publishing) is never read.
+//! its latest committed date (or the pinned `--date`), and `<table>_history` with every
+//! committed date and a `dt` column. A date's tables are found through its manifest only
+//! ([`crate::commit`]), so a run that is publishing (or died publishing) is never read, and
+//! every table of a date comes from the same run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +14,8 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
+use crate::commit::{committed_nights, parquet_files};
 use crate::error::{PipelineError, Result};
-use crate::input::partition_date;
-use crate::publish::SUCCESS;
 use crate::storage::Root;
 
 /// Bytes read from the end of a file to find its footer (one request when the footer fits).
@@ -32,36 +32,15 @@ pub struct TableInfo {
     pub dates: Vec<NaiveDate>,
 }
 
-/// The successful dates of every table under `output`.
-async fn successful_partitions(output: &Root) -> Result<BTreeMap<String, Vec<NaiveDate>>> {
-    let mut tables = BTreeMap::new();
-    for table in output.list_dirs("").await? {
-        if table.starts_with(['_', '.']) {
-            continue;
-        }
-        let dates = successful_dates(output, &table).await?;
-        if !dates.is_empty() {
-            tables.insert(table, dates);
+/// The committed nights under `output`, as each table's dates and folders, oldest first.
+async fn committed_tables(output: &Root) -> Result<BTreeMap<String, Vec<(NaiveDate, String)>>> {
+    let mut tables: BTreeMap<String, Vec<(NaiveDate, String)>> = BTreeMap::new();
+    for night in committed_nights(output).await? {
+        for (table, folder) in night.tables {
+            tables.entry(table).or_default().push((night.date, folder));
         }
     }
     Ok(tables)
-}
-
-/// The dates of `table` under `output` whose partition is complete (has `_SUCCESS`), oldest
-/// first; none when the table does not exist.
-pub async fn successful_dates(output: &Root, table: &str) -> Result<Vec<NaiveDate>> {
-    let mut dates = Vec::new();
-    for partition in output.list_dirs(table).await? {
-        let Some(date) = partition_date(&partition) else {
-            continue;
-        };
-        let files = output.list_files(&format!("{table}/{partition}")).await?;
-        if files.iter().any(|m| m.location.filename() == Some(SUCCESS)) {
-            dates.push(date);
-        }
-    }
-    dates.sort();
-    Ok(dates)
 }
 
 /// Registers the tables of `output` on `ctx`; `pinned` reads that date instead of the latest.
@@ -70,16 +49,17 @@ pub async fn register_outputs(
     output: &Root,
     pinned: Option<NaiveDate>,
 ) -> Result<Vec<TableInfo>> {
-    let tables = successful_partitions(output).await?;
+    let tables = committed_tables(output).await?;
     if tables.is_empty() {
         return Err(PipelineError::BadInput(format!(
-            "no published tables under {} (looked for <table>/dt=<date>/{SUCCESS}); run `persona run --output {}` first",
+            "no published tables under {} (looked for the nights' manifests, _runs/dt=<date>/manifest.json); run `persona run --output {}` first",
             output.display(),
             output.display()
         )));
     }
     let mut infos = Vec::new();
-    for (name, dates) in tables {
+    for (name, nights) in tables {
+        let dates: Vec<NaiveDate> = nights.iter().map(|(d, _)| *d).collect();
         let date = match pinned {
             None => dates.last().copied(),
             Some(d) => dates.iter().copied().find(|x| *x == d),
@@ -89,8 +69,8 @@ pub async fn register_outputs(
         };
         // Each partition is read (its footers fetched) once, for both registrations.
         let mut history: Option<DataFrame> = None;
-        for d in &dates {
-            let frame = partition_frame(ctx, output, &name, *d).await?;
+        for (d, folder) in &nights {
+            let frame = partition_frame(ctx, output, folder).await?;
             if *d == date {
                 ctx.register_table(name.as_str(), frame.clone().into_view())?;
             }
@@ -115,19 +95,24 @@ pub async fn register_outputs(
     Ok(infos)
 }
 
-/// One successful partition as a DataFrame.
-async fn partition_frame(
-    ctx: &SessionContext,
-    output: &Root,
-    table: &str,
-    date: NaiveDate,
-) -> Result<DataFrame> {
-    let url = ListingTableUrl::parse(output.url(&format!("{table}/dt={date}")))?;
+/// One committed table folder (its Parquet files, not its sub-folders) as a DataFrame.
+async fn partition_frame(ctx: &SessionContext, output: &Root, folder: &str) -> Result<DataFrame> {
+    let urls = parquet_files(output, folder)
+        .await?
+        .iter()
+        .map(ListingTableUrl::parse)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err(PipelineError::BadInput(format!(
+            "{} has no Parquet file, though its night's manifest names it",
+            output.location(folder)
+        )));
+    }
     // DataFusion prefetches 512 KiB from the end of a file to find its footer, i.e. whole files
     // at our sizes; the footers of published tables are a few KiB.
     let format = ParquetFormat::default().with_metadata_size_hint(Some(FOOTER_PREFETCH));
     let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
-    let config = ListingTableConfig::new(url)
+    let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .infer_schema(&ctx.state())
         .await?;

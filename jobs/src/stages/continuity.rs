@@ -19,9 +19,9 @@ use pathfinding::prelude::{Matrix, kuhn_munkres_min};
 use persona_udfs::ml::Centroids;
 use serde::Serialize;
 
+use crate::commit::committed_nights;
 use crate::error::{PipelineError, Result};
 use crate::kmeans::describe::identity_ids;
-use crate::query::catalog::successful_dates;
 use crate::storage::Root;
 use crate::tables::register_parquet;
 
@@ -73,15 +73,16 @@ pub async fn previous_segments(
     output: &Root,
     date: NaiveDate,
 ) -> Result<Option<PreviousSegments>> {
-    let Some(previous) = successful_dates(output, "segments")
+    let Some((previous, folder)) = committed_nights(output)
         .await?
         .into_iter()
-        .filter(|d| *d < date)
-        .max()
+        .filter(|n| n.date < date)
+        .filter_map(|n| Some((n.date, n.tables.get("segments")?.clone())))
+        .next_back()
     else {
         return Ok(None);
     };
-    let partition = output.child(&format!("segments/dt={previous}"));
+    let partition = output.child(&folder);
     let name = "previous_night_segments";
     register_parquet(ctx, name, &partition, "").await?;
     let batches = ctx

@@ -129,16 +129,23 @@ impl Night<'_> {
                 ))
             }
             Runner::Publish => {
-                let mut text = String::from("would publish, then commit at once:\n");
+                let mut text = String::from("would write, each into this run's folder:\n");
                 for s in registry::NIGHT.iter().filter(|s| self.mode.publishes(s)) {
                     let _ = writeln!(
                         text,
                         "  {}",
                         self.roots
                             .output
-                            .location(&format!("{}/dt={}/", s.name, self.window.last))
+                            .location(&format!("{}/dt={}/run=<run id>/", s.name, self.window.last))
                     );
                 }
+                let _ = writeln!(
+                    text,
+                    "then commit them at once by writing {}",
+                    self.roots
+                        .output
+                        .location(&crate::commit::manifest_path(self.window.last))
+                );
                 Ok(text)
             }
         }

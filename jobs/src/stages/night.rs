@@ -16,6 +16,7 @@ use super::registry::{self, Mode, Runner, Stage};
 use super::{StageMetrics, continuity, interests, recommendations, segments};
 use crate::als::AlsReport;
 use crate::als::evaluate::{self, EvaluationReport};
+use crate::commit;
 use crate::config::{Exclude, PipelineConfig};
 use crate::error::{PipelineError, Result};
 use crate::fault;
@@ -163,7 +164,8 @@ impl<'a> Night<'a> {
         .await;
         match result {
             Err(e)
-                if stage.runner == Runner::Sql && input::is_page_decoding_error(&e.to_string()) =>
+                if stage.runner == Runner::Sql
+                    && (e.is_decoding_error() || input::is_page_decoding_error(&e.to_string())) =>
             {
                 // A query hit a damaged data page of an input: name the file, which the
                 // query's error does not.
@@ -280,27 +282,72 @@ impl<'a> Night<'a> {
             })
             .map(|s| s.name)
             .collect();
-        let mut publisher = Publisher::new(self.roots.output, self.window.last, self.work);
-        for table in &tables {
-            let rows = publisher.stage_table(self.ctx, table).await?;
-            self.record.tables.insert(table.to_string(), rows);
-        }
-        let rows: u64 = self.record.tables.values().sum();
-        let manifest = self
-            .manifest(StageMetrics::new("publish", rows, t.elapsed()))
-            .await?;
-        let json = serde_json::to_string_pretty(&manifest)
-            .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
-        publisher.stage_manifest(&json).await?;
+        let mut publisher = Publisher::night(self.roots.output, self.window.last, self.run_id);
+        let manifest = self.stage_tables(&mut publisher, &tables, t).await?;
         self.record.locations = tables
             .iter()
             .map(|t| (t.to_string(), publisher.partition_location(t)))
             .collect();
-        fault::check("commit").await?;
         signals::commit_started();
         publisher.commit().await?;
+        let rows = self.record.tables.values().sum();
         self.record.manifest = Some(manifest);
         Ok(rows)
+    }
+
+    /// Writes every table into this run's folders and stages the manifest that names them.
+    async fn stage_tables(
+        &mut self,
+        publisher: &mut Publisher,
+        tables: &[&str],
+        started: Instant,
+    ) -> Result<Manifest> {
+        for table in tables {
+            let rows = publisher.stage_table(self.ctx, table).await?;
+            self.record.tables.insert(table.to_string(), rows);
+        }
+        let rows: u64 = self.record.tables.values().sum();
+        let mut manifest = self
+            .manifest(StageMetrics::new("publish", rows, started.elapsed()))
+            .await?;
+        manifest.published = publisher.published();
+        if self.mode == Mode::Evaluate {
+            self.carry_over(&mut manifest).await?;
+        }
+        let json = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
+        publisher.stage_manifest(&json, &manifest.published).await?;
+        fault::check("commit").await?;
+        Ok(manifest)
+    }
+
+    /// `persona evaluate` publishes one table into a night that may already be committed: the
+    /// night's other tables stay published (and their row counts in the manifest), where
+    /// replacing the manifest alone would hide them.
+    async fn carry_over(&self, manifest: &mut Manifest) -> Result<()> {
+        let Some(night) = commit::committed_nights(self.roots.output)
+            .await?
+            .into_iter()
+            .find(|n| n.date == self.window.last)
+        else {
+            return Ok(());
+        };
+        let old = self
+            .roots
+            .output
+            .read(&commit::manifest_path(self.window.last))
+            .await?
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        for (table, folder) in night.tables {
+            if manifest.published.contains_key(&table) {
+                continue;
+            }
+            if let Some(rows) = old.as_ref().and_then(|m| m["tables"][&table].as_u64()) {
+                manifest.tables.insert(table.clone(), rows);
+            }
+            manifest.published.insert(table, folder);
+        }
+        Ok(())
     }
 
     /// The run record, with `publish` as the last stage so far.
@@ -321,6 +368,8 @@ impl<'a> Night<'a> {
             inputs: r.inputs.clone(),
             stages,
             tables: r.tables.clone(),
+            // Filled in by the publisher, which knows where it wrote each table.
+            published: BTreeMap::new(),
             data_quality: gates::drop_counts(self.ctx).await?,
             gates: r.gates.clone(),
             segments: r.segments.clone(),

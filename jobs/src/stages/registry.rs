@@ -112,7 +112,8 @@ pub const NIGHT: &[Stage] = &[
             "web_logs_flagged",
             "app_events_flagged",
             "identity_map",
-            "events"
+            "events",
+            "customers"
         ],
         false,
     ),

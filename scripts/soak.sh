@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The soak test of the nightly commit (not part of CI): NIGHTS consecutive nights run in order
+# against one output root, the input growing by a day before each night as a real landing zone
+# does. A third of the nights are first killed (SIGKILL) at a random moment, then rerun. After
+# every night the published root is checked (scripts/soak_check.py): every night's manifest
+# names one folder per table, all of its own run, complete and holding the rows the manifest
+# says; the newest night is the one just run; `persona sql` answers from it.
+#
+#   scripts/soak.sh [NIGHTS]      # default 30; SOAK_SEED picks the kill moments
+#
+# Prints one line per night and a summary (the figures in docs/benchmarks.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NIGHTS="${1:-30}"
+SEED="${SOAK_SEED:-1}"
+CACHE="${PERSONA_CACHE_DIR:-$HOME/.cache/persona}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+BIN="$CARGO_TARGET_DIR/release/persona"
+PY="$CACHE/venv/bin/python"   # pyarrow, installed by scripts/test.sh
+if [ ! -x "$PY" ] || ! "$PY" -c "import pyarrow" 2>/dev/null; then
+  python3 -m venv "$CACHE/venv" && "$CACHE/venv/bin/pip" install --quiet "pyarrow>=15"
+fi
+cargo build --release --locked --bin persona >&2
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+LAST=2026-11-22
+FIRST=$(date -d "$LAST - $((NIGHTS - 1)) days" +%F)
+echo "== generating $((NIGHTS + 27)) days of tiny data ending $LAST" >&2
+"$BIN" generate --scale tiny --out "$WORK/all" --end-date "$LAST" --days $((NIGHTS + 27)) >/dev/null
+
+# The landing zone: the CRM export and the catalog, and the event days up to the night's date
+# (hard links: no copies).
+mkdir -p "$WORK/input/web_logs" "$WORK/input/app_events"
+cp -al "$WORK/all/crm_customers" "$WORK/all/items" "$WORK/input/"
+land_until() {
+  for source in web_logs app_events; do
+    for day in "$WORK/all/$source"/dt=*; do
+      local d=${day##*/dt=}
+      if [[ ! "$d" > "$1" && ! -e "$WORK/input/$source/dt=$d" ]]; then
+        cp -al "$day" "$WORK/input/$source/"
+      fi
+    done
+  done
+}
+
+RANDOM=$SEED
+kills=0 killed_during_commit=0 checks=0 start=$(date +%s)
+for ((i = 0; i < NIGHTS; i++)); do
+  night=$(date -d "$FIRST + $i days" +%F)
+  land_until "$night"
+  note=""
+  if (( RANDOM % 3 == 0 )); then
+    # Kill at a random moment of the run: 0.2 to 3.2 s in (a tiny night takes about 3 s).
+    delay=$(printf '0.%d' $((RANDOM % 10)))
+    delay=$(echo "$delay + $((RANDOM % 3)) + 0.2" | bc)
+    "$BIN" run --input "$WORK/input" --output "$WORK/out" --date "$night" >/dev/null 2>"$WORK/killed.log" &
+    pid=$!
+    sleep "$delay"
+    if kill -KILL "$pid" 2>/dev/null; then
+      kills=$((kills + 1))
+      wait "$pid" 2>/dev/null || true
+      # Where it was: the last stage it reported, or the commit.
+      where=$(grep -o 'stage=[a-z_]*\|commit' "$WORK/killed.log" | tail -1 || true)
+      [[ "$where" == commit ]] && killed_during_commit=$((killed_during_commit + 1))
+      note="killed after ${delay}s ${where:+($where)}, "
+      "$PY" scripts/soak_check.py "$WORK/out" "$BIN" >/dev/null  # consistent even now
+      checks=$((checks + 1))
+    else
+      wait "$pid"
+      note="finished before the kill at ${delay}s, "
+    fi
+  fi
+  "$BIN" run --input "$WORK/input" --output "$WORK/out" --date "$night" >/dev/null 2>"$WORK/run.log" \
+    || { tail -5 "$WORK/run.log" >&2; echo "FAILED: night $night" >&2; exit 1; }
+  result=$("$PY" scripts/soak_check.py "$WORK/out" "$BIN" "$night")
+  checks=$((checks + 1))
+  echo "night $night: ${note}$result"
+done
+echo "soak: $NIGHTS nights, $kills killed ($killed_during_commit inside the commit) and rerun, \
+$checks consistency checks passed, $(( $(date +%s) - start )) s"
