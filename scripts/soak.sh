@@ -46,37 +46,55 @@ land_until() {
 }
 
 RANDOM=$SEED
-kills=0 killed_during_commit=0 checks=0 start=$(date +%s)
+TABLES=(user_features user_profiles segments recommendations user_factors item_factors similar_items evaluation data_quality)
+POINTS=("commit:_runs")
+for t in "${TABLES[@]}"; do POINTS+=("commit:$t" "gc:$t"); done
+kills=0 in_commit=0 checks=0 last_seconds=1 start=$(date +%s)
 for ((i = 0; i < NIGHTS; i++)); do
   night=$(date -d "$FIRST + $i days" +%F)
   land_until "$night"
   note=""
   if (( RANDOM % 3 == 0 )); then
-    # Kill at a random moment of the run: 0.2 to 3.2 s in (a tiny night takes about 3 s).
-    delay=$(printf '0.%d' $((RANDOM % 10)))
-    delay=$(echo "$delay + $((RANDOM % 3)) + 0.2" | bc)
-    "$BIN" run --input "$WORK/input" --output "$WORK/out" --date "$night" >/dev/null 2>"$WORK/killed.log" &
+    env=()
+    if (( RANDOM % 2 == 0 )); then
+      # At a random moment of the run (the last night's duration gives the range).
+      delay=$(awk -v r=$RANDOM -v d="$last_seconds" 'BEGIN { printf "%.2f", d * r / 32768 }')
+      what="after ${delay}s"
+    else
+      # At a random step of the commit: paused there, then killed.
+      point=${POINTS[$((RANDOM % ${#POINTS[@]}))]}
+      env=(PERSONA_PAUSE_AT="$point")
+      delay=""
+      what="at $point"
+    fi
+    env "${env[@]}" "$BIN" run --input "$WORK/input" --output "$WORK/out" --date "$night" \
+      >/dev/null 2>"$WORK/killed.log" &
     pid=$!
-    sleep "$delay"
+    if [ -n "$delay" ]; then
+      sleep "$delay"
+    else
+      for _ in $(seq 600); do grep -q "paused at" "$WORK/killed.log" && break; sleep 0.05; done
+    fi
     if kill -KILL "$pid" 2>/dev/null; then
-      kills=$((kills + 1))
       wait "$pid" 2>/dev/null || true
-      # Where it was: the last stage it reported, or the commit.
-      where=$(grep -o 'stage=[a-z_]*\|commit' "$WORK/killed.log" | tail -1 || true)
-      [[ "$where" == commit ]] && killed_during_commit=$((killed_during_commit + 1))
-      note="killed after ${delay}s ${where:+($where)}, "
+      kills=$((kills + 1))
+      stage=$(grep -o 'stage started stage="[a-z_]*"' "$WORK/killed.log" | tail -1 | cut -d'"' -f2 || true)
+      [ "$stage" = publish ] && in_commit=$((in_commit + 1))
+      note="killed $what (in stage ${stage:-none}), "
       "$PY" scripts/soak_check.py "$WORK/out" "$BIN" >/dev/null  # consistent even now
       checks=$((checks + 1))
     else
       wait "$pid"
-      note="finished before the kill at ${delay}s, "
+      note="finished before the kill $what, "
     fi
   fi
+  t0=$(date +%s.%N)
   "$BIN" run --input "$WORK/input" --output "$WORK/out" --date "$night" >/dev/null 2>"$WORK/run.log" \
     || { tail -5 "$WORK/run.log" >&2; echo "FAILED: night $night" >&2; exit 1; }
+  last_seconds=$(echo "$(date +%s.%N) - $t0" | bc)
   result=$("$PY" scripts/soak_check.py "$WORK/out" "$BIN" "$night")
   checks=$((checks + 1))
   echo "night $night: ${note}$result"
 done
-echo "soak: $NIGHTS nights, $kills killed ($killed_during_commit inside the commit) and rerun, \
+echo "soak: $NIGHTS nights, $kills killed ($in_commit inside the publish stage) and rerun, \
 $checks consistency checks passed, $(( $(date +%s) - start )) s"

@@ -782,5 +782,11 @@ mod tests {
                 .unwrap_err()
                 .contains("at least 2")
         );
+        // Zero iterations would publish no model recommendations and an empty evaluation.
+        assert!(
+            PipelineConfig::parse("[recommendations]\niterations = 0")
+                .unwrap_err()
+                .contains("recommendations.iterations must be at least 1")
+        );
     }
 }
