@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The end-to-end benchmark of the nightly job: `persona run` on generated data with the release
 # build, timed whole (wall, CPU, peak RSS) and per stage (from the run manifest), its results
-# checked, and the two model stages compared side by side with their usual peers on the same
-# data and the same cores (scikit-learn's KMeans on the segments' points; `implicit`'s ALS on
-# the evaluation's training pairs, the ones Persona's evaluation fit used).
+# checked, beside a whole-night peer (scripts/bench/night_peer.py: the same job in DuckDB,
+# scikit-learn and `implicit`, timed the same way), and the two model stages compared side by
+# side with their usual peers on the same data and the same cores (scikit-learn's KMeans on the
+# segments' points; `implicit`'s ALS on the evaluation's training pairs, the ones Persona's
+# evaluation fit used).
 #
 #   scripts/bench.sh [SCALE ...]          # default: small medium
 #
@@ -23,10 +25,10 @@ CONFIG=()
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BIN="$CARGO_TARGET_DIR/release/persona"
 
-if [ "$PEERS" = 1 ] && { [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import implicit, sklearn, pyarrow, pandas, threadpoolctl" 2>/dev/null; }; then
+if [ "$PEERS" = 1 ] && { [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import implicit, sklearn, pyarrow, pandas, threadpoolctl, duckdb" 2>/dev/null; }; then
   echo "== installing scikit-learn, implicit, pyarrow, pandas into $VENV (once)" >&2
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scipy pandas pyarrow threadpoolctl scikit-learn implicit
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scipy pandas pyarrow threadpoolctl scikit-learn implicit duckdb
 fi
 cargo build --release --locked --bin persona >&2
 source scripts/bench/data.sh
@@ -40,8 +42,14 @@ for SCALE in "${@:-small medium}"; do
   echo "== $SCALE: persona run" >&2
   /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" "$BIN" run --input "$DATA/input" --output "$OUT/o" \
     --date "$DATE" "${CONFIG[@]}" >/dev/null 2>"$OUT/log" || { tail -5 "$OUT/log" >&2; echo "FAILED: persona run ($SCALE)" >&2; exit 1; }
-  kmeans_peer="" als_peer="" truth=""
+  kmeans_peer="" als_peer="" truth="" night_peer=""
   if [ "$PEERS" = 1 ]; then
+    echo "== $SCALE: the whole-night peer (DuckDB + scikit-learn + implicit)" >&2
+    # Both cores for the peer, as Persona has them (DuckDB threads, scikit-learn's and implicit's
+    # thread counts are set by the script).
+    night_peer=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/time -f '%e %U %S %M' -o "$OUT/peer-time" "$VENV/bin/python" \
+      scripts/bench/night_peer.py --input "$DATA/input" --output "$OUT/peer" --date "$DATE" --threads 2)
+    night_peer="$night_peer $(cat "$OUT/peer-time")"
     echo "== $SCALE: scikit-learn on the segments' points" >&2
     kmeans_peer=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/kmeans_peer.py segments --output "$OUT/o" --date "$DATE")
     # The exact pairs the run's evaluation trained on (same input, date and configuration).
@@ -55,9 +63,9 @@ for SCALE in "${@:-small medium}"; do
     truth=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/truth_score.py --output "$OUT/o" --date "$DATE" \
       --truth "$DATA/input/_truth" --split "$OUT/split")
   fi
-  python3 - "$SCALE" "$OUT/o/_runs/dt=$DATE/manifest.json" "$OUT/time" "$kmeans_peer" "$als_peer" "$truth" <<'PY'
+  python3 - "$SCALE" "$OUT/o/_runs/dt=$DATE/manifest.json" "$OUT/time" "$kmeans_peer" "$als_peer" "$truth" "$night_peer" <<'PY'
 import json, sys
-scale, manifest, timing, kmeans_peer, als_peer, truth = sys.argv[1:7]
+scale, manifest, timing, kmeans_peer, als_peer, truth, night_peer = sys.argv[1:8]
 m = json.load(open(manifest))
 wall, user, system, rss = open(timing).read().split()
 groups = [
@@ -84,6 +92,16 @@ for name, stages in groups:
     print(f"  {name:<16} {t:>8.2f} {100 * t / float(wall):>5.0f}%  {main_rows:,}")
 other = [n for n in seconds if n not in known]
 assert not other, f"stages missing from the table: {other}"
+if night_peer:
+    # The peer's JSON line, then its /usr/bin/time figures.
+    stages_json, p_wall, p_user, p_sys, p_rss = night_peer.rsplit(" ", 4)
+    peer = json.loads(stages_json)
+    p_cpu = float(p_user) + float(p_sys)
+    print(f"  whole-night peer (DuckDB + scikit-learn + implicit): wall {float(p_wall):.1f} s, "
+          f"CPU {p_cpu:.1f} s, peak RSS {int(p_rss) / 1048576:.2f} GiB; Persona / peer: wall "
+          f"{float(wall) / float(p_wall):.2f}x, peak RSS {int(rss) / int(p_rss):.2f}x")
+    print("    peer stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in peer.items() if k != "ndcg_at_10")
+          + f"; its evaluation NDCG@10 {peer['ndcg_at_10']:.4f}")
 
 # Results, not only time: every table published, the models did their job.
 problems = []

@@ -118,8 +118,7 @@ pub async fn collect_garbage(output: &Root, date: NaiveDate, keep: &BTreeSet<&st
 /// reported an error may still have been applied.
 pub async fn discard_run(output: &Root, date: NaiveDate, run_id: &str) {
     if let Ok(Some(bytes)) = output.read(&manifest_path(date)).await
-        && serde_json::from_slice::<serde_json::Value>(&bytes)
-            .is_ok_and(|m| m["run_id"].as_str() == Some(run_id))
+        && serde_json::from_slice::<Pointer>(&bytes).is_ok_and(|m| m.run_id == run_id)
     {
         return;
     }
@@ -154,6 +153,14 @@ pub struct CommittedNight {
     pub tables: BTreeMap<String, String>,
 }
 
+/// What readers need of a manifest (the rest of it is skipped unparsed).
+#[derive(Debug, serde::Deserialize)]
+struct Pointer {
+    run_id: String,
+    /// Absent in the manifests of versions before run folders.
+    published: Option<BTreeMap<String, String>>,
+}
+
 /// Every committed night under `output`, oldest first: the dates with a manifest.
 pub async fn committed_nights(output: &Root) -> Result<Vec<CommittedNight>> {
     let mut nights = Vec::new();
@@ -166,18 +173,15 @@ pub async fn committed_nights(output: &Root) -> Result<Vec<CommittedNight>> {
         let Some(bytes) = output.read(&path).await? else {
             continue;
         };
-        let manifest: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let pointer: Pointer = serde_json::from_slice(&bytes).map_err(|e| {
             PipelineError::BadInput(format!(
                 "{}: not a Persona manifest ({e}); restore it from a backup or rerun the night",
                 output.location(&path)
             ))
         })?;
-        let run_id = manifest["run_id"].as_str().unwrap_or_default().to_string();
-        let tables = match manifest["published"].as_object() {
-            Some(published) => published
-                .iter()
-                .filter_map(|(t, f)| Some((t.clone(), f.as_str()?.to_string())))
-                .collect(),
+        let run_id = pointer.run_id;
+        let tables = match pointer.published {
+            Some(published) => published,
             None => {
                 if legacy_tables.is_none() {
                     legacy_tables = Some(output.list_dirs("").await?);
