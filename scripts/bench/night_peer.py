@@ -150,17 +150,31 @@ def segments(con, out, threads):
 
 
 def interactions(con, before=None):
-    """(customer ids, item ids, CSR user × item confidence weights, purchased pairs)."""
+    """(customer ids, item ids, CSR user × item weights, CSR of purchased pairs): indices made
+    by DuckDB (dense ranks), so that no Python code touches the millions of string ids."""
     cut = f"AND ts < TIMESTAMP '{before}'" if before else ""
     weights = " ".join(f"WHEN '{k}' THEN {v}" for k, v in WEIGHTS.items())
-    rows = con.execute(f"""
+    con.execute(f"""
+        CREATE OR REPLACE TABLE pairs AS
         SELECT customer_id, item_id, LEAST(SUM(CASE event_type {weights} END), 50.0) AS w,
                bool_or(event_type = 'purchase') AS bought
         FROM events JOIN items USING (item_id)
         WHERE event_type IN ('view', 'click', 'add_to_cart', 'purchase') {cut}
-        GROUP BY ALL""").fetchnumpy()
-    users, u = np.unique(rows["customer_id"], return_inverse=True)
-    items, i = np.unique(rows["item_id"], return_inverse=True)
+        GROUP BY ALL""")
+    con.execute("""
+        CREATE OR REPLACE TABLE user_ids AS
+        SELECT customer_id, CAST(row_number() OVER (ORDER BY customer_id) - 1 AS INT) AS u
+        FROM (SELECT DISTINCT customer_id FROM pairs)""")
+    con.execute("""
+        CREATE OR REPLACE TABLE item_ids AS
+        SELECT item_id, CAST(row_number() OVER (ORDER BY item_id) - 1 AS INT) AS i
+        FROM (SELECT DISTINCT item_id FROM pairs)""")
+    rows = con.execute("""
+        SELECT u, i, w, bought FROM pairs JOIN user_ids USING (customer_id)
+        JOIN item_ids USING (item_id)""").fetchnumpy()
+    users = con.execute("SELECT customer_id FROM user_ids ORDER BY u").fetchnumpy()["customer_id"]
+    items = con.execute("SELECT item_id FROM item_ids ORDER BY i").fetchnumpy()["item_id"]
+    u, i = rows["u"], rows["i"]
     matrix = sp.csr_matrix((rows["w"].astype(np.float32), (u, i)), shape=(len(users), len(items)))
     bought = sp.csr_matrix((rows["bought"].astype(np.float32), (u, i)), shape=matrix.shape)
     bought.eliminate_zeros()
@@ -179,56 +193,56 @@ def fit(matrix, threads):
 
 
 def recommendations(con, out, threads):
+    import pandas as pd
+
     users, items, matrix, bought = interactions(con)
     model = fit(matrix, threads)
-    ids, _ = model.recommend(np.arange(len(users)), bought, N=10, filter_already_liked_items=True)
-    popular = con.execute("""
-        SELECT item_id FROM events JOIN items USING (item_id) WHERE event_type = 'purchase'
-        GROUP BY item_id ORDER BY COUNT(*) DESC, item_id LIMIT 10""").fetchnumpy()["item_id"]
-    opted = set(con.execute("SELECT customer_id FROM profiles WHERE marketing_opt_in").fetchnumpy()["customer_id"])
-    rec_users, rec_items, rec_rank = [], [], []
-    for row, user in enumerate(users):
-        if user in opted:
-            rec_users.extend([user] * ids.shape[1])
-            rec_items.extend(items[ids[row]])
-            rec_rank.extend(range(1, ids.shape[1] + 1))
-    known = set(users)
-    for user in opted - known:
-        rec_users.extend([user] * len(popular))
-        rec_items.extend(popular)
-        rec_rank.extend(range(1, len(popular) + 1))
-    import pandas as pd
-    con.register("recs", pd.DataFrame({"customer_id": rec_users, "rank": rec_rank, "item_id": rec_items}))
-    con.execute(f"COPY recs TO '{out}/recommendations.parquet' (FORMAT parquet)")
-    return len(rec_users)
+    opted = con.execute("""
+        SELECT u FROM user_ids JOIN profiles USING (customer_id) WHERE marketing_opt_in
+        ORDER BY u""").fetchnumpy()["u"]
+    ids, _ = model.recommend(opted, bought[opted], N=10, filter_already_liked_items=True)
+    n = ids.shape[1]
+    recs = pd.DataFrame({"customer_id": np.repeat(users[opted], n),
+                         "rank": np.tile(np.arange(1, n + 1, dtype=np.int32), len(opted)),
+                         "item_id": items[ids.ravel()]})
+    con.register("model_recs", recs)
+    # Opted-in customers without interactions: the most bought items.
+    con.execute(f"""
+        COPY (
+          SELECT * FROM model_recs
+          UNION ALL
+          SELECT p.customer_id, CAST(t.rank AS INT) AS rank, t.item_id
+          FROM profiles p
+          CROSS JOIN (SELECT item_id, row_number() OVER (ORDER BY n DESC, item_id) AS rank
+                      FROM (SELECT item_id, COUNT(*) AS n FROM events JOIN items USING (item_id)
+                            WHERE event_type = 'purchase' GROUP BY item_id)
+                      QUALIFY rank <= 10) t
+          WHERE p.marketing_opt_in AND p.customer_id NOT IN (SELECT customer_id FROM user_ids)
+        ) TO '{out}/recommendations.parquet' (FORMAT parquet)""")
+    return len(recs)
 
 
 def evaluation(con, date, threads):
-    """ALS fitted on all but the last 7 days, NDCG@10 on the items each customer touched in them."""
+    """ALS fitted on all but the last 7 days, NDCG@10 on the items each customer touched in them
+    and never before (as Persona's evaluation: what they know is not recommended either)."""
     holdout_start = np.datetime64(date) - np.timedelta64(6, "D")
-    users, items, matrix, bought = interactions(con, before=holdout_start)
+    users, items, matrix, _ = interactions(con, before=holdout_start)
     model = fit(matrix, threads)
     truth = con.execute(f"""
-        SELECT DISTINCT customer_id, item_id FROM events JOIN items USING (item_id)
-        WHERE event_type IN ('view', 'click', 'add_to_cart', 'purchase')
-          AND ts >= TIMESTAMP '{holdout_start}'""").fetchnumpy()
-    user_row = {u: r for r, u in enumerate(users)}
-    item_col = {it: c for c, it in enumerate(items)}
-    # As Persona's evaluation: the items a customer with training history touched in the
-    # holdout days and never before; what they know is excluded from the recommendations too.
-    relevant = {}
-    for u, it in zip(truth["customer_id"], truth["item_id"]):
-        if u in user_row and it in item_col and matrix[user_row[u], item_col[it]] == 0:
-            relevant.setdefault(user_row[u], set()).add(item_col[it])
-    rows = np.array(sorted(relevant))
+        SELECT DISTINCT u.u, i.i
+        FROM events e JOIN user_ids u USING (customer_id) JOIN item_ids i USING (item_id)
+        WHERE e.event_type IN ('view', 'click', 'add_to_cart', 'purchase')
+          AND e.ts >= TIMESTAMP '{holdout_start}'
+          AND NOT EXISTS (SELECT 1 FROM pairs p
+                          WHERE p.customer_id = e.customer_id AND p.item_id = e.item_id)
+    """).fetchnumpy()
+    rows, counts = np.unique(truth["u"], return_counts=True)
     ids, _ = model.recommend(rows, matrix[rows], N=10, filter_already_liked_items=True)
+    codes = truth["u"].astype(np.int64) * len(items) + truth["i"]
+    hits = np.isin(rows[:, None].astype(np.int64) * len(items) + ids, codes)
     discount = 1.0 / np.log2(np.arange(2, 12))
-    ndcg = []
-    for r, top in zip(rows, ids):
-        hits = np.array([c in relevant[r] for c in top], dtype=float)
-        ideal = discount[: min(len(relevant[r]), 10)].sum()
-        ndcg.append((hits * discount).sum() / ideal)
-    return float(np.mean(ndcg)) if ndcg else 0.0
+    ideal = np.cumsum(discount)[np.minimum(counts, 10) - 1]
+    return float(((hits * discount).sum(axis=1) / ideal).mean()) if len(rows) else 0.0
 
 
 def main():
