@@ -55,21 +55,16 @@ fn run_folders(output: &Path) -> Vec<String> {
     found
 }
 
-/// Runs the night of [`DATE`] from `input` into `output` (folders or `s3://`) with `--config
-/// config` and `PERSONA_PAUSE_AT=point`, and kills it (SIGKILL) once it says it paused there.
-pub fn kill_at(input: &str, output: &str, config: &Path, point: &str) {
+/// Runs the night of [`DATE`] from `input` into `output` (folders or `s3://`), with `--config
+/// config` when given, and `PERSONA_PAUSE_AT=point`, and kills it (SIGKILL) once it says it
+/// paused there.
+pub fn kill_at(input: &str, output: &str, config: Option<&Path>, point: &str) {
+    let mut args = vec!["run", "--input", input, "--output", output, "--date", DATE];
+    if let Some(config) = config {
+        args.extend(["--config", config.to_str().unwrap()]);
+    }
     let mut child = Command::new(persona_bin())
-        .args([
-            "run",
-            "--input",
-            input,
-            "--output",
-            output,
-            "--date",
-            DATE,
-            "--config",
-            config.to_str().unwrap(),
-        ])
+        .args(args)
         .env("PERSONA_PAUSE_AT", point)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped())
@@ -123,7 +118,7 @@ fn a_rerun_killed_at_any_step_of_its_commit_leaves_one_whole_night() {
         kill_at(
             tiny_input().to_str().unwrap(),
             out.to_str().unwrap(),
-            &config,
+            Some(&config),
             point,
         );
         let seen = view(&out);

@@ -126,6 +126,15 @@ async fn assignments(output: &Path) -> Vec<(i64, i32)> {
     out
 }
 
+/// The segment of every assigned row, by id.
+async fn segment_ids(output: &Path) -> Vec<usize> {
+    assignments(output)
+        .await
+        .iter()
+        .map(|r| r.1 as usize)
+        .collect()
+}
+
 /// Adjusted Rand index of two labellings (Hubert & Arabie).
 fn adjusted_rand(a: &[usize], b: &[usize]) -> f64 {
     let ka = a.iter().max().map_or(0, |m| m + 1);
@@ -411,11 +420,7 @@ async fn cosine_distance_groups_points_by_direction() {
             "--no-standardize",
         ],
     );
-    let found: Vec<usize> = assignments(&out)
-        .await
-        .iter()
-        .map(|r| r.1 as usize)
-        .collect();
+    let found = segment_ids(&out).await;
     let ari = adjusted_rand(&truth, &found);
     assert!(ari >= 0.95, "adjusted Rand index {ari}");
     // Distances are 1 − cos: between 0 and 2.
@@ -451,11 +456,7 @@ async fn categorical_features_are_clustered_one_hot() {
     .unwrap();
     let args = ["--features", "x0", "--k", "3", "--n-init", "4"];
     let (_dir, out, _) = cluster(&batch, &[&args[..], &["--categorical", "tier"]].concat());
-    let found: Vec<usize> = assignments(&out)
-        .await
-        .iter()
-        .map(|r| r.1 as usize)
-        .collect();
+    let found = segment_ids(&out).await;
     let ari = adjusted_rand(&truth, &found);
     assert!(ari >= 0.99, "adjusted Rand index with the indicators {ari}");
     let r = report(&out);
@@ -469,11 +470,7 @@ async fn categorical_features_are_clustered_one_hot() {
     assert_eq!(names, ["x0", "tier=gold", "tier=silver"]);
 
     let (_dir, out, _) = cluster(&batch, &args);
-    let found: Vec<usize> = assignments(&out)
-        .await
-        .iter()
-        .map(|r| r.1 as usize)
-        .collect();
+    let found = segment_ids(&out).await;
     let ari = adjusted_rand(&truth, &found);
     assert!(
         ari < 0.1,

@@ -2,13 +2,10 @@
 //! scripts/test.sh, which exports AWS_ENDPOINT_URL, the keys and PERSONA_S3_BUCKET). Without
 //! the server these tests fail: they are not skipped.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use crate::sql::sql_csv;
 use crate::support::{
-    DATE, LocalCluster, error_line, free_port, generate_tiny, ok, persona_bin, run_at,
-    run_job_with, temp, tiny_input,
+    DATE, LocalCluster, error_line, free_port, generate_tiny, ok, run_at, run_job_with, temp,
+    tiny_input,
 };
 
 /// The test bucket (the server is started by scripts/test.sh).
@@ -102,28 +99,8 @@ fn a_run_killed_mid_publish_leaves_the_previous_date_readable_and_no_partial_par
     ok(&run(&input, &output, "2026-11-21", &[]));
     let before = sql_csv(&output, "SELECT * FROM segments ORDER BY segment_id");
 
-    // Stop the next night's run just before its third table is committed, and kill it there.
-    let mut child = Command::new(persona_bin())
-        .args([
-            "run", "--input", &input, "--output", &output, "--date", DATE,
-        ])
-        .env("PERSONA_PAUSE_AT", "commit:segments")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut paused = false;
-    for line in BufReader::new(stderr).lines() {
-        if line.unwrap().contains("paused at commit:segments") {
-            paused = true;
-            break;
-        }
-    }
-    assert!(paused, "the run never reached the commit of segments");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Stop the next night's run just before its third table is written, and kill it there.
+    crate::commit::kill_at(&input, &output, None, "commit:segments");
 
     // Readers see the previous date's segments, unchanged, and no partial partition of DATE:
     // segments and recommendations were not committed, so their latest is still the day before.
@@ -243,7 +220,7 @@ fn on_s3_a_rerun_killed_in_its_commit_leaves_one_whole_night() {
         ok(&run(&input, &output, DATE, &[]));
         let old = reader_view(&output);
         assert_ne!(old, new);
-        kill_at(&input, &output, &config, point);
+        kill_at(&input, &output, Some(&config), point);
         let seen = reader_view(&output);
         assert_eq!(
             &seen,
@@ -259,7 +236,7 @@ fn on_s3_a_rerun_killed_in_its_commit_leaves_one_whole_night() {
 /// the lock then holds one of them, and only that one passes the fence every night checks just
 /// before its commit ([`verify_held`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn on_s3_of_many_starters_over_an_abandoned_lock_exactly_one_takes_it() {
+async fn on_s3_of_many_starters_over_an_abandoned_lock_exactly_one_can_commit() {
     use persona_jobs::config::StorageConfig;
     use persona_jobs::lock::{RunLock, verify_held};
     use persona_jobs::storage::Root;
