@@ -71,19 +71,26 @@ pub async fn commit_night(
     Ok(())
 }
 
+/// The table folders under `output` (not `_runs`, `_locks`, `_work` or hidden ones).
+async fn table_folders(output: &Root) -> Result<Vec<String>> {
+    let mut tables = output.list_dirs("").await?;
+    tables.retain(|t| !t.starts_with(['_', '.']));
+    Ok(tables)
+}
+
 /// Removes what readers of `date` no longer see: every table's folders of that date that
 /// `keep` does not name, i.e. the run folders of earlier and of killed runs, and the files a
 /// run of an earlier version published directly in the date's folder. Failures are logged, not
 /// returned: the night is committed either way, and the next run of the date tries again.
 pub async fn collect_garbage(output: &Root, date: NaiveDate, keep: &BTreeSet<&str>) {
-    let tables = match output.list_dirs("").await {
+    let tables = match table_folders(output).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "could not list the output root to remove old runs");
             return;
         }
     };
-    for table in tables.iter().filter(|t| !t.starts_with(['_', '.'])) {
+    for table in &tables {
         let partition = format!("{table}/dt={date}");
         let removed = async {
             fault::check(&format!("gc:{table}")).await?;
@@ -122,10 +129,10 @@ pub async fn discard_run(output: &Root, date: NaiveDate, run_id: &str) {
     {
         return;
     }
-    let Ok(tables) = output.list_dirs("").await else {
+    let Ok(tables) = table_folders(output).await else {
         return;
     };
-    for table in tables.iter().filter(|t| !t.starts_with(['_', '.'])) {
+    for table in &tables {
         let folder = run_folder(table, date, run_id);
         if let Err(e) = output.delete_tree(&folder).await {
             tracing::warn!(folder = %output.location(&folder), error = %e, "could not remove an uncommitted table; the next run of this date will");
@@ -151,6 +158,8 @@ pub struct CommittedNight {
     pub run_id: String,
     /// Every published table and its folder, relative to the output root.
     pub tables: BTreeMap<String, String>,
+    /// Rows per table, as the manifest says.
+    pub rows: BTreeMap<String, u64>,
 }
 
 /// What readers need of a manifest (the rest of it is skipped unparsed).
@@ -159,44 +168,65 @@ struct Pointer {
     run_id: String,
     /// Absent in the manifests of versions before run folders.
     published: Option<BTreeMap<String, String>>,
+    /// Rows per table.
+    #[serde(default)]
+    tables: BTreeMap<String, u64>,
 }
 
 /// Every committed night under `output`, oldest first: the dates with a manifest.
 pub async fn committed_nights(output: &Root) -> Result<Vec<CommittedNight>> {
     let mut nights = Vec::new();
-    let mut legacy_tables: Option<Vec<String>> = None;
+    // Listed once, and only if a night of an earlier version needs it.
+    let mut tables: Option<Vec<String>> = None;
     for dir in output.list_dirs(RUNS_DIR).await? {
         let Some(date) = partition_date(&dir) else {
             continue;
         };
-        let path = format!("{RUNS_DIR}/{dir}/{MANIFEST}");
-        let Some(bytes) = output.read(&path).await? else {
-            continue;
-        };
-        let pointer: Pointer = serde_json::from_slice(&bytes).map_err(|e| {
-            PipelineError::BadInput(format!(
-                "{}: not a Persona manifest ({e}); restore it from a backup or rerun the night",
-                output.location(&path)
-            ))
-        })?;
-        let run_id = pointer.run_id;
-        let tables = match pointer.published {
-            Some(published) => published,
-            None => {
-                if legacy_tables.is_none() {
-                    legacy_tables = Some(output.list_dirs("").await?);
-                }
-                legacy_night(output, date, legacy_tables.as_deref().unwrap_or_default()).await?
-            }
-        };
-        nights.push(CommittedNight {
-            date,
-            run_id,
-            tables,
-        });
+        if let Some(night) = read_night(output, date, &mut tables).await? {
+            nights.push(night);
+        }
     }
     nights.sort_by_key(|n| n.date);
     Ok(nights)
+}
+
+/// The committed night of `date`, if there is one.
+pub async fn committed_night(output: &Root, date: NaiveDate) -> Result<Option<CommittedNight>> {
+    read_night(output, date, &mut None).await
+}
+
+/// Reads the manifest of `date` (none: `None`); `tables` caches the output root's table folders
+/// for the nights of earlier versions.
+async fn read_night(
+    output: &Root,
+    date: NaiveDate,
+    tables: &mut Option<Vec<String>>,
+) -> Result<Option<CommittedNight>> {
+    let path = manifest_path(date);
+    let Some(bytes) = output.read(&path).await? else {
+        return Ok(None);
+    };
+    let pointer: Pointer = serde_json::from_slice(&bytes).map_err(|e| {
+        PipelineError::BadInput(format!(
+            "{}: not a Persona manifest ({e}); restore it from a backup or rerun the night",
+            output.location(&path)
+        ))
+    })?;
+    let folders = match pointer.published {
+        Some(published) => published,
+        None => {
+            if tables.is_none() {
+                *tables = Some(table_folders(output).await?);
+            }
+            legacy_night(output, date, tables.as_deref().unwrap_or_default()).await?
+        }
+    };
+    Ok(Some(CommittedNight {
+        date,
+        run_id: pointer.run_id,
+        tables: folders,
+        rows: pointer.tables,
+    }))
 }
 
 /// The tables of a night published before run folders existed: every table whose
@@ -207,7 +237,7 @@ async fn legacy_night(
     tables: &[String],
 ) -> Result<BTreeMap<String, String>> {
     let mut found = BTreeMap::new();
-    for table in tables.iter().filter(|t| !t.starts_with(['_', '.'])) {
+    for table in tables {
         let folder = format!("{table}/dt={date}");
         let files = output.list_files(&folder).await?;
         if files.iter().any(|m| m.location.filename() == Some(SUCCESS)) {

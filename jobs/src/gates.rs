@@ -17,6 +17,10 @@ use crate::config::GatesConfig;
 use crate::error::{PipelineError, Result};
 use crate::manifest::DropCount;
 
+/// The event sources: the share gates measure their raw rows, the volume gate their kept rows
+/// per day (`event_drops` also counts the CRM's opt-in conflicts, which are neither).
+const EVENT_SOURCES: [&str; 2] = ["web_logs", "app_events"];
+
 /// One gate on one source.
 #[derive(Debug, Clone, Serialize)]
 pub struct GateResult {
@@ -58,10 +62,9 @@ pub async fn evaluate(
             detail: format!("{rows} raw rows in the window"),
         });
     }
-    // The shares are of an event source's raw rows (the CRM's counter is not one of them).
     for (source, reasons) in counts
         .iter()
-        .filter(|(s, _)| ["web_logs", "app_events"].contains(&s.as_str()))
+        .filter(|(s, _)| EVENT_SOURCES.contains(&s.as_str()))
     {
         let total: i64 = reasons.values().sum();
         for (reason, limit) in cfg.max_share.by_reason() {
@@ -81,7 +84,7 @@ pub async fn evaluate(
             });
         }
     }
-    for source in ["web_logs", "app_events"] {
+    for source in EVENT_SOURCES {
         if let Some(gate) = volume_gate(ctx, cfg, date, source).await? {
             results.push(gate);
         }

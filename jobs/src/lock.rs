@@ -202,11 +202,33 @@ mod tests {
     use super::*;
     use crate::config::StorageConfig;
 
-    #[tokio::test]
-    async fn a_second_run_of_the_same_date_is_refused_until_the_first_releases() {
+    /// A fresh local output root (removed with the returned folder) and a date.
+    fn temp_root() -> (tempfile::TempDir, Root, NaiveDate) {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::parse(dir.path().to_str().unwrap(), &StorageConfig::default()).unwrap();
-        let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        (dir, root, NaiveDate::from_ymd_opt(2024, 3, 1).unwrap())
+    }
+
+    /// A holder on this host whose process is gone: abandoned at once.
+    fn dead_holder(run_id: &str) -> Holder {
+        Holder {
+            run_id: run_id.into(),
+            host: hostname(),
+            pid: u32::MAX - 1,
+            acquired_at: Utc::now().to_rfc3339(),
+        }
+    }
+
+    /// Writes `holder` as the lock of `date`, as if it had taken it.
+    async fn plant(root: &Root, date: NaiveDate, holder: &Holder) {
+        root.write(&lock_path(date), serde_json::to_vec(holder).unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_second_run_of_the_same_date_is_refused_until_the_first_releases() {
+        let (_dir, root, date) = temp_root();
         let first = RunLock::acquire(&root, date, "run-a").await.unwrap();
         let refused = RunLock::acquire(&root, date, "run-b").await.unwrap_err();
         assert_eq!(refused.exit_code(), 6);
@@ -219,39 +241,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_lock_of_a_dead_process_on_this_host_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::parse(dir.path().to_str().unwrap(), &StorageConfig::default()).unwrap();
-        let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
-        let dead = Holder {
-            run_id: "dead".into(),
-            host: hostname(),
-            pid: u32::MAX - 1,
-            acquired_at: Utc::now().to_rfc3339(),
-        };
-        root.write(
-            &format!("_locks/dt={date}.lock"),
-            serde_json::to_vec(&dead).unwrap(),
-        )
-        .await
-        .unwrap();
+        let (_dir, root, date) = temp_root();
+        plant(&root, date, &dead_holder("dead")).await;
         RunLock::acquire(&root, date, "alive").await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
     async fn of_many_starters_over_an_abandoned_lock_exactly_one_takes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::parse(dir.path().to_str().unwrap(), &StorageConfig::default()).unwrap();
-        let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let (_dir, root, date) = temp_root();
         for round in 0..40 {
-            let dead = Holder {
-                run_id: format!("dead-{round}"),
-                host: hostname(),
-                pid: u32::MAX - 1,
-                acquired_at: Utc::now().to_rfc3339(),
-            };
-            root.write(&lock_path(date), serde_json::to_vec(&dead).unwrap())
-                .await
-                .unwrap();
+            plant(&root, date, &dead_holder(&format!("dead-{round}"))).await;
             let starters: Vec<_> = (0..8)
                 .map(|i| {
                     let root = root.clone();
@@ -283,9 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_whose_lock_was_taken_over_cannot_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::parse(dir.path().to_str().unwrap(), &StorageConfig::default()).unwrap();
-        let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let (_dir, root, date) = temp_root();
         let _first = RunLock::acquire(&root, date, "slow").await.unwrap();
         verify_held(&root, date, "slow").await.unwrap();
         // The slow run's lock looks abandoned (as after six hours) and another run takes it.
@@ -295,9 +292,7 @@ mod tests {
             pid: std::process::id(),
             acquired_at: (Utc::now() - chrono::Duration::hours(7)).to_rfc3339(),
         };
-        root.write(&lock_path(date), serde_json::to_vec(&expired).unwrap())
-            .await
-            .unwrap();
+        plant(&root, date, &expired).await;
         let _second = RunLock::acquire(&root, date, "fresh").await.unwrap();
         let refused = verify_held(&root, date, "slow").await.unwrap_err();
         assert_eq!(refused.exit_code(), 6);

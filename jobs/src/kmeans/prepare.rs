@@ -248,14 +248,11 @@ pub async fn prepare(
         let t = transform_sql(column, *log, category.as_deref());
         aggregates.push(format!("avg({t})"));
         aggregates.push(format!("stddev_pop({t})"));
-        // An indicator is never null (a null category is 0 in every indicator): its count is
-        // the rows'.
-        aggregates.push(match category {
-            Some(_) => "0".to_string(),
-            None => format!("COUNT({})", quote(column)),
-        });
+        // The transform keeps nulls and makes none, so this counts the column's values; an
+        // indicator is never null (a null category is 0 in every indicator).
+        aggregates.push(format!("COUNT({t})"));
     }
-    // Aliases keep the output names unique (the indicators' constant counts repeat).
+    // Aliases give every aggregate a short unique name (DataFusion names them by expression).
     let select: Vec<String> = aggregates
         .iter()
         .enumerate()
@@ -276,12 +273,7 @@ pub async fn prepare(
     let mut scales = Vec::new();
     let mut dropped = Vec::new();
     for (i, (name, column, category, log)) in specs.into_iter().enumerate() {
-        let (mean, std) = (row[1 + 3 * i], row[2 + 3 * i]);
-        let present = if category.is_some() {
-            Some(rows as f64)
-        } else {
-            row[3 + 3 * i]
-        };
+        let (mean, std, present) = (row[1 + 3 * i], row[2 + 3 * i], row[3 + 3 * i]);
         let (Some(mean), Some(std)) = (mean, std) else {
             let message = format!(
                 "feature '{name}' is null in all {rows} rows of {source}: nothing to cluster on"

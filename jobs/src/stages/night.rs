@@ -325,25 +325,16 @@ impl<'a> Night<'a> {
     /// night's other tables stay published (and their row counts in the manifest), where
     /// replacing the manifest alone would hide them.
     async fn carry_over(&self, manifest: &mut Manifest) -> Result<()> {
-        let Some(night) = commit::committed_nights(self.roots.output)
-            .await?
-            .into_iter()
-            .find(|n| n.date == self.window.last)
+        let Some(night) = commit::committed_night(self.roots.output, self.window.last).await?
         else {
             return Ok(());
         };
-        let old = self
-            .roots
-            .output
-            .read(&commit::manifest_path(self.window.last))
-            .await?
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
         for (table, folder) in night.tables {
             if manifest.published.contains_key(&table) {
                 continue;
             }
-            if let Some(rows) = old.as_ref().and_then(|m| m["tables"][&table].as_u64()) {
-                manifest.tables.insert(table.clone(), rows);
+            if let Some(rows) = night.rows.get(&table) {
+                manifest.tables.insert(table.clone(), *rows);
             }
             manifest.published.insert(table, folder);
         }
