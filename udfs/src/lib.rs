@@ -6,7 +6,8 @@
 //!
 //! Families:
 //! - [`scalar`]: web-log parsing (`is_crawler`, `url_page_type`, `url_item_id`) and model
-//!   application (`kmeans_assign`, `als_solve`, `als_top_n`, `als_similar`), and reproducible sampling (`unit_hash`).
+//!   application (`kmeans_assign`, `als_solve`, `als_top_n`, `als_similar`), reproducible sampling (`unit_hash`) and row digests for
+//!   grouping wide rows (`row_digest`).
 //! - [`aggregate`]: one distributed pass of a model fit (`kmeans_step`, and for the ALS fit on
 //!   a cluster `als_solve_gathered` and `als_gram`), and `session_stats` for the features.
 //! - [`ml`]: the numeric kernels and the model state those functions carry.

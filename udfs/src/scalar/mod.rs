@@ -4,6 +4,7 @@ mod als_solve;
 mod als_top_n;
 mod is_crawler;
 mod kmeans_assign;
+mod row_digest;
 mod unit_hash;
 mod url_item_id;
 mod url_page_type;
@@ -17,6 +18,7 @@ pub use als_solve::AlsSolve;
 pub use als_top_n::{AlsTopN, TopNModel};
 pub use is_crawler::IsCrawler;
 pub use kmeans_assign::KMeansAssign;
+pub use row_digest::{RowDigest, row_digests};
 pub use unit_hash::{UnitHash, unit_hashes};
 pub use url_item_id::UrlItemId;
 pub use url_page_type::UrlPageType;
@@ -30,6 +32,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(UrlItemId::new())),
         Arc::new(ScalarUDF::from(KMeansAssign::default())),
         Arc::new(ScalarUDF::from(UnitHash::new())),
+        Arc::new(ScalarUDF::from(RowDigest::new())),
         Arc::new(ScalarUDF::from(AlsTopN::default())),
         Arc::new(ScalarUDF::from(AlsTopN::similar(TopNModel::default()))),
         Arc::new(ScalarUDF::from(AlsSolve::default())),
