@@ -271,6 +271,11 @@ pub struct RecommendationsConfig {
     pub rank: usize,
     /// ALS iterations (each solves users, then items).
     pub iterations: usize,
+    /// When the nightly evaluation runs, it fits ALS on all but the holdout days first; the
+    /// published model then continues from that fit's item factors for this many iterations
+    /// on the whole window instead of fitting again from random factors (one fit serves
+    /// both). 0: always fit from scratch, as with the evaluation off.
+    pub warm_start_iterations: usize,
     /// Regularisation λ.
     pub lambda: f64,
     /// Confidence scale: c = 1 + alpha·weight.
@@ -317,6 +322,7 @@ impl Default for RecommendationsConfig {
         Self {
             rank: 32,
             iterations: 10,
+            warm_start_iterations: 1,
             lambda: 0.1,
             alpha: 10.0,
             weighted_lambda: false,
@@ -443,7 +449,8 @@ pub struct PrivacyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvaluationConfig {
-    /// Run it as a stage of `persona run` (it fits the model a second time, on less data).
+    /// Run it as a stage of `persona run` (its fit on all but the holdout days is also the start
+    /// of the published fit: `[recommendations] warm_start_iterations`).
     pub enabled: bool,
     /// The last days of the window held out: the models train on the days before and are
     /// scored on what customers did in these.

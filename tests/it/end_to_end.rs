@@ -285,20 +285,25 @@ async fn run_publishes_complete_consistent_tables() {
             .is_some_and(|a| !a.is_empty())
     );
 
-    // The model is published and consistent: one vector per customer with interactions, the
-    // loss never rises, similar items are other catalog items, and the nightly evaluation
-    // scores ALS well above popularity.
-    let loss: Vec<f64> = m["recommendations"]["loss"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    // The model is published and consistent: the evaluation's fit runs the configured 10
+    // iterations and its loss never rises, the published fit continues it for one iteration
+    // (`warm_start_iterations`), similar items are other catalog items, and the nightly
+    // evaluation scores ALS well above popularity.
+    let losses = |fit: &serde_json::Value| -> Vec<f64> {
+        fit["loss"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let loss = losses(&m["evaluation"]["fit"]);
     assert_eq!(loss.len(), 10);
     assert!(
         loss.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-6)),
         "ALS loss rose: {loss:?}"
     );
+    assert_eq!(losses(&m["recommendations"]).len(), 1, "a warm start");
     let bad_similar = scalar_i64(
         &ctx,
         "SELECT COUNT(*) FROM similar_items s LEFT JOIN item_factors f ON s.similar_item_id = f.item_id

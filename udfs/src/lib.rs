@@ -99,6 +99,7 @@ mod tests {
                 "is_crawler",
                 "kmeans_assign",
                 "kmeans_step",
+                "row_digest",
                 "session_stats",
                 "unit_hash",
                 "url_item_id",

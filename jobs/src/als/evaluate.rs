@@ -1,6 +1,6 @@
 //! The nightly offline evaluation: hold out the last days of the window, fit ALS on the days
 //! before, and score ALS and a popularity baseline on what customers did in the holdout days
-//! (`sql/20`–`22`). The result is the `evaluation` table and the manifest's `evaluation`.
+//! (`sql/12`–`14`). The result is the `evaluation` table and the manifest's `evaluation`.
 
 use std::collections::BTreeMap;
 
@@ -77,15 +77,16 @@ pub const SPLIT_STAGES: &[&str] = &["eval_train", "eval_holdout"];
 
 /// Fits on `eval_train`, recommends to the customers of `eval_holdout` with ALS and with
 /// popularity (both excluding what the customer saw in training, both over the catalog items
-/// seen in training), and materialises `eval_recommendations`. Returns the report so far and
-/// the number of candidate items (for the coverage).
+/// seen in training), and materialises `eval_recommendations`. Returns the report so far, the
+/// number of candidate items (for the coverage) and the fit's item factors (the published
+/// fit's warm start), none when skipped.
 pub async fn recommend(
     ctx: &SessionContext,
     work: &WorkArea,
     rec: &RecommendationsConfig,
     eval: &EvaluationConfig,
     holdout_start: String,
-) -> Result<(EvaluationReport, u64)> {
+) -> Result<(EvaluationReport, u64, Option<Factors>)> {
     let train_pairs = super::count(ctx, "SELECT COUNT(*) FROM eval_train").await?;
     let holdout_pairs = super::count(ctx, "SELECT COUNT(*) FROM eval_holdout").await?;
     let mut report = EvaluationReport {
@@ -106,7 +107,7 @@ pub async fn recommend(
         };
         tracing::warn!(reason = why, "evaluation skipped");
         report.skipped = Some(why.to_string());
-        return Ok((report, 0));
+        return Ok((report, 0, None));
     }
     let users = super::count(ctx, "SELECT COUNT(*) FROM user_index").await? as usize;
     let items = super::count(ctx, "SELECT COUNT(*) FROM item_index").await? as usize;
@@ -124,7 +125,7 @@ pub async fn recommend(
 
     recommend_models(ctx, work, eval.k, &model.users, &model.items, candidates).await?;
     report.fit = Some(model.report);
-    Ok((report, candidate_items))
+    Ok((report, candidate_items, Some(model.items)))
 }
 
 /// Writes `eval_recommendations` (`model`, `user_idx`, `rank`, `item_idx`): the top `k` of ALS
@@ -208,7 +209,7 @@ async fn popularity(ctx: &SessionContext, items: usize) -> Result<Factors> {
     Factors::new(items, 1, values).ok_or_else(|| PipelineError::Internal("popularity".into()))
 }
 
-/// The `{{parameters}}` of `22_evaluation.sql`.
+/// The `{{parameters}}` of `14_evaluation.sql`.
 pub fn params(eval: &EvaluationConfig, candidate_items: u64) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("k", eval.k.to_string()),

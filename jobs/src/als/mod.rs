@@ -106,6 +106,7 @@ pub struct Als<'a> {
     dimensions: (usize, usize),
     cfg: &'a RecommendationsConfig,
     users_table: String,
+    warm_start: Option<(Factors, usize)>,
 }
 
 impl<'a> Als<'a> {
@@ -128,7 +129,17 @@ impl<'a> Als<'a> {
             dimensions: (users, items),
             cfg,
             users_table: format!("{interactions}_user_factors"),
+            warm_start: None,
         }
+    }
+
+    /// Starts from the item factors `items` (of another fit over the same item ids, such as the
+    /// evaluation's on the training days) instead of random ones, and runs `iterations`
+    /// iterations instead of the configured number: the fit then continues that model on this
+    /// table's interactions rather than starting over.
+    pub fn with_warm_start(mut self, items: Factors, iterations: usize) -> Self {
+        self.warm_start = Some((items, iterations));
+        self
     }
 
     /// Writes the customer factors as the work table `table`.
@@ -146,6 +157,7 @@ impl<'a> Als<'a> {
             dimensions,
             cfg,
             users_table,
+            warm_start,
         } = self;
         let (interactions, users_table) = (interactions.as_str(), users_table.as_str());
         let (users, items) = dimensions;
@@ -181,11 +193,16 @@ impl<'a> Als<'a> {
 
         // The customer factors start at zero (they are only the warm start of the first customer
         // half, which solves against the random item factors).
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let mut y = random_factors(&mut rng, items, cfg.rank);
+        let (mut y, iterations) = match warm_start {
+            Some((y, iterations)) if y.rows() == items && y.rank() == cfg.rank => (y, iterations),
+            _ => {
+                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+                (random_factors(&mut rng, items, cfg.rank), cfg.iterations)
+            }
+        };
         let (mut seconds, mut loss) = (Vec::new(), Vec::new());
         if pairs > 0 {
-            for iteration in 0..cfg.iterations {
+            for iteration in 0..iterations {
                 let t = Instant::now();
                 // Stored once per iteration on a cluster: the customer half solves against it and
                 // the item half starts from it.

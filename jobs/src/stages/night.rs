@@ -77,6 +77,8 @@ pub struct Night<'a> {
     pub(super) window: Window,
     pub(super) params: BTreeMap<&'static str, String>,
     export_split: Option<&'a std::path::Path>,
+    /// The evaluation fit's item factors, the published fit's warm start.
+    eval_items: Option<persona_udfs::ml::Factors>,
     started: Instant,
     started_at: DateTime<Utc>,
     /// What the stages reported.
@@ -105,6 +107,7 @@ impl<'a> Night<'a> {
             window,
             params: sql_params(config, window),
             export_split: None,
+            eval_items: None,
             started: Instant::now(),
             started_at: Utc::now(),
             record: NightRecord::default(),
@@ -216,7 +219,9 @@ impl<'a> Night<'a> {
                 Ok(points)
             }
             Runner::Als => {
-                let report = recommendations::fit(ctx, work, &cfg.recommendations).await?;
+                let warm_start = self.eval_items.take();
+                let report =
+                    recommendations::fit(ctx, work, &cfg.recommendations, warm_start).await?;
                 let interactions = report.interactions;
                 self.record.recommendations = Some(report);
                 Ok(interactions)
@@ -250,7 +255,7 @@ impl<'a> Night<'a> {
             .get("holdout_start")
             .cloned()
             .unwrap_or_default();
-        let (report, candidates) = evaluate::recommend(
+        let (report, candidates, items) = evaluate::recommend(
             self.ctx,
             self.work,
             &self.config.recommendations,
@@ -268,6 +273,7 @@ impl<'a> Night<'a> {
             )));
         }
         self.record.eval_params = evaluate::params(&self.config.evaluation, candidates);
+        self.eval_items = items;
         let pairs = report.train_pairs;
         self.record.evaluation = Some(report);
         Ok(pairs)
