@@ -79,17 +79,26 @@ groups = [
 ]
 seconds = {}
 rows = {}
+read = {}
 for s in m["stages"]:
     seconds[s["name"]] = seconds.get(s["name"], 0) + s["seconds"]
     rows[s["name"]] = s["rows"]
+    read[s["name"]] = s.get("bytes_read") or 0
 print(f"\n{scale}: wall {float(wall):.1f} s, CPU {float(user) + float(system):.1f} s, peak RSS {int(rss) / 1048576:.2f} GiB")
-print(f"  {'stage':<16} {'seconds':>8} {'share':>6}  rows")
+print(f"  {'stage':<16} {'seconds':>8} {'share':>6} {'MB read':>8} {'MB/s':>6}  rows")
 known = set()
 for name, stages in groups:
     t = sum(seconds.get(s, 0.0) for s in stages)
     known.update(stages)
     main_rows = max((rows.get(s, 0) for s in stages), default=0)
-    print(f"  {name:<16} {t:>8.2f} {100 * t / float(wall):>5.0f}%  {main_rows:,}")
+    mb = sum(read.get(s, 0) for s in stages) / 1e6
+    rate = f"{mb / t:>6.0f}" if mb and t else f"{'':>6}"
+    print(f"  {name:<16} {t:>8.2f} {100 * t / float(wall):>5.0f}% {mb:>8.0f} {rate}  {main_rows:,}")
+# Staging, stage by stage: the Parquet bytes each query scanned and how fast; a stage far below
+# the others' rate spends its time computing, not reading.
+print("  staging stages: " + ", ".join(
+    f"{s} {seconds[s]:.2f} s ({read[s] / 1e6:.0f} MB, {read[s] / 1e6 / seconds[s]:.0f} MB/s)"
+    for s in groups[0][1] if read.get(s) and seconds.get(s)))
 other = [n for n in seconds if n not in known]
 assert not other, f"stages missing from the table: {other}"
 if night_peer:

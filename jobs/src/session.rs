@@ -110,7 +110,11 @@ pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<Ses
     with_functions(
         SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(s3::runtime_env(storage, None)?)
+            .with_runtime_env(s3::runtime_env_limited(
+                storage,
+                None,
+                cfg.memory_limit_bytes(),
+            )?)
             .with_default_features()
             .build(),
     )

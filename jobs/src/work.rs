@@ -3,14 +3,19 @@
 //! run ends. Materialising (rather than caching in memory) is what lets the same stages run on a
 //! Ballista cluster, where in-memory tables do not exist.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::TableParquetOptions;
-use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
 use persona_udfs::ml::Factors;
@@ -35,6 +40,21 @@ pub struct WorkArea {
     in_process: bool,
     /// Factor matrices stored so far ([`WorkArea::share_factors`]), to name the next file.
     shared: AtomicUsize,
+    /// Parquet bytes the materialised queries scanned since [`WorkArea::take_bytes_read`].
+    bytes_read: AtomicU64,
+}
+
+/// The `bytes_scanned` of every Parquet scan in `plan`.
+fn bytes_scanned(plan: &dyn ExecutionPlan) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map_or(0, |v| v.as_usize() as u64);
+    own + plan
+        .children()
+        .into_iter()
+        .map(|c| bytes_scanned(c.as_ref()))
+        .sum::<u64>()
 }
 
 /// A unique id for a run or a command started now: `<UTC time>-<pid>`.
@@ -89,6 +109,7 @@ impl WorkArea {
             owned,
             in_process: local_scratch,
             shared: AtomicUsize::new(0),
+            bytes_read: AtomicU64::new(0),
         })
     }
 
@@ -114,9 +135,16 @@ impl WorkArea {
         let url = self.dir.url(name);
         let mut options = TableParquetOptions::default();
         options.global.compression = Some("snappy".into());
-        let counts = df
-            .write_parquet(&url, DataFrameWriteOptions::new(), Some(options))
-            .await?;
+        // `DataFrame::write_parquet`, with the physical plan kept to read its scan metrics.
+        let (state, plan) = df.into_parts();
+        let format = format_as_file_type(Arc::new(ParquetFormatFactory::new_with_options(options)));
+        let plan = LogicalPlanBuilder::copy_to(plan, url.clone(), format, HashMap::new(), vec![])?
+            .build()?;
+        let physical = state.create_physical_plan(&plan).await?;
+        let counts =
+            datafusion::physical_plan::collect(Arc::clone(&physical), state.task_ctx()).await?;
+        self.bytes_read
+            .fetch_add(bytes_scanned(physical.as_ref()), Ordering::Relaxed);
         let rows = count_rows_written(&counts);
         if let Some(path) = self.dir.child(name).local_path() {
             std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
@@ -125,6 +153,14 @@ impl WorkArea {
         ctx.register_parquet(name, &url, ParquetReadOptions::default().schema(&schema))
             .await?;
         Ok(rows)
+    }
+
+    /// The Parquet bytes that the queries materialised since the last call scanned (read from
+    /// storage after pruning and projection), and zero for the next call. `None` on a cluster,
+    /// whose executors keep the scan metrics.
+    pub fn take_bytes_read(&self) -> Option<u64> {
+        let bytes = self.bytes_read.swap(0, Ordering::Relaxed);
+        self.in_process.then_some(bytes)
     }
 
     /// Materialises a table that an iterative stage re-reads on every pass (the K-Means

@@ -279,6 +279,30 @@ async fn run_publishes_complete_consistent_tables() {
         scalar_i64(&ctx, "SELECT COUNT(DISTINCT event_date) FROM data_quality").await >= 28,
         "data_quality is split by event day"
     );
+    // Every SQL stage that reads Parquet reports the bytes its scans read; the model stages,
+    // whose passes are not materialised queries, report none.
+    let stage = |name: &str| {
+        m["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no stage {name}"))
+            .clone()
+    };
+    for name in [
+        "web_logs_flagged",
+        "events",
+        "user_features",
+        "recommendations",
+    ] {
+        assert!(
+            stage(name)["bytes_read"].as_u64().is_some_and(|b| b > 0),
+            "{name}: {}",
+            stage(name)
+        );
+    }
+    assert!(stage("kmeans").get("bytes_read").is_none());
     assert!(
         m["segments"]["fit"]["inertia"]
             .as_array()

@@ -45,6 +45,9 @@ pub enum Scale {
     Small,
     /// ~200k customers, ~7M app events and ~12M web-log rows (40% anonymous by default).
     Medium,
+    /// ~2M customers, ~70M app events and ~120M web-log rows: ten times medium, for measuring
+    /// how the night's cost grows (about 4 GB of Parquet).
+    Large,
 }
 
 impl Scale {
@@ -53,6 +56,7 @@ impl Scale {
             Scale::Tiny => 2_000,
             Scale::Small => 20_000,
             Scale::Medium => 200_000,
+            Scale::Large => 2_000_000,
         }
     }
     fn items(self) -> usize {
@@ -60,12 +64,14 @@ impl Scale {
             Scale::Tiny => 400,
             Scale::Small => 2_000,
             Scale::Medium => 10_000,
+            Scale::Large => 50_000,
         }
     }
     fn rows_per_file(self) -> usize {
         match self {
             Scale::Tiny => 1 << 20,
             Scale::Small | Scale::Medium => 200_000,
+            Scale::Large => 1_000_000,
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct StageMetrics {
     pub rows: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Parquet bytes its queries scanned (after pruning and projection), when they ran in this
+    /// process; with `seconds`, how close a stage runs to the speed of reading its input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
 }
 
 impl StageMetrics {
@@ -32,6 +36,7 @@ impl StageMetrics {
             name: name.to_string(),
             rows,
             seconds: elapsed.as_secs_f64(),
+            bytes_read: None,
         }
     }
 }

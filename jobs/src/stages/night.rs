@@ -135,7 +135,8 @@ impl<'a> Night<'a> {
             progress.start(stage.name);
             let t = Instant::now();
             let rows = self.run_stage(stage).instrument(span).await?;
-            let metrics = StageMetrics::new(stage.name, rows, t.elapsed());
+            let mut metrics = StageMetrics::new(stage.name, rows, t.elapsed());
+            metrics.bytes_read = self.work.take_bytes_read().filter(|b| *b > 0);
             progress.finish(&metrics);
             self.record.stages.push(metrics);
         }
