@@ -192,7 +192,8 @@ impl<'a> Als<'a> {
         let staging_seconds = started.elapsed().as_secs_f64();
 
         // The customer factors start at zero (they are only the warm start of the first customer
-        // half, which solves against the random item factors).
+        // half, which solves against the item factors: random ones, or those of the warm start
+        // when it has this fit's shape; a warm start of another shape is ignored).
         let (mut y, iterations) = match warm_start {
             Some((y, iterations)) if y.rows() == items && y.rank() == cfg.rank => (y, iterations),
             _ => {
