@@ -7,6 +7,7 @@
 pub mod als;
 pub mod kmeans;
 pub mod layout;
+pub mod logistic;
 
 pub use als::{
     AlsModelSide, Factors, GRAM_BLOCK, SolveScratch, Solver, blocked_gram, sum_block_grams,
