@@ -57,6 +57,26 @@ fn bytes_scanned(plan: &dyn ExecutionPlan) -> u64 {
         .sum::<u64>()
 }
 
+/// `PERSONA_EXPLAIN=<table>[,<table>...]` (or `all`): after materialising each named table,
+/// prints the plan that computed it with every operator's rows, time and spills (what `EXPLAIN
+/// ANALYZE` shows, read from the run's own plan, so at no extra cost) to standard error. For
+/// finding where a stage spends its time; in one process only, as a cluster's executors keep
+/// the operators' metrics.
+fn explain_when_asked(name: &str, plan: &dyn ExecutionPlan) {
+    let Ok(wanted) = std::env::var("PERSONA_EXPLAIN") else {
+        return;
+    };
+    if wanted
+        .split(',')
+        .any(|w| w.trim() == name || w.trim() == "all")
+    {
+        let shown =
+            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan)
+                .indent(true);
+        eprintln!("== PERSONA_EXPLAIN {name}\n{shown}");
+    }
+}
+
 /// A unique id for a run or a command started now: `<UTC time>-<pid>`.
 pub fn new_run_id() -> String {
     format!(
@@ -145,6 +165,7 @@ impl WorkArea {
             datafusion::physical_plan::collect(Arc::clone(&physical), state.task_ctx()).await?;
         self.bytes_read
             .fetch_add(bytes_scanned(physical.as_ref()), Ordering::Relaxed);
+        explain_when_asked(name, physical.as_ref());
         let rows = count_rows_written(&counts);
         if let Some(path) = self.dir.child(name).local_path() {
             std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;

@@ -244,7 +244,6 @@ impl<'a> Night<'a> {
     /// Runs one SQL stage and materialises its table in the work area.
     async fn run_sql(&self, name: &str, params: &BTreeMap<&str, String>) -> Result<u64> {
         let text = sql::render(sql::stage(name)?, params)?;
-        explain_when_asked(self.ctx, name, &text).await?;
         let df = self.ctx.sql(&text).await?;
         self.work.materialize(self.ctx, name, df).await
     }
@@ -442,27 +441,4 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
             config.privacy.recommend_without_opt_in.to_string(),
         ),
     ])
-}
-
-/// `PERSONA_EXPLAIN=<stage>[,<stage>...]` (or `all`): before running each named SQL stage, runs
-/// it once more under `EXPLAIN ANALYZE` and prints the plan with each operator's rows and time
-/// to standard error. For finding where a stage spends its time; it doubles the stage's cost.
-async fn explain_when_asked(ctx: &SessionContext, name: &str, text: &str) -> Result<()> {
-    let Ok(wanted) = std::env::var("PERSONA_EXPLAIN") else {
-        return Ok(());
-    };
-    if !wanted
-        .split(',')
-        .any(|w| w.trim() == name || w.trim() == "all")
-    {
-        return Ok(());
-    }
-    let batches = ctx
-        .sql(&format!("EXPLAIN ANALYZE {text}"))
-        .await?
-        .collect()
-        .await?;
-    let shown = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
-    eprintln!("== PERSONA_EXPLAIN {name}\n{shown}");
-    Ok(())
 }
