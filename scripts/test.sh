@@ -34,6 +34,9 @@ eval "$(scripts/s3-server.sh start)"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== the build and the test build share one set of features"
+scripts/check-features.sh
+
 echo "== cargo build + test (release profile)"
 # The integration tests (tests/) run the `persona` binary of another package, which
 # `cargo test` alone does not rebuild: build it first, same profile.
