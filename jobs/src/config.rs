@@ -22,6 +22,8 @@ pub struct PipelineConfig {
     pub recommendations: RecommendationsConfig,
     /// The nightly offline evaluation of the recommendations.
     pub evaluation: EvaluationConfig,
+    /// The purchase-propensity model (logistic regression).
+    pub propensity: PropensityConfig,
     /// What personal data may be used for.
     pub privacy: PrivacyConfig,
     /// Data-quality gates.
@@ -437,12 +439,118 @@ impl BrokenDataLimits {
 }
 
 /// `[privacy]` of persona.toml.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// Publish recommendations for customers who did not agree to marketing
     /// (`marketing_opt_in` false or unknown) too. Off by default: they get none.
     pub recommend_without_opt_in: bool,
+    /// Publish a purchase probability for customers who did not agree to marketing too. On by
+    /// default: a probability is analysis (how many may buy), not a message to anyone; set it
+    /// to false when your policy counts scoring as profiling that needs consent.
+    pub score_without_opt_in: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            recommend_without_opt_in: false,
+            score_without_opt_in: true,
+        }
+    }
+}
+
+/// The purchase-propensity model: `[propensity]` of persona.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PropensityConfig {
+    /// Run it as part of `persona run`.
+    pub enabled: bool,
+    /// The model estimates the probability of a purchase in the next `horizon_days`; it is
+    /// trained on the window's last `horizon_days` as the label and the days before as the
+    /// features, so the features of both snapshots cover `lookback_days − horizon_days` days.
+    pub horizon_days: u32,
+    /// L2 penalty λ on the standardised coefficients (the intercept is not penalised):
+    /// scikit-learn's `C` is `1 / l2`.
+    pub l2: f64,
+    /// Newton iterations at most.
+    pub max_iter: usize,
+    /// Stop when no coefficient moves more than this in a Newton step.
+    pub tol: f64,
+    /// `"balanced"` weighs each class by `n / (2 · n_class)`; `"none"` weighs every row 1.
+    pub class_weight: ClassWeight,
+    /// Numeric columns of `propensity_snapshots` the model uses.
+    pub features: Vec<String>,
+    /// Features transformed with `ln(1 + x)` before standardising.
+    pub log_features: Vec<String>,
+    /// Categorical columns used one-hot (one indicator per frequent value).
+    pub categorical_features: Vec<String>,
+}
+
+/// Class weights of the propensity fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeight {
+    /// Every row weighs 1.
+    None,
+    /// Each class weighs `n / (2 · n_class)` in all, as scikit-learn's `"balanced"`.
+    Balanced,
+}
+
+impl Default for PropensityConfig {
+    fn default() -> Self {
+        let features = [
+            "recency_days",
+            "days_since_purchase",
+            "events",
+            "sessions",
+            "active_days",
+            "views",
+            "cart_adds",
+            "purchases",
+            "searches",
+            "monetary",
+            "events_7d",
+            "views_7d",
+            "cart_adds_7d",
+            "purchases_7d",
+            "conversion_rate",
+            "avg_order_value",
+            "share_app",
+            "age",
+            "tenure_days",
+            "annual_income",
+            "marketing_opt_in",
+        ];
+        let log_features = [
+            "events",
+            "sessions",
+            "active_days",
+            "views",
+            "cart_adds",
+            "purchases",
+            "searches",
+            "monetary",
+            "events_7d",
+            "views_7d",
+            "cart_adds_7d",
+            "purchases_7d",
+            "avg_order_value",
+            "annual_income",
+        ];
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Self {
+            enabled: true,
+            horizon_days: 7,
+            l2: 1.0,
+            max_iter: 25,
+            tol: 1e-6,
+            class_weight: ClassWeight::None,
+            features: strings(&features),
+            log_features: strings(&log_features),
+            categorical_features: strings(&["loyalty_tier", "gender", "country"]),
+        }
+    }
 }
 
 /// The nightly offline evaluation: `[evaluation]` of persona.toml.
@@ -715,6 +823,38 @@ impl PipelineConfig {
             (
                 self.evaluation.k >= 1,
                 format!("{} must be at least 1", n("evaluation.k")),
+            ),
+            (
+                !self.propensity.enabled
+                    || (self.propensity.horizon_days >= 1
+                        && self.propensity.horizon_days < self.window.lookback_days),
+                format!(
+                    "{} must be at least 1 and less than {}",
+                    n("propensity.horizon_days"),
+                    n("window.lookback_days")
+                ),
+            ),
+            (
+                self.propensity.l2 > 0.0 && self.propensity.l2.is_finite(),
+                format!(
+                    "{} must be > 0 (it keeps separable data finite)",
+                    n("propensity.l2")
+                ),
+            ),
+            (
+                self.propensity.max_iter >= 1,
+                format!("{} must be at least 1", n("propensity.max_iter")),
+            ),
+            (
+                self.propensity.tol > 0.0,
+                format!("{} must be > 0", n("propensity.tol")),
+            ),
+            (
+                !self.propensity.features.is_empty(),
+                format!(
+                    "{} must name at least one feature",
+                    n("propensity.features")
+                ),
             ),
             (
                 self.gates

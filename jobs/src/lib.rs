@@ -32,6 +32,7 @@ pub mod lock;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod propensity;
 pub mod publish;
 pub mod query;
 pub mod report;

@@ -64,6 +64,8 @@ pub struct Manifest {
     pub recommendations: Option<AlsReport>,
     /// The offline evaluation (ALS against popularity on the holdout days).
     pub evaluation: Option<EvaluationReport>,
+    /// The purchase-propensity model: its fit, calibration and holdout metrics.
+    pub propensity: Option<crate::propensity::PropensityReport>,
     /// The effective configuration.
     pub config: PipelineConfig,
 }

@@ -9,6 +9,7 @@ use crate::kmeans::command::KMeansSummary;
 use crate::manifest::DropCount;
 use crate::pipeline::{CheckReport, RunSummary};
 use crate::progress::group_digits;
+use crate::propensity::command::PropensityCommandReport;
 
 fn drop_counts(f: &mut Formatter<'_>, counts: &[DropCount]) -> fmt::Result {
     for d in counts {
@@ -66,6 +67,56 @@ impl Display for AlsCommandReport {
             )?;
         }
         writeln!(f, "\npublished to {}", self.output)
+    }
+}
+
+fn metric(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
+}
+
+impl Display for PropensityCommandReport {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let fit = &self.fit;
+        writeln!(
+            f,
+            "\nLogistic regression on {} rows, {} features: {} Newton steps{}, objective {:.6e}, {:.1}s in all",
+            group_digits(fit.rows),
+            self.features.scales.len(),
+            fit.iterations,
+            if fit.converged { " (converged)" } else { "" },
+            fit.objective.last().copied().unwrap_or(f64::NAN),
+            self.seconds
+        )?;
+        if !self.constant_features.is_empty() {
+            writeln!(
+                f,
+                "  left out (constant): {}",
+                self.constant_features.join(", ")
+            )?;
+        }
+        let h = &self.holdout;
+        writeln!(
+            f,
+            "  holdout: {} rows ({} positive): AUC {}  log loss {}  Brier {}\n",
+            group_digits(h.rows),
+            group_digits(h.positives),
+            metric(h.auc),
+            metric(h.log_loss),
+            metric(h.brier)
+        )?;
+        writeln!(
+            f,
+            "  {:<32} {:>12}  (per standard deviation)",
+            "term", "coefficient"
+        )?;
+        for (name, c) in &self.coefficients {
+            writeln!(f, "  {name:<32} {c:>+12.5}")?;
+        }
+        writeln!(
+            f,
+            "\nOutputs: {0}/scores/, {0}/model/, {0}/report/report.json",
+            self.output
+        )
     }
 }
 
@@ -206,6 +257,31 @@ impl Display for RunSummary {
                         )?;
                     }
                 }
+            }
+        }
+        if let Some(p) = &m.propensity {
+            let get = |model: &str, name: &str| {
+                p.evaluation
+                    .get(model)
+                    .and_then(|metrics| metrics.get(name).copied().flatten())
+            };
+            writeln!(
+                f,
+                "\nPropensity (purchase in {} days; {} customers scored, {} features, {} Newton steps):",
+                p.horizon_days,
+                group_digits(p.scored),
+                p.features.len(),
+                p.fit.iterations
+            )?;
+            for model in ["logistic", "recency_frequency"] {
+                writeln!(
+                    f,
+                    "  {model:<17} AUC {}  PR-AUC {}  top-decile lift {}  Brier {}",
+                    metric(get(model, "auc")),
+                    metric(get(model, "average_precision")),
+                    metric(get(model, "top_decile_lift")),
+                    metric(get(model, "brier"))
+                )?;
             }
         }
         if !m.gates.is_empty() {

@@ -125,9 +125,14 @@ pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<Ses
 pub fn ballista_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
     let runtime = s3::runtime_env(storage, None)?;
     let (logical_codec, physical_codec) = codecs(Arc::clone(&runtime));
-    let config = session_config(cfg, SessionConfig::new_with_ballista())
+    let mut config = session_config(cfg, SessionConfig::new_with_ballista())
         .with_ballista_logical_extension_codec(logical_codec)
         .with_ballista_physical_extension_codec(physical_codec);
+    // A UNION ALL of inputs partitioned alike becomes an InterleaveExec, which the scheduler
+    // cannot rebuild once their stages are resolved into shuffle readers ("Can not create
+    // InterleaveExec: new children can not be interleaved"): the job then never finishes
+    // (sql/26_propensity_evaluation.sql hung so). Plain unions run the same rows.
+    config.options_mut().optimizer.prefer_existing_union = true;
     with_functions(
         SessionStateBuilder::new()
             .with_config(config)

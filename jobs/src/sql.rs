@@ -69,6 +69,10 @@ pub const STAGES: &[SqlStage] = &[
     stage!("item_factors", "20_item_factors.sql"),
     stage!("similar_items", "21_similar_items.sql"),
     stage!("data_quality", "22_data_quality.sql"),
+    stage!("propensity_snapshots", "23_propensity_snapshots.sql"),
+    stage!("propensity", "24_propensity.sql"),
+    stage!("propensity_model", "25_propensity_model.sql"),
+    stage!("propensity_evaluation", "26_propensity_evaluation.sql"),
 ];
 
 /// SQL that Rust code runs outside the registry, under `sql/als/`: the queries of `persona als`

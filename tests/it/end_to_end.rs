@@ -477,6 +477,9 @@ pub async fn snapshot(output: &Path, input: &Path) -> Vec<Vec<String>> {
         "SELECT customer_id, factors FROM user_factors",
         "SELECT item_id, rank, similar_item_id, round(score, 4) FROM similar_items",
         "SELECT model, users, round(ndcg_at_k, 9), round(map_at_k, 9), round(coverage, 9) FROM evaluation",
+        "SELECT customer_id, round(probability, 12), decile, top_features FROM propensity",
+        "SELECT term, round(coefficient, 12), round(standardized_coefficient, 12) FROM propensity_model",
+        "SELECT model, metric, decile, round(value, 9) FROM propensity_evaluation",
     ] {
         all.push(rows_as_text(&ctx, sql).await);
     }

@@ -16,6 +16,7 @@ mod end_to_end;
 mod gates;
 mod generate;
 mod kmeans;
+mod propensity;
 mod s3;
 mod segments;
 mod signals;

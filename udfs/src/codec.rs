@@ -17,7 +17,8 @@ use std::sync::Arc;
 use datafusion::common::{Result, exec_datafusion_err, exec_err};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use crate::aggregate::{AlsSolveGathered, KMeansStep};
+use crate::aggregate::{AlsSolveGathered, KMeansStep, LogisticStep};
+use crate::ml::logistic::LogisticModel;
 use crate::ml::{AlsModelSide, Centroids, Factors, Solver};
 use crate::scalar::{AlsSolve, AlsTopN, KMeansAssign, TopNModel};
 
@@ -150,6 +151,13 @@ pub fn encode_udaf(udaf: &AggregateUDF, buf: &mut Vec<u8>) {
         buf.push(u8::from(f.is_weighted()));
     } else if let Some(f) = any.downcast_ref::<AlsSolveGathered>() {
         write_side(buf, f.side());
+    } else if let Some(f) = any.downcast_ref::<LogisticStep>() {
+        let m = f.model();
+        write_u64(buf, m.coefficients.len() as u64);
+        for v in m.coefficients.iter().chain([&m.intercept]) {
+            buf.extend(v.to_le_bytes());
+        }
+        buf.push(u8::from(f.is_weighted()));
     }
 }
 
@@ -171,6 +179,19 @@ pub fn decode_udaf(
             }
         }
         "als_solve_gathered" => AggregateUDF::from(AlsSolveGathered::new(r.side()?)),
+        "logistic_step" => {
+            let d = r.u64()? as usize;
+            let mut values = Vec::with_capacity(d + 1);
+            for _ in 0..=d {
+                values.push(r.f64()?);
+            }
+            let intercept = values.pop().unwrap_or(0.0);
+            let model = LogisticModel {
+                coefficients: values,
+                intercept,
+            };
+            AggregateUDF::from(LogisticStep::new(model, r.take(1)?[0] != 0))
+        }
         _ => return Ok(None),
     };
     Ok(Some(Arc::new(udaf)))
@@ -236,6 +257,10 @@ impl Reader<'_> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
+    }
+
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_bits(self.u64()?))
     }
 
     fn u32(&mut self) -> Result<u32> {
@@ -313,6 +338,17 @@ mod tests {
         encode_udaf(&udaf, &mut buf);
         let back = decode_udaf("kmeans_step", &buf, None).unwrap().unwrap();
         assert_eq!(back.as_ref(), &udaf);
+        let logistic = AggregateUDF::from(LogisticStep::new(
+            LogisticModel {
+                coefficients: vec![0.25, -1.5e-300],
+                intercept: -0.1,
+            },
+            true,
+        ));
+        buf.clear();
+        encode_udaf(&logistic, &mut buf);
+        let back = decode_udaf("logistic_step", &buf, None).unwrap().unwrap();
+        assert_eq!(back.as_ref(), &logistic);
         let weighted = AggregateUDF::from(KMeansStep::weighted(
             Centroids::new(1, 2, vec![0.5, -3.0]).unwrap(),
         ));

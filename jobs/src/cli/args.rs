@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
-use persona_jobs::config::{AlsSolver, Distance, Init, KChoice};
+use persona_jobs::config::{AlsSolver, ClassWeight, Distance, Init, KChoice};
 use persona_jobs::generate::{GenerateOptions, Scale};
 use persona_jobs::query::Format;
 use persona_jobs::session::Engine;
@@ -35,6 +35,9 @@ pub enum Command {
     /// Fit implicit ALS on any Parquet table of interactions (the engine behind the nightly
     /// recommendations).
     Als(AlsArgs),
+    /// Fit a logistic regression on any Parquet table with a 0/1 label and score every row
+    /// (the engine behind the nightly propensity model).
+    Propensity(PropensityArgs),
     /// Score the recommendations offline for one date (ALS against popularity on the last
     /// days of the window) and publish the evaluation table.
     Evaluate(EvaluateArgs),
@@ -137,6 +140,52 @@ pub struct KMeansArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PropensityArgs {
+    /// Parquet file or folder: local, or s3://BUCKET/KEY.
+    #[arg(long)]
+    pub input: String,
+    /// Output folder (local or s3://): scores/, model/ and report/report.json.
+    #[arg(long)]
+    pub output: String,
+    /// The label column: 0/1 or boolean; rows where it is null are scored but not fitted.
+    #[arg(long)]
+    pub label: String,
+    /// Numeric feature columns, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub features: Vec<String>,
+    /// Features to transform with ln(1 + x) first (heavy-tailed money and counts).
+    #[arg(long, value_delimiter = ',')]
+    pub log: Vec<String>,
+    /// Categorical columns used as one-hot indicators (one per frequent value).
+    #[arg(long, value_delimiter = ',')]
+    pub categorical: Vec<String>,
+    /// Column identifying a row, hashed to choose the held-out rows (default: the whole row).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Share of the labelled rows held out to measure the model (AUC, log loss, Brier).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_share: f64,
+    /// L2 penalty on the standardised coefficients (scikit-learn's C is 1 / l2).
+    #[arg(long, default_value_t = 1.0)]
+    pub l2: f64,
+    /// Newton iterations at most.
+    #[arg(long, default_value_t = 25)]
+    pub max_iter: usize,
+    /// Stop when no coefficient moves more than this.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+    /// Class weights.
+    #[arg(long, value_enum, default_value = "none")]
+    pub class_weight: ClassWeight,
+    /// persona.toml (for the [storage] and [execution] sections).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where queries run: local, standalone or ballista://HOST:PORT.
+    #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
+    pub engine: Engine,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Input root: a folder or s3://BUCKET/PREFIX.
     #[arg(long, env = "PERSONA_INPUT")]
@@ -153,11 +202,6 @@ pub struct CheckArgs {
 pub struct EvaluateArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Also write the exact split the evaluation used, as FOLDER/train.parquet (user_idx,
-    /// item_idx, weight) and FOLDER/holdout.parquet (user_idx, item_idx): to score another
-    /// library on the same data (scripts/bench-als.sh does).
-    #[arg(long, env = "PERSONA_EXPORT_SPLIT")]
-    pub export_split: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +389,14 @@ pub struct RunArgs {
     /// computing and writing nothing.
     #[arg(long, env = "PERSONA_DRY_RUN")]
     pub dry_run: bool,
+    /// Also write the exact data the night's models were measured on, to fit another library
+    /// on it: the evaluation's split as FOLDER/train.parquet (user_idx, item_idx, weight) and
+    /// FOLDER/holdout.parquet (user_idx, item_idx), as scripts/bench-als.sh does, and the
+    /// propensity model's standardised training rows as FOLDER/propensity.parquet (split,
+    /// label and one __z<i> column per term of propensity_model), as
+    /// scripts/bench-propensity.sh does.
+    #[arg(long, env = "PERSONA_EXPORT_SPLIT")]
+    pub export_split: Option<PathBuf>,
 }
 
 pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {

@@ -4,17 +4,20 @@
 
 use persona_jobs::PipelineError;
 use persona_jobs::als::command::AlsOptions;
-use persona_jobs::config::{PipelineConfig, RecommendationsConfig, SegmentsConfig, SettingNames};
+use persona_jobs::config::{
+    PipelineConfig, PropensityConfig, RecommendationsConfig, SegmentsConfig, SettingNames,
+};
 use persona_jobs::demo::DemoOptions;
 use persona_jobs::generate::GenerateOptions;
 use persona_jobs::kmeans::command::KMeansOptions;
 use persona_jobs::pipeline::{CheckOptions, RunOptions};
+use persona_jobs::propensity::command::PropensityOptions;
 use persona_jobs::query::SqlOptions;
 use persona_jobs::servers::{ExecutorOptions, SchedulerOptions};
 
 use super::args::{
-    AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs, RunArgs,
-    SchedulerArgs, SqlArgs,
+    AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs,
+    PropensityArgs, RunArgs, SchedulerArgs, SqlArgs,
 };
 
 impl TryFrom<RunArgs> for RunOptions {
@@ -28,7 +31,7 @@ impl TryFrom<RunArgs> for RunOptions {
             config: PipelineConfig::load(args.config.as_deref())?,
             engine: args.engine,
             evaluate_only: false,
-            export_split: None,
+            export_split: args.export_split,
         })
     }
 }
@@ -39,7 +42,6 @@ impl TryFrom<EvaluateArgs> for RunOptions {
     fn try_from(args: EvaluateArgs) -> Result<Self, Self::Error> {
         Ok(RunOptions {
             evaluate_only: true,
-            export_split: args.export_split,
             ..RunOptions::try_from(args.run)?
         })
     }
@@ -112,6 +114,43 @@ impl TryFrom<KMeansArgs> for KMeansOptions {
             pipeline,
             engine: args.engine,
             init_from: args.init_from,
+        })
+    }
+}
+
+impl TryFrom<PropensityArgs> for PropensityOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: PropensityArgs) -> Result<Self, Self::Error> {
+        let pipeline = PipelineConfig::load(args.config.as_deref())?;
+        let model = PropensityConfig {
+            features: args.features,
+            log_features: args.log,
+            categorical_features: args.categorical,
+            l2: args.l2,
+            max_iter: args.max_iter,
+            tol: args.tol,
+            class_weight: args.class_weight,
+            ..pipeline.propensity.clone()
+        };
+        validate_flags(&PipelineConfig {
+            propensity: model.clone(),
+            ..PipelineConfig::default()
+        })?;
+        if !(args.test_share > 0.0 && args.test_share < 1.0) {
+            return Err(PipelineError::Config(
+                "--test-share must be between 0 and 1".into(),
+            ));
+        }
+        Ok(PropensityOptions {
+            input: args.input,
+            output: args.output,
+            label: args.label,
+            id: args.id,
+            test_share: args.test_share,
+            model,
+            pipeline,
+            engine: args.engine,
         })
     }
 }

@@ -9,7 +9,7 @@ use persona_jobs::progress::Progress;
 use persona_jobs::servers::{run_executor, run_scheduler};
 use persona_jobs::stages::registry::NightTable;
 use persona_jobs::{PipelineError, Result};
-use persona_jobs::{als, demo, generate, kmeans, query};
+use persona_jobs::{als, demo, generate, kmeans, propensity, query};
 
 use args::Command;
 
@@ -56,6 +56,10 @@ pub fn dispatch(command: Command) -> Result<()> {
         }
         Command::Als(args) => {
             let report = runtime.block_on(als::command::run(&args.try_into()?))?;
+            print(&report)?;
+        }
+        Command::Propensity(args) => {
+            let report = runtime.block_on(propensity::command::run(&args.try_into()?))?;
             print(&report)?;
         }
         Command::Scheduler(args) => runtime.block_on(run_scheduler(&args.into()))?,

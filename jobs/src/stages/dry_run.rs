@@ -29,6 +29,9 @@ impl Night<'_> {
     pub async fn dry_run(&mut self) -> Result<String> {
         let mut out = String::new();
         for stage in registry::stages_of(self.mode) {
+            if stage.part == registry::Part::Propensity && !self.config.propensity.enabled {
+                continue;
+            }
             let plan = self
                 .plan_stage(stage)
                 .await
@@ -60,7 +63,25 @@ impl Night<'_> {
                 }
                 Ok(text)
             }
-            Runner::Sql => self.plan_sql(stage.name, &self.params).await,
+            Runner::Sql | Runner::PropensityScores => self.plan_sql(stage.name, &self.params).await,
+            Runner::Propensity => {
+                let snapshots = ctx.table("propensity_snapshots").await?;
+                let snapshots = snapshots.schema().as_arrow().clone();
+                for (name, schema) in crate::propensity::work_table_schemas(&snapshots)? {
+                    register_empty(ctx, name, schema)?;
+                }
+                let p = &cfg.propensity;
+                Ok(format!(
+                    "logistic regression over propensity_snapshots (fit split): features {:?} (log: {:?}, one-hot: {:?}), l2 {}, max_iter {}, tol {}, class weights {:?}; Platt scaling on the calibrate split; scores for the test split and tonight\n",
+                    p.features,
+                    p.log_features,
+                    p.categorical_features,
+                    p.l2,
+                    p.max_iter,
+                    p.tol,
+                    p.class_weight
+                ))
+            }
             Runner::EvalScores => {
                 let mut params = self.params.clone();
                 params.extend(evaluate::params(&cfg.evaluation, 1));

@@ -31,6 +31,7 @@ use crate::storage::Root;
 use crate::work::WorkArea;
 
 use super::segments::SegmentsReport;
+use crate::propensity::{self, PropensityReport};
 
 /// What the stages reported so far: the manifest's content.
 #[derive(Debug, Default)]
@@ -47,6 +48,8 @@ pub struct NightRecord {
     pub recommendations: Option<AlsReport>,
     /// The offline evaluation.
     pub evaluation: Option<EvaluationReport>,
+    /// The propensity model.
+    pub propensity: Option<PropensityReport>,
     /// The `{{parameters}}` the evaluation fit adds for the `evaluation` SQL stage.
     eval_params: BTreeMap<&'static str, String>,
     /// Rows per published table, once published.
@@ -143,8 +146,12 @@ impl<'a> Night<'a> {
         Ok(())
     }
 
-    /// The `evaluation` stage scores nothing when the evaluation fit found nothing to score.
+    /// The `evaluation` stage scores nothing when the evaluation fit found nothing to score;
+    /// the propensity stages run only when `[propensity] enabled`.
     fn skips(&self, stage: &Stage) -> bool {
+        if stage.part == registry::Part::Propensity {
+            return !self.config.propensity.enabled;
+        }
         stage.runner == Runner::EvalScores
             && self
                 .record
@@ -156,7 +163,7 @@ impl<'a> Night<'a> {
     /// Runs one stage; returns the rows (or files, gates, points) it produced.
     async fn run_stage(&mut self, stage: &Stage) -> Result<u64> {
         let context = match stage.runner {
-            Runner::Sql | Runner::EvalScores => {
+            Runner::Sql | Runner::EvalScores | Runner::PropensityScores => {
                 format!("{} ({})", stage.name, sql::stage(stage.name)?.file)
             }
             _ => stage.name.to_string(),
@@ -234,6 +241,28 @@ impl<'a> Night<'a> {
                 let rows = self.run_sql(stage.name, &params).await?;
                 if let Some(report) = self.record.evaluation.as_mut() {
                     evaluate::read_scores(ctx, report).await?;
+                }
+                Ok(rows)
+            }
+            Runner::Propensity => {
+                let days = cfg.window.lookback_days - cfg.propensity.horizon_days;
+                let report = propensity::run(ctx, work, &cfg.propensity, days).await?;
+                if let Some(dir) = self.export_split {
+                    export_table(
+                        ctx,
+                        "SELECT * FROM propensity_points WHERE snapshot = 'train'",
+                        &dir.join("propensity.parquet"),
+                    )
+                    .await?;
+                }
+                let scored = report.scored;
+                self.record.propensity = Some(report);
+                Ok(scored)
+            }
+            Runner::PropensityScores => {
+                let rows = self.run_sql(stage.name, &self.params).await?;
+                if let Some(report) = self.record.propensity.as_mut() {
+                    propensity::read_evaluation(ctx, report).await?;
                 }
                 Ok(rows)
             }
@@ -373,6 +402,7 @@ impl<'a> Night<'a> {
             segments: r.segments.clone(),
             recommendations: r.recommendations.clone(),
             evaluation: r.evaluation.clone(),
+            propensity: r.propensity.clone(),
             config: self.config.clone(),
         })
     }
@@ -393,17 +423,25 @@ async fn export_split(ctx: &SessionContext, dir: &std::path::Path) -> Result<()>
         if !ctx.table_exist(table)? {
             continue;
         }
-        // One file, streamed by DataFusion's own Parquet writer (no batches collected here).
-        let path = dir.join(file);
-        ctx.table(table)
-            .await?
-            .write_parquet(
-                &path.to_string_lossy(),
-                datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
-                None,
-            )
-            .await?;
+        export_table(ctx, &format!("SELECT * FROM {table}"), &dir.join(file)).await?;
     }
+    Ok(())
+}
+
+/// Writes the result of `sql` as one Parquet file at `path`.
+async fn export_table(ctx: &SessionContext, sql: &str, path: &std::path::Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    }
+    // One file, streamed by DataFusion's own Parquet writer (no batches collected here).
+    ctx.sql(sql)
+        .await?
+        .write_parquet(
+            &path.to_string_lossy(),
+            datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await?;
     Ok(())
 }
 
@@ -412,6 +450,10 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
     let rec = &config.recommendations;
     let end = window.last + chrono::Duration::days(1);
     let holdout_start = end - chrono::Duration::days(i64::from(config.evaluation.holdout_days));
+    let horizon = i64::from(config.propensity.horizon_days);
+    let feature_days = i64::from(config.window.lookback_days) - horizon;
+    let cutoff = end - chrono::Duration::days(horizon);
+    let score_start = end - chrono::Duration::days(feature_days);
     let exclude = match rec.exclude {
         Exclude::Purchased => "purchased",
         Exclude::Seen => "true",
@@ -440,5 +482,13 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
             "recommend_without_opt_in",
             config.privacy.recommend_without_opt_in.to_string(),
         ),
+        (
+            "score_without_opt_in",
+            config.privacy.score_without_opt_in.to_string(),
+        ),
+        ("horizon_days", horizon.to_string()),
+        ("propensity_feature_days", feature_days.to_string()),
+        ("propensity_cutoff", format!("{cutoff}T00:00:00Z")),
+        ("propensity_score_start", format!("{score_start}T00:00:00Z")),
     ])
 }

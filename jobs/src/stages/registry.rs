@@ -22,6 +22,9 @@ pub enum Part {
     Outputs,
     /// The offline evaluation (when `[evaluation] enabled`, and `persona evaluate`).
     Evaluation,
+    /// The purchase-propensity model, its scores and its evaluation (when `[propensity]
+    /// enabled`; `persona run` only).
+    Propensity,
     /// Staging and committing the published tables and the manifest.
     Publish,
 }
@@ -44,6 +47,10 @@ pub enum Runner {
     EvalFit,
     /// The `evaluation` SQL stage, then its scores read back for the manifest.
     EvalScores,
+    /// The propensity model's fit, calibration and scores ([`crate::propensity`]).
+    Propensity,
+    /// The `propensity_evaluation` SQL stage, then its metrics read back for the manifest.
+    PropensityScores,
     /// Stages every published table and the manifest, then commits them.
     Publish,
 }
@@ -239,6 +246,40 @@ pub const NIGHT: &[Stage] = &[
         true,
     ),
     sql!("data_quality", Part::Outputs, ["event_drops"], true),
+    sql!(
+        "propensity_snapshots",
+        Part::Propensity,
+        ["events", "customers"],
+        false
+    ),
+    Stage {
+        name: "propensity_fit",
+        part: Part::Propensity,
+        runner: Runner::Propensity,
+        reads: &["propensity_snapshots"],
+        writes: &[
+            "propensity_points",
+            "propensity_holdout",
+            "propensity_scores",
+            "propensity_coefficients",
+        ],
+        published: false,
+    },
+    sql!("propensity", Part::Propensity, ["propensity_scores"], true),
+    sql!(
+        "propensity_model",
+        Part::Propensity,
+        ["propensity_coefficients"],
+        true
+    ),
+    Stage {
+        name: "propensity_evaluation",
+        part: Part::Propensity,
+        runner: Runner::PropensityScores,
+        reads: &["propensity_holdout"],
+        writes: &["propensity_evaluation"],
+        published: true,
+    },
     Stage {
         name: "publish",
         part: Part::Publish,
@@ -269,7 +310,7 @@ impl Mode {
     pub fn runs(self, part: Part) -> bool {
         match self {
             Mode::Run { evaluation } => part != Part::Evaluation || evaluation,
-            Mode::Evaluate => !matches!(part, Part::Models | Part::Outputs),
+            Mode::Evaluate => !matches!(part, Part::Models | Part::Outputs | Part::Propensity),
             Mode::Check => part == Part::Intake,
         }
     }
@@ -308,6 +349,7 @@ impl fmt::Display for Part {
             Part::Models => "models",
             Part::Outputs => "outputs",
             Part::Evaluation => "evaluation",
+            Part::Propensity => "propensity",
             Part::Publish => "publish",
         };
         f.pad(name)
@@ -318,7 +360,7 @@ impl Stage {
     /// Where the stage's code is: its SQL file, or the Rust module that runs it.
     pub fn code(&self) -> String {
         let module = match self.runner {
-            Runner::Sql | Runner::EvalScores => {
+            Runner::Sql | Runner::EvalScores | Runner::PropensityScores => {
                 return crate::sql::stage(self.name)
                     .map(|q| format!("sql/{}", q.file))
                     .unwrap_or_default();
@@ -328,6 +370,7 @@ impl Stage {
             Runner::KMeans => "stages/segments.rs",
             Runner::Als => "stages/recommendations.rs",
             Runner::EvalFit => "als/evaluate.rs",
+            Runner::Propensity => "propensity/mod.rs",
             Runner::Publish => "publish.rs",
         };
         format!("jobs/src/{module}")
@@ -385,7 +428,12 @@ mod tests {
         assert_eq!(names.len(), NIGHT.len(), "stage names must be unique");
         let sql_stages: Vec<&str> = NIGHT
             .iter()
-            .filter(|s| matches!(s.runner, Runner::Sql | Runner::EvalScores))
+            .filter(|s| {
+                matches!(
+                    s.runner,
+                    Runner::Sql | Runner::EvalScores | Runner::PropensityScores
+                )
+            })
             .map(|s| crate::sql::stage(s.name).unwrap().file)
             .collect();
         let files: Vec<&str> = crate::sql::STAGES.iter().map(|s| s.file).collect();
@@ -417,10 +465,12 @@ mod tests {
         let mut params = sql_params(&config, Window::ending(date, 28));
         params.extend(crate::als::evaluate::params(&config.evaluation, 1));
         params.extend(crate::stages::interests::params(&ctx).await.unwrap());
-        for stage in NIGHT
-            .iter()
-            .filter(|s| matches!(s.runner, Runner::Sql | Runner::EvalScores))
-        {
+        for stage in NIGHT.iter().filter(|s| {
+            matches!(
+                s.runner,
+                Runner::Sql | Runner::EvalScores | Runner::PropensityScores
+            )
+        }) {
             let sql = crate::sql::stage(stage.name).unwrap();
             let text = crate::sql::render(sql, &params).unwrap();
             let statements = DFParser::parse_sql(&text).unwrap();

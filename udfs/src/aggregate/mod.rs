@@ -1,7 +1,7 @@
 //! Aggregate UDFs, one file per function; [`functions`] lists them all.
 //!
 //! Most are one distributed pass of a model fit (`kmeans_step`, `als_solve_gathered`,
-//! `als_gram`); `session_stats` counts a customer's sessions and active days for the features stage. Their
+//! `als_gram`, `logistic_step`); `session_stats` counts a customer's sessions and active days for the features stage. Their
 //! states merge associatively, so DataFusion
 //! (and Ballista, across executors) may split the input anywhere: partial aggregates per
 //! partition, merged after the shuffle.
@@ -9,6 +9,7 @@
 mod als_gram;
 mod als_solve_gathered;
 mod kmeans_step;
+mod logistic_step;
 mod session_stats;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, EmitTo, GroupsAccumula
 pub use als_gram::AlsGram;
 pub use als_solve_gathered::AlsSolveGathered;
 pub use kmeans_step::{KMeansStep, KMeansStepResult};
+pub use logistic_step::LogisticStep;
 pub use session_stats::SessionStats;
 
 /// Every aggregate UDF, with its default (model-less) instance.
@@ -29,6 +31,7 @@ pub fn functions() -> Vec<Arc<AggregateUDF>> {
         Arc::new(AggregateUDF::from(AlsSolveGathered::default())),
         Arc::new(AggregateUDF::from(AlsGram::default())),
         Arc::new(AggregateUDF::from(SessionStats::default())),
+        Arc::new(AggregateUDF::from(LogisticStep::default())),
     ]
 }
 

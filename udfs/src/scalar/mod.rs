@@ -5,6 +5,7 @@ mod als_top_n;
 mod is_crawler;
 mod kmeans_assign;
 mod row_digest;
+mod top_contributions;
 mod unit_hash;
 mod url_item_id;
 mod url_page_type;
@@ -19,6 +20,7 @@ pub use als_top_n::{AlsTopN, TopNModel};
 pub use is_crawler::IsCrawler;
 pub use kmeans_assign::KMeansAssign;
 pub use row_digest::{RowDigest, row_digests};
+pub use top_contributions::TopContributions;
 pub use unit_hash::{UnitHash, unit_hashes};
 pub use url_item_id::UrlItemId;
 pub use url_page_type::UrlPageType;
@@ -33,6 +35,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(KMeansAssign::default())),
         Arc::new(ScalarUDF::from(UnitHash::new())),
         Arc::new(ScalarUDF::from(RowDigest::new())),
+        Arc::new(ScalarUDF::from(TopContributions::new())),
         Arc::new(ScalarUDF::from(AlsTopN::default())),
         Arc::new(ScalarUDF::from(AlsTopN::similar(TopNModel::default()))),
         Arc::new(ScalarUDF::from(AlsSolve::default())),
