@@ -11,6 +11,6 @@ FROM (
   SELECT e.item_id, BOOL_OR(i.item_id IS NOT NULL) AS in_catalog
   FROM events e
   LEFT JOIN items i ON e.item_id = i.item_id
-  WHERE e.item_id IS NOT NULL AND e.event_type IN ('view', 'add_to_cart', 'purchase', 'click')
+  WHERE e.item_id IS NOT NULL AND e.event_type IN {{interaction_events}}
   GROUP BY e.item_id
 )

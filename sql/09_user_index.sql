@@ -6,5 +6,5 @@ SELECT customer_id, CAST(ROW_NUMBER() OVER (ORDER BY customer_id) - 1 AS INT) AS
 FROM (
   SELECT DISTINCT customer_id
   FROM events
-  WHERE item_id IS NOT NULL AND event_type IN ('view', 'add_to_cart', 'purchase', 'click')
+  WHERE item_id IS NOT NULL AND event_type IN {{interaction_events}}
 )

@@ -9,7 +9,7 @@ FROM events e
 JOIN user_index u ON e.customer_id = u.customer_id
 JOIN item_index i ON e.item_id = i.item_id
 WHERE e.ts >= TIMESTAMP '{{holdout_start}}'
-  AND e.event_type IN ('view', 'click', 'add_to_cart', 'purchase')
+  AND e.event_type IN {{interaction_events}}
   AND i.in_catalog
   AND u.user_idx IN (SELECT user_idx FROM eval_train)
   AND NOT EXISTS (

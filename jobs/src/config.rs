@@ -254,6 +254,20 @@ pub struct EventWeights {
     pub purchase: f64,
 }
 
+impl EventWeights {
+    /// The interaction event types, each with the SQL parameter of its weight and the weight:
+    /// the one list of the event types that make a customer–item interaction (the SQL stages
+    /// get it as `{{interaction_events}}`).
+    pub fn by_event_type(&self) -> [(&'static str, &'static str, f64); 4] {
+        [
+            ("view", "weight_view", self.view),
+            ("click", "weight_click", self.click),
+            ("add_to_cart", "weight_add_to_cart", self.add_to_cart),
+            ("purchase", "weight_purchase", self.purchase),
+        ]
+    }
+}
+
 impl Default for EventWeights {
     fn default() -> Self {
         Self {

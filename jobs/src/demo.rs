@@ -10,6 +10,7 @@ use crate::generate::{self, GenerateOptions, Scale};
 use crate::pipeline::{self, RunOptions, RunSummary};
 use crate::progress::Progress;
 use crate::session::Engine;
+use crate::stages::registry::NIGHT;
 
 /// The demo's settings.
 #[derive(Debug, Clone)]
@@ -57,6 +58,7 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
         engine: Engine::Local,
         evaluate_only: false,
         export_split: None,
+        stages: NIGHT,
     };
     eprintln!("running the nightly job for {date}");
     pipeline::run(&run, &mut Progress::new()).await

@@ -15,11 +15,22 @@ use serde::Serialize;
 
 use crate::config::GatesConfig;
 use crate::error::{PipelineError, Result};
-use crate::manifest::DropCount;
 
 /// The event sources: the share gates measure their raw rows, the volume gate their kept rows
 /// per day (`event_drops` also counts the CRM's opt-in conflicts, which are neither).
 const EVENT_SOURCES: [&str; 2] = ["web_logs", "app_events"];
+
+/// Rows read or dropped, per source and reason (`kept` for rows that went on): the
+/// manifest's and `persona check`'s data-quality counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropCount {
+    /// Source table.
+    pub source: String,
+    /// Drop reason, or `kept`.
+    pub reason: String,
+    /// Rows.
+    pub rows: u64,
+}
 
 /// One gate on one source.
 #[derive(Debug, Clone, Serialize)]

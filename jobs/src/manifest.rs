@@ -6,23 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::als::AlsReport;
-use crate::als::evaluate::EvaluationReport;
 use crate::config::PipelineConfig;
+use crate::gates::{DropCount, GateResult};
 use crate::input::SourceReport;
-use crate::stages::StageMetrics;
-use crate::stages::segments::SegmentsReport;
-
-/// Rows read or dropped, per source and reason (`kept` for rows that went on).
-#[derive(Debug, Clone, Serialize)]
-pub struct DropCount {
-    /// Source table.
-    pub source: String,
-    /// Drop reason, or `kept`.
-    pub reason: String,
-    /// Rows.
-    pub rows: u64,
-}
+use crate::progress::StageMetrics;
 
 /// Everything about one run.
 #[derive(Debug, Clone, Serialize)]
@@ -57,15 +44,12 @@ pub struct Manifest {
     /// Data-quality counters.
     pub data_quality: Vec<DropCount>,
     /// Every data-quality gate with its threshold and measured value.
-    pub gates: Vec<crate::gates::GateResult>,
-    /// Segmentation details.
-    pub segments: Option<SegmentsReport>,
-    /// ALS details.
-    pub recommendations: Option<AlsReport>,
-    /// The offline evaluation (ALS against popularity on the holdout days).
-    pub evaluation: Option<EvaluationReport>,
-    /// The purchase-propensity model: its fit, calibration and holdout metrics.
-    pub propensity: Option<crate::propensity::PropensityReport>,
+    pub gates: Vec<GateResult>,
+    /// Each model stage's report under its key, for the stages that ran: `segments` (the
+    /// segmentation), `recommendations` (the ALS fit), `evaluation` (ALS against popularity on
+    /// the holdout days), `propensity` (the purchase model's fit, calibration and metrics).
+    #[serde(flatten)]
+    pub reports: BTreeMap<String, serde_json::Value>,
     /// The effective configuration.
     pub config: PipelineConfig,
 }

@@ -13,13 +13,14 @@ use crate::commit;
 use crate::config::PipelineConfig;
 use crate::error::{PipelineError, Result};
 use crate::gates;
+use crate::gates::DropCount;
 use crate::lock::RunLock;
-use crate::manifest::{DropCount, Manifest};
+use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::session::{self, Engine};
 use crate::signals;
 use crate::stages::night::{Night, Roots};
-use crate::stages::registry::Mode;
+use crate::stages::registry::{Mode, Stage};
 use crate::storage::Root;
 use crate::watchdog;
 use crate::work::WorkArea;
@@ -42,6 +43,8 @@ pub struct RunOptions {
     pub evaluate_only: bool,
     /// Write the evaluation's train and holdout pairs to this local folder.
     pub export_split: Option<std::path::PathBuf>,
+    /// The night's stages: [`crate::stages::registry::NIGHT`] (a test adds its own).
+    pub stages: &'static [Stage],
 }
 
 /// What a successful run produced.
@@ -51,6 +54,8 @@ pub struct RunSummary {
     pub manifest: Manifest,
     /// Where each table's partition is.
     pub locations: BTreeMap<String, String>,
+    /// The model stages' reports as the run summary shows them.
+    pub reports: String,
 }
 
 impl RunOptions {
@@ -61,6 +66,7 @@ impl RunOptions {
         } else {
             Mode::Run {
                 evaluation: self.config.evaluation.enabled,
+                propensity: self.config.propensity.enabled,
             }
         }
     }
@@ -96,6 +102,7 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
             opts.mode(),
             opts.date,
         )
+        .with_stages(opts.stages)
         .with_export_split(opts.export_split.as_deref());
         let limit = watchdog::stage_timeout(&opts.config, &opts.engine);
         let watchdog = watchdog::stage_watchdog(progress.clock(), limit, &opts.engine);
@@ -116,6 +123,7 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
             Ok(RunSummary {
                 manifest,
                 locations: record.locations,
+                reports: record.reports.summary(),
             })
         })
     }
@@ -147,7 +155,8 @@ pub async fn dry_run(opts: &RunOptions) -> Result<String> {
         "dry-run",
         opts.mode(),
         opts.date,
-    );
+    )
+    .with_stages(opts.stages);
     let result = night.dry_run().await;
     scratch.remove().await;
     result

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::stages::StageMetrics;
+use serde::Serialize;
 
 /// Reports stage starts and ends.
 #[derive(Debug)]
@@ -126,5 +126,32 @@ mod tests {
         assert_eq!(super::group_digits(0), "0");
         assert_eq!(super::group_digits(1234), "1,234");
         assert_eq!(super::group_digits(1234567), "1,234,567");
+    }
+}
+
+/// What one stage did: reported on the terminal and recorded in the run manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageMetrics {
+    /// Stage name (the table it produced, or the model).
+    pub name: String,
+    /// Rows produced.
+    pub rows: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Parquet bytes its queries scanned (after pruning and projection), when they ran in this
+    /// process; with `seconds`, how close a stage runs to the speed of reading its input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
+}
+
+impl StageMetrics {
+    /// Metrics of a finished stage.
+    pub fn new(name: &str, rows: u64, elapsed: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            rows,
+            seconds: elapsed.as_secs_f64(),
+            bytes_read: None,
+        }
     }
 }

@@ -5,8 +5,8 @@
 use std::fmt::{self, Display, Formatter};
 
 use crate::als::command::AlsCommandReport;
+use crate::gates::DropCount;
 use crate::kmeans::command::KMeansSummary;
-use crate::manifest::DropCount;
 use crate::pipeline::{CheckReport, RunSummary};
 use crate::progress::group_digits;
 use crate::propensity::command::PropensityCommandReport;
@@ -207,83 +207,7 @@ impl Display for RunSummary {
             let at = self.locations.get(table).cloned().unwrap_or_default();
             writeln!(f, "  {table:<16} {:>10} rows  {at}", group_digits(*rows))?;
         }
-        if let Some(seg) = &m.segments {
-            writeln!(
-                f,
-                "\nSegments ({} customers, k={}, {} iterations):",
-                group_digits(seg.points),
-                seg.k,
-                seg.iterations
-            )?;
-            for (id, (size, label)) in seg.sizes.iter().zip(&seg.labels).enumerate() {
-                let share = 100.0 * *size as f64 / seg.points.max(1) as f64;
-                writeln!(
-                    f,
-                    "  {id:>2}  {label:<44} {:>8} ({share:4.1}%)",
-                    group_digits(*size)
-                )?;
-            }
-        }
-        if let Some(als) = &m.recommendations {
-            writeln!(
-                f,
-                "\nRecommendations: ALS on {} customers × {} items ({} interactions), {} iterations",
-                group_digits(als.users as u64),
-                group_digits(als.items as u64),
-                group_digits(als.interactions),
-                als.iterations
-            )?;
-        }
-        if let Some(eval) = &m.evaluation {
-            match &eval.skipped {
-                Some(why) => writeln!(f, "\nEvaluation skipped: {why}")?,
-                None => {
-                    writeln!(
-                        f,
-                        "\nEvaluation (trained before {}, scored on the last {} days, k = {}):",
-                        eval.holdout_start, eval.holdout_days, eval.k
-                    )?;
-                    for s in &eval.models {
-                        writeln!(
-                            f,
-                            "  {:<8} precision {:.4}  recall {:.4}  ndcg {:.4}  map {:.4}  coverage {:.3}  ({} customers)",
-                            s.model,
-                            s.precision_at_k,
-                            s.recall_at_k,
-                            s.ndcg_at_k,
-                            s.map_at_k,
-                            s.coverage,
-                            group_digits(s.users)
-                        )?;
-                    }
-                }
-            }
-        }
-        if let Some(p) = &m.propensity {
-            let get = |model: &str, name: &str| {
-                p.evaluation
-                    .get(model)
-                    .and_then(|metrics| metrics.get(name).copied().flatten())
-            };
-            writeln!(
-                f,
-                "\nPropensity (purchase in {} days; {} customers scored, {} features, {} Newton steps):",
-                p.horizon_days,
-                group_digits(p.scored),
-                p.features.len(),
-                p.fit.iterations
-            )?;
-            for model in ["logistic", "recency_frequency"] {
-                writeln!(
-                    f,
-                    "  {model:<17} AUC {}  PR-AUC {}  top-decile lift {}  Brier {}",
-                    metric(get(model, "auc")),
-                    metric(get(model, "average_precision")),
-                    metric(get(model, "top_decile_lift")),
-                    metric(get(model, "brier"))
-                )?;
-            }
-        }
+        f.write_str(&self.reports)?;
         if !m.gates.is_empty() {
             let closest = m
                 .gates

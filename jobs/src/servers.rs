@@ -18,8 +18,7 @@ use datafusion::prelude::SessionConfig;
 use crate::cluster::codec::codecs;
 use crate::config::{ExecutionConfig, StorageConfig};
 use crate::error::{PipelineError, Result};
-use crate::session::ballista_state;
-use crate::storage::s3;
+use crate::session::{ballista_state, runtime_env};
 
 /// Where a scheduler listens.
 #[derive(Debug, Clone)]
@@ -43,7 +42,8 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
             ))
         })?;
     // Model factors stored by the driver are read with the same S3 settings.
-    let (logical_codec, physical_codec) = codecs(s3::runtime_env(&StorageConfig::default(), None)?);
+    let (logical_codec, physical_codec) =
+        codecs(runtime_env(&StorageConfig::default(), None, None)?);
     let config = SchedulerConfig {
         bind_host: opts.bind_host.clone(),
         bind_port: opts.port,
@@ -51,7 +51,7 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<()> {
         override_session_builder: Some(Arc::new(|config: SessionConfig| {
             // S3 from the standard AWS variables of the scheduler's environment: it lists the
             // files of the tables it plans.
-            let runtime = s3::runtime_env(&StorageConfig::default(), None)
+            let runtime = runtime_env(&StorageConfig::default(), None, None)
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let state = ballista_core::utils::default_session_builder(config)?;
             let mut state = SessionStateBuilder::new_from_existing(state)
@@ -108,9 +108,9 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<()> {
     // Tasks read and write `s3://` with the standard AWS variables of the executor's
     // environment; spills go to the work dir, as with Ballista's own executor.
     let temp_dir = opts.work_dir.clone();
-    let (logical_codec, physical_codec) = codecs(s3::runtime_env(&storage, None)?);
+    let (logical_codec, physical_codec) = codecs(runtime_env(&storage, None, None)?);
     let runtime_producer: RuntimeProducer = Arc::new(move |_: &SessionConfig| {
-        s3::runtime_env(&storage, temp_dir.as_deref())
+        runtime_env(&storage, temp_dir.as_deref(), None)
             .map_err(|e| DataFusionError::External(Box::new(e)))
     });
     let mut config = ExecutorProcessConfig {

@@ -6,6 +6,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -104,17 +106,33 @@ fn session_config(cfg: &ExecutionConfig, base: SessionConfig) -> SessionConfig {
     }
 }
 
+/// The runtime of a session: its object stores resolve `s3://` URLs with `storage`;
+/// `temp_dir` is where spills go (executors pass their work dir); with `memory_limit`, the
+/// queries share that many bytes (a fair spill pool: aggregations and sorts spill to the
+/// temporary folder rather than grow past their share).
+pub fn runtime_env(
+    storage: &StorageConfig,
+    temp_dir: Option<&str>,
+    memory_limit: Option<usize>,
+) -> Result<Arc<RuntimeEnv>> {
+    let mut builder =
+        RuntimeEnvBuilder::new().with_object_store_registry(s3::object_store_registry(storage));
+    if let Some(dir) = temp_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    if let Some(bytes) = memory_limit {
+        builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+    }
+    Ok(builder.build_arc()?)
+}
+
 /// The state of a local session.
 pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
     let config = session_config(cfg, SessionConfig::new());
     with_functions(
         SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(s3::runtime_env_limited(
-                storage,
-                None,
-                cfg.memory_limit_bytes(),
-            )?)
+            .with_runtime_env(runtime_env(storage, None, cfg.memory_limit_bytes())?)
             .with_default_features()
             .build(),
     )
@@ -123,7 +141,7 @@ pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<Ses
 /// The state of a Ballista client, scheduler or executor: Ballista's configuration, Persona's
 /// codecs and functions.
 pub fn ballista_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
-    let runtime = s3::runtime_env(storage, None)?;
+    let runtime = runtime_env(storage, None, None)?;
     let (logical_codec, physical_codec) = codecs(Arc::clone(&runtime));
     let mut config = session_config(cfg, SessionConfig::new_with_ballista())
         .with_ballista_logical_extension_codec(logical_codec)

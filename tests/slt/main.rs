@@ -74,8 +74,9 @@ impl PersonaDb {
                 .await
                 .map_err(external)?,
         );
-        let stage = persona_jobs::sql::stage(name).map_err(external)?;
-        let text = persona_jobs::sql::render(stage, &params).map_err(external)?;
+        let stage = persona_jobs::stages::registry::find(name)
+            .ok_or_else(|| DataFusionError::Plan(format!("no stage {name}")))?;
+        let text = stage.render(&params).map_err(external)?;
         let df = self.ctx.sql(&text).await?;
         let planned = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;

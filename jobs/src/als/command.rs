@@ -336,7 +336,7 @@ async fn score_holdout(
     let candidate_items = candidates.iter().filter(|c| **c).count() as u64;
     evaluate::recommend_models(ctx, work, eval.k, &model.users, &model.items, candidates).await?;
     let sql = sql::render(
-        sql::stage("evaluation")?,
+        &evaluate::SCORES_SQL,
         &evaluate::params(&eval, candidate_items),
     )?;
     work.materialize(ctx, "evaluation", ctx.sql(&sql).await?)

@@ -1,6 +1,6 @@
 //! The nightly offline evaluation: hold out the last days of the window, fit ALS on the days
 //! before, and score ALS and a popularity baseline on what customers did in the holdout days
-//! (`sql/12`–`14`). The result is the `evaluation` table and the manifest's `evaluation`.
+//! (`eval_train`, which is `sql/10` over the days before the holdout, then `sql/13`–`14`). The result is the `evaluation` table and the manifest's `evaluation`.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::AlsReport;
 use crate::config::{EvaluationConfig, RecommendationsConfig};
 use crate::error::{PipelineError, Result};
+use crate::sql::{SqlFile, sql_file};
 use crate::work::WorkArea;
 
 /// One model's scores.
@@ -70,6 +71,10 @@ impl EvaluationReport {
         }
     }
 }
+
+/// The SQL that scores the recommendations against the holdout: the night's `evaluation`
+/// stage, and `persona als`'s evaluation.
+pub const SCORES_SQL: SqlFile = sql_file!("14_evaluation.sql");
 
 /// The SQL stages that split the window: the pipeline runs them, then [`recommend`], then the
 /// `evaluation` stage with [`params`], then [`read_scores`].

@@ -14,6 +14,7 @@ use persona_jobs::pipeline::{CheckOptions, RunOptions};
 use persona_jobs::propensity::command::PropensityOptions;
 use persona_jobs::query::SqlOptions;
 use persona_jobs::servers::{ExecutorOptions, SchedulerOptions};
+use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{
     AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs,
@@ -32,6 +33,7 @@ impl TryFrom<RunArgs> for RunOptions {
             engine: args.engine,
             evaluate_only: false,
             export_split: args.export_split,
+            stages: NIGHT,
         })
     }
 }

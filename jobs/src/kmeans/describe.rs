@@ -71,6 +71,16 @@ pub fn assignment_sql(
     )
 }
 
+/// The schema of what [`assignment_sql`] returns, given the `keep` columns' fields: for
+/// `--dry-run`, which registers `segment_assignments` empty without fitting anything.
+pub fn assignments_schema(keep: Vec<Field>) -> SchemaRef {
+    let mut fields = keep;
+    // Nullable, as the planner types a field of kmeans_assign's struct.
+    fields.push(Field::new("segment_id", DataType::Int32, true));
+    fields.push(Field::new("distance_to_centroid", DataType::Float64, true));
+    Arc::new(Schema::new(fields))
+}
+
 /// Ids equal to the centroids' indices: `0..k`.
 pub fn identity_ids(k: usize) -> Vec<i32> {
     (0..k as i32).collect()
@@ -264,6 +274,57 @@ pub fn segments_batch(segments: &[SegmentSummary], prepared: &Prepared) -> Resul
 mod tests {
     use super::*;
     use crate::kmeans::prepare::FeatureScale;
+
+    /// `--dry-run` registers `segment_assignments` with [`assignments_schema`]: it must be what
+    /// the night's assignment query really returns, with and without renumbered ids.
+    #[tokio::test]
+    async fn assignments_schema_is_what_the_assignment_sql_returns() {
+        use datafusion::catalog::MemTable;
+        use datafusion::logical_expr::ScalarUDF;
+        use datafusion::prelude::SessionContext;
+        use persona_udfs::ml::Centroids;
+        use persona_udfs::scalar::KMeansAssign;
+
+        let ctx = SessionContext::new();
+        let centroids = Centroids::new(2, 1, vec![0.0, 1.0]).unwrap();
+        ctx.register_udf(ScalarUDF::from(KMeansAssign::new(centroids)));
+        let key = Field::new("customer_id", DataType::Utf8, true);
+        let points = Arc::new(Schema::new(vec![
+            key.clone(),
+            Field::new("__z0", DataType::Float64, true),
+        ]));
+        let table = MemTable::try_new(points, vec![vec![]]).unwrap();
+        ctx.register_table("points", Arc::new(table)).unwrap();
+        let prepared = Prepared {
+            scales: vec![FeatureScale {
+                name: "monetary".into(),
+                column: "monetary".into(),
+                category: None,
+                log: false,
+                shift: 0.0,
+                scale: 1.0,
+                impute: 0.0,
+                mean: 0.0,
+                std: 1.0,
+                imputed: 0,
+            }],
+            dropped: vec![],
+            weight: None,
+            cosine: false,
+            rows: 0,
+        };
+        let keep = ["customer_id".to_string()];
+        for ids in [vec![0, 1], vec![3, 2]] {
+            let sql = assignment_sql("SELECT * FROM points", &prepared, &keep, &ids);
+            let df = ctx.sql(&sql).await.unwrap();
+            let planned = df.schema().as_arrow().clone();
+            assert_eq!(
+                planned,
+                *assignments_schema(vec![key.clone()]),
+                "ids {ids:?}"
+            );
+        }
+    }
 
     #[test]
     fn labels_name_the_strongest_traits_and_are_unique() {

@@ -1,13 +1,75 @@
 //! Recommendations: implicit-feedback ALS ([`crate::als`]) over the staged `interactions`, then
 //! the factors and the top-N functions the output SQL stages use.
 
+use std::fmt;
+
+use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
 
+use super::dry_run::register_empty;
+use super::evaluation::WarmStart;
+use super::night::Night;
+use super::record::Report;
+use super::registry::Stage;
+use super::unit::Unit;
 use crate::als::{self, Als, AlsReport};
 use crate::config::RecommendationsConfig;
 use crate::error::Result;
+use crate::progress::group_digits;
 use crate::work::WorkArea;
 use persona_udfs::ml::Factors;
+
+/// The published ALS fit over `interactions`, continuing the evaluation fit's model when the
+/// evaluation ran.
+#[derive(Debug)]
+pub struct AlsFit;
+
+#[async_trait(?Send)]
+impl Unit for AlsFit {
+    fn code(&self) -> &'static str {
+        "jobs/src/stages/recommendations.rs"
+    }
+
+    async fn run(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
+        let warm_start = night.record.handoffs.take::<WarmStart>().map(|w| w.0);
+        let cfg = &night.config.recommendations;
+        let report = fit(night.ctx, night.work, cfg, warm_start).await?;
+        let interactions = report.interactions;
+        night.record.reports.put(report);
+        Ok(interactions)
+    }
+
+    async fn plan(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<String> {
+        night
+            .register_empty_model("user_factor_rows", "user_idx")
+            .await?;
+        register_empty(
+            night.ctx,
+            "item_factor_rows",
+            als::factors_schema("item_idx"),
+        )?;
+        let r = &night.config.recommendations;
+        Ok(format!(
+            "implicit ALS over interactions: rank {}, {} iterations, lambda {}, alpha {}, solver {:?}, top {}\n",
+            r.rank, r.iterations, r.lambda, r.alpha, r.solver, r.top_n
+        ))
+    }
+}
+
+impl Report for AlsReport {
+    const KEY: &'static str = "recommendations";
+
+    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "\nRecommendations: ALS on {} customers × {} items ({} interactions), {} iterations",
+            group_digits(self.users as u64),
+            group_digits(self.items as u64),
+            group_digits(self.interactions),
+            self.iterations
+        )
+    }
+}
 
 /// Fits ALS on the registered `interactions`; registers the work tables `user_factor_rows` and
 /// `item_factor_rows` (by integer id) and the functions `als_top_n` and `als_similar` that the

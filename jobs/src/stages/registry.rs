@@ -2,11 +2,25 @@
 //!
 //! A stage has one name, used by the progress display, errors, fault injection
 //! (`PERSONA_FAIL_AT`) and the manifest; the tables it reads and writes; whether its table is
-//! published; and how it runs ([`Runner`]). `persona run`, `persona evaluate`, `persona check`,
-//! `persona stages`, `--dry-run` and the tests all take their lists from [`NIGHT`]: a new stage
-//! is one entry here (and, if it is SQL, one numbered file under `sql/`).
+//! published; its SQL file, if it has one; and the [`Unit`] that runs and plans it. `persona
+//! run`, `persona evaluate`, `persona check`, `persona stages`, `--dry-run` and the tests all
+//! take their lists from [`NIGHT`]. A new SQL stage is one `sql!` line here and its numbered
+//! file under `sql/`; a new Rust stage is one line here and one file that implements [`Unit`]
+//! (docs/how-it-works.md, "Adding a stage").
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+use super::evaluation::{EvaluationFit, EvaluationScores};
+use super::gates::Gates;
+use super::inputs::Inputs;
+use super::propensity::{PropensityEvaluation, PropensityFit};
+use super::publish::Publish;
+use super::recommendations::AlsFit;
+use super::segments::Segmentation;
+use super::unit::{SqlQuery, Unit};
+use crate::error::{PipelineError, Result};
+use crate::sql::{SqlFile, sql_file};
 
 /// The part of the night a stage belongs to. The commands run different parts ([`Mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,41 +43,20 @@ pub enum Part {
     Publish,
 }
 
-/// How a stage runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runner {
-    /// Validates the input sources against the contract and registers them.
-    Inputs,
-    /// The SQL file under `sql/` that produces the table named like the stage.
-    Sql,
-    /// The data-quality gates over `event_drops`: fails the night when one fails.
-    Gates,
-    /// Segmentation: K-Means over `user_features` ([`crate::stages::segments`]).
-    KMeans,
-    /// Implicit ALS over `interactions` ([`crate::stages::recommendations`]).
-    Als,
-    /// The evaluation's own fit on the training days and the top-N of ALS and of popularity
-    /// for the holdout's customers ([`crate::als::evaluate::recommend`]).
-    EvalFit,
-    /// The `evaluation` SQL stage, then its scores read back for the manifest.
-    EvalScores,
-    /// The propensity model's fit, calibration and scores ([`crate::propensity`]).
-    Propensity,
-    /// The `propensity_evaluation` SQL stage, then its metrics read back for the manifest.
-    PropensityScores,
-    /// Stages every published table and the manifest, then commits them.
-    Publish,
-}
-
 /// One stage of the night.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Stage {
     /// The stage's one name (for SQL stages, the table it produces).
     pub name: &'static str,
     /// Its part of the night.
     pub part: Part,
-    /// How it runs.
-    pub runner: Runner,
+    /// The SQL file it runs, if any (`sql/NN_<name>.sql`).
+    pub sql: Option<SqlFile>,
+    /// Parameters its SQL is rendered with in place of the night's: `(name, other)` gives
+    /// `{{name}}` the value of `{{other}}` (a file that two stages run over different days).
+    pub with: &'static [(&'static str, &'static str)],
+    /// What runs it and plans it: [`SqlQuery`] for a plain SQL stage.
+    pub unit: &'static dyn Unit,
     /// Tables (and input sources) it reads.
     pub reads: &'static [&'static str],
     /// Tables it writes into the run's work area.
@@ -72,13 +65,25 @@ pub struct Stage {
     pub published: bool,
 }
 
-/// An SQL stage: runs `sql/NN_<name>.sql`, which writes the table `<name>`.
+impl fmt::Debug for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stage")
+            .field("name", &self.name)
+            .field("part", &self.part)
+            .field("code", &self.code())
+            .finish()
+    }
+}
+
+/// An SQL stage: runs `sql/<file>`, which writes the table `<name>`.
 macro_rules! sql {
-    ($name:literal, $part:expr, [$($read:literal),* $(,)?], $published:literal $(,)?) => {
+    ($name:literal, $file:literal, $part:expr, [$($read:literal),* $(,)?], $published:literal $(,)?) => {
         Stage {
             name: $name,
             part: $part,
-            runner: Runner::Sql,
+            sql: Some(sql_file!($file)),
+            with: &[],
+            unit: &SqlQuery,
             reads: &[$($read),*],
             writes: &[$name],
             published: $published,
@@ -91,29 +96,57 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "inputs",
         part: Part::Intake,
-        runner: Runner::Inputs,
+        sql: None,
+        with: &[],
+        unit: &Inputs,
         reads: &["web_logs/", "app_events/", "crm_customers/", "items/"],
         writes: &["web_logs", "app_events", "crm_customers", "items"],
         published: false,
     },
-    sql!("web_logs_flagged", Part::Intake, ["web_logs"], false),
-    sql!("app_events_flagged", Part::Intake, ["app_events"], false),
-    sql!("customers", Part::Intake, ["crm_customers"], false),
-    sql!("identity_map", Part::Intake, ["web_logs_flagged"], false),
+    sql!(
+        "web_logs_flagged",
+        "01_web_logs_flagged.sql",
+        Part::Intake,
+        ["web_logs"],
+        false
+    ),
+    sql!(
+        "app_events_flagged",
+        "02_app_events_flagged.sql",
+        Part::Intake,
+        ["app_events"],
+        false
+    ),
+    sql!(
+        "customers",
+        "03_customers.sql",
+        Part::Intake,
+        ["crm_customers"],
+        false
+    ),
+    sql!(
+        "identity_map",
+        "04_identity_map.sql",
+        Part::Intake,
+        ["web_logs_flagged"],
+        false
+    ),
     sql!(
         "events",
+        "05_events.sql",
         Part::Intake,
         [
             "web_logs_flagged",
             "app_events_flagged",
             "identity_map",
             "customers",
-            "items",
+            "items"
         ],
         false,
     ),
     sql!(
         "event_drops",
+        "06_event_drops.sql",
         Part::Intake,
         [
             "web_logs_flagged",
@@ -127,39 +160,62 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "gates",
         part: Part::Intake,
-        runner: Runner::Gates,
+        sql: None,
+        with: &[],
+        unit: &Gates,
         reads: &["event_drops"],
         writes: &[],
         published: false,
     },
     sql!(
         "user_features",
+        "07_user_features.sql",
         Part::Features,
         ["events", "customers", "items"],
         true
     ),
-    sql!("item_index", Part::Features, ["events", "items"], false),
-    sql!("user_index", Part::Features, ["events"], false),
+    sql!(
+        "item_index",
+        "08_item_index.sql",
+        Part::Features,
+        ["events", "items"],
+        false
+    ),
+    sql!(
+        "user_index",
+        "09_user_index.sql",
+        Part::Features,
+        ["events"],
+        false
+    ),
     sql!(
         "interactions",
+        "10_interactions.sql",
         Part::Features,
         ["events", "user_index", "item_index"],
         false,
     ),
     sql!(
         "popular_items",
+        "11_popular_items.sql",
         Part::Features,
         ["interactions", "item_index"],
-        false,
+        false
     ),
-    sql!(
-        "eval_train",
-        Part::Evaluation,
-        ["events", "user_index", "item_index"],
-        false,
-    ),
+    // The interactions of the days before the holdout, weighed as `interactions` weighs them.
+    Stage {
+        name: "eval_train",
+        part: Part::Evaluation,
+        sql: Some(sql_file!("10_interactions.sql")),
+        with: &[("interactions_end", "holdout_start")],
+        unit: &SqlQuery,
+        reads: &["events", "user_index", "item_index"],
+        writes: &["eval_train"],
+        published: false,
+    },
     sql!(
         "eval_holdout",
+        "13_eval_holdout.sql",
         Part::Evaluation,
         ["events", "user_index", "item_index", "eval_train"],
         false,
@@ -167,7 +223,9 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "eval_fit",
         part: Part::Evaluation,
-        runner: Runner::EvalFit,
+        sql: None,
+        with: &[],
+        unit: &EvaluationFit,
         reads: &["eval_train", "eval_holdout", "user_index", "item_index"],
         writes: &["eval_user_factor_rows", "eval_recommendations"],
         published: false,
@@ -175,7 +233,9 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "evaluation",
         part: Part::Evaluation,
-        runner: Runner::EvalScores,
+        sql: Some(crate::als::evaluate::SCORES_SQL),
+        with: &[],
+        unit: &EvaluationScores,
         reads: &["eval_recommendations", "eval_holdout"],
         writes: &["evaluation"],
         published: true,
@@ -183,7 +243,9 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "kmeans",
         part: Part::Models,
-        runner: Runner::KMeans,
+        sql: None,
+        with: &[],
+        unit: &Segmentation,
         reads: &["user_features"],
         writes: &["segment_points", "segment_assignments", "segment_labels"],
         published: false,
@@ -191,31 +253,37 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "als",
         part: Part::Models,
-        runner: Runner::Als,
+        sql: None,
+        with: &[],
+        unit: &AlsFit,
         reads: &["interactions", "user_index", "item_index"],
         writes: &["user_factor_rows", "item_factor_rows"],
         published: false,
     },
     sql!(
         "als_recommendations",
+        "15_als_recommendations.sql",
         Part::Outputs,
         ["user_factor_rows", "interactions"],
         false,
     ),
     sql!(
         "user_profiles",
+        "16_user_profiles.sql",
         Part::Outputs,
         ["user_features", "segment_assignments", "segment_labels"],
         true,
     ),
     sql!(
         "segments",
+        "17_segments.sql",
         Part::Outputs,
         ["user_profiles", "segment_labels"],
-        true,
+        true
     ),
     sql!(
         "recommendations",
+        "18_recommendations.sql",
         Part::Outputs,
         [
             "als_recommendations",
@@ -229,33 +297,45 @@ pub const NIGHT: &[Stage] = &[
     ),
     sql!(
         "user_factors",
+        "19_user_factors.sql",
         Part::Outputs,
         ["user_factor_rows", "user_index"],
-        true,
+        true
     ),
     sql!(
         "item_factors",
+        "20_item_factors.sql",
         Part::Outputs,
         ["item_factor_rows", "item_index"],
-        true,
+        true
     ),
     sql!(
         "similar_items",
+        "21_similar_items.sql",
         Part::Outputs,
         ["item_factor_rows", "item_index"],
-        true,
+        true
     ),
-    sql!("data_quality", Part::Outputs, ["event_drops"], true),
+    sql!(
+        "data_quality",
+        "22_data_quality.sql",
+        Part::Outputs,
+        ["event_drops"],
+        true
+    ),
     sql!(
         "propensity_snapshots",
+        "23_propensity_snapshots.sql",
         Part::Propensity,
         ["events", "customers"],
-        false
+        false,
     ),
     Stage {
         name: "propensity_fit",
         part: Part::Propensity,
-        runner: Runner::Propensity,
+        sql: None,
+        with: &[],
+        unit: &PropensityFit,
         reads: &["propensity_snapshots"],
         writes: &[
             "propensity_points",
@@ -265,17 +345,26 @@ pub const NIGHT: &[Stage] = &[
         ],
         published: false,
     },
-    sql!("propensity", Part::Propensity, ["propensity_scores"], true),
+    sql!(
+        "propensity",
+        "24_propensity.sql",
+        Part::Propensity,
+        ["propensity_scores"],
+        true
+    ),
     sql!(
         "propensity_model",
+        "25_propensity_model.sql",
         Part::Propensity,
         ["propensity_coefficients"],
-        true
+        true,
     ),
     Stage {
         name: "propensity_evaluation",
         part: Part::Propensity,
-        runner: Runner::PropensityScores,
+        sql: Some(sql_file!("26_propensity_evaluation.sql")),
+        with: &[],
+        unit: &PropensityEvaluation,
         reads: &["propensity_holdout"],
         writes: &["propensity_evaluation"],
         published: true,
@@ -283,7 +372,9 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "publish",
         part: Part::Publish,
-        runner: Runner::Publish,
+        sql: None,
+        with: &[],
+        unit: &Publish,
         reads: &[],
         writes: &[],
         published: false,
@@ -293,10 +384,12 @@ pub const NIGHT: &[Stage] = &[
 /// Which command is running the night.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `persona run`: everything, the evaluation when enabled.
+    /// `persona run`: everything, the evaluation and the propensity model when enabled.
     Run {
         /// Whether the offline evaluation runs (`[evaluation] enabled`).
         evaluation: bool,
+        /// Whether the propensity model runs (`[propensity] enabled`).
+        propensity: bool,
     },
     /// `persona evaluate`: the inputs, the features and the evaluation; publishes only
     /// `evaluation`.
@@ -309,7 +402,14 @@ impl Mode {
     /// Whether this command runs the stages of `part`.
     pub fn runs(self, part: Part) -> bool {
         match self {
-            Mode::Run { evaluation } => part != Part::Evaluation || evaluation,
+            Mode::Run {
+                evaluation,
+                propensity,
+            } => match part {
+                Part::Evaluation => evaluation,
+                Part::Propensity => propensity,
+                _ => true,
+            },
             Mode::Evaluate => !matches!(part, Part::Models | Part::Outputs | Part::Propensity),
             Mode::Check => part == Part::Intake,
         }
@@ -357,23 +457,31 @@ impl fmt::Display for Part {
 }
 
 impl Stage {
-    /// Where the stage's code is: its SQL file, or the Rust module that runs it.
+    /// Where the stage's code is: its SQL file, or the file of the unit that runs it.
     pub fn code(&self) -> String {
-        let module = match self.runner {
-            Runner::Sql | Runner::EvalScores | Runner::PropensityScores => {
-                return crate::sql::stage(self.name)
-                    .map(|q| format!("sql/{}", q.file))
-                    .unwrap_or_default();
-            }
-            Runner::Inputs => "input.rs",
-            Runner::Gates => "gates.rs",
-            Runner::KMeans => "stages/segments.rs",
-            Runner::Als => "stages/recommendations.rs",
-            Runner::EvalFit => "als/evaluate.rs",
-            Runner::Propensity => "propensity/mod.rs",
-            Runner::Publish => "publish.rs",
-        };
-        format!("jobs/src/{module}")
+        match &self.sql {
+            Some(sql) => format!("sql/{}", sql.file),
+            None => self.unit.code().to_string(),
+        }
+    }
+
+    /// Its SQL file, for the stages that have one.
+    pub fn sql_file(&self) -> Result<&SqlFile> {
+        self.sql
+            .as_ref()
+            .ok_or_else(|| PipelineError::Internal(format!("stage {} has no SQL file", self.name)))
+    }
+
+    /// Its SQL, rendered with the night's `params` and its own [`Stage::with`].
+    pub fn render(&self, params: &BTreeMap<&str, String>) -> Result<String> {
+        let mut params = params.clone();
+        for (name, other) in self.with {
+            let value = params.get(other).cloned().ok_or_else(|| {
+                PipelineError::Internal(format!("{}: no parameter {other} to take", self.name))
+            })?;
+            params.insert(name, value);
+        }
+        crate::sql::render(self.sql_file()?, &params)
     }
 }
 
@@ -426,18 +534,32 @@ mod tests {
     fn every_name_is_unique_and_every_sql_file_is_one_stage_in_file_order() {
         let names: BTreeSet<&str> = NIGHT.iter().map(|s| s.name).collect();
         assert_eq!(names.len(), NIGHT.len(), "stage names must be unique");
-        let sql_stages: Vec<&str> = NIGHT
-            .iter()
-            .filter(|s| {
-                matches!(
-                    s.runner,
-                    Runner::Sql | Runner::EvalScores | Runner::PropensityScores
-                )
-            })
-            .map(|s| crate::sql::stage(s.name).unwrap().file)
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".sql"))
             .collect();
-        let files: Vec<&str> = crate::sql::STAGES.iter().map(|s| s.file).collect();
-        assert_eq!(sql_stages, files, "sql/ numbers must be the run order");
+        files.sort();
+        let mut registered: Vec<&str> = Vec::new();
+        for file in NIGHT.iter().filter_map(|s| s.sql).map(|q| q.file) {
+            if !registered.contains(&file) {
+                registered.push(file);
+            }
+        }
+        assert_eq!(registered, files, "sql/ numbers must be the run order");
+        for stage in NIGHT {
+            if let Some(sql) = stage.sql {
+                let (_, header) = sql.text.split_once("output:").unwrap();
+                let outputs = header.lines().next().unwrap();
+                assert!(
+                    outputs.split([' ', ',', '(', ')']).any(|t| t == stage.name),
+                    "{}: its header must name {}",
+                    sql.file,
+                    stage.name
+                );
+            }
+        }
     }
 
     #[test]
@@ -465,14 +587,9 @@ mod tests {
         let mut params = sql_params(&config, Window::ending(date, 28));
         params.extend(crate::als::evaluate::params(&config.evaluation, 1));
         params.extend(crate::stages::interests::params(&ctx).await.unwrap());
-        for stage in NIGHT.iter().filter(|s| {
-            matches!(
-                s.runner,
-                Runner::Sql | Runner::EvalScores | Runner::PropensityScores
-            )
-        }) {
-            let sql = crate::sql::stage(stage.name).unwrap();
-            let text = crate::sql::render(sql, &params).unwrap();
+        for stage in NIGHT.iter().filter(|s| s.sql.is_some()) {
+            let sql = stage.sql_file().unwrap();
+            let text = stage.render(&params).unwrap();
             let statements = DFParser::parse_sql(&text).unwrap();
             let refs = ctx
                 .state()
@@ -494,8 +611,20 @@ mod tests {
         let check = names(Mode::Check);
         assert_eq!(check.first(), Some(&"inputs"));
         assert_eq!(check.last(), Some(&"gates"));
-        assert!(!names(Mode::Run { evaluation: false }).contains(&"eval_fit"));
-        assert!(names(Mode::Run { evaluation: true }).contains(&"eval_fit"));
+        assert!(
+            !names(Mode::Run {
+                evaluation: false,
+                propensity: true
+            })
+            .contains(&"eval_fit")
+        );
+        assert!(
+            names(Mode::Run {
+                evaluation: true,
+                propensity: true
+            })
+            .contains(&"eval_fit")
+        );
         let evaluate = names(Mode::Evaluate);
         assert!(evaluate.contains(&"interactions") && !evaluate.contains(&"als"));
         let published = |mode: Mode| {
@@ -508,9 +637,15 @@ mod tests {
         assert_eq!(published(Mode::Evaluate), ["evaluation"]);
         assert!(published(Mode::Check).is_empty());
         assert_eq!(
-            published(Mode::Run { evaluation: true }),
+            published(Mode::Run {
+                evaluation: true,
+                propensity: true
+            }),
             published_tables().collect::<Vec<_>>()
         );
-        assert_eq!(find("kmeans").map(|s| s.runner), Some(Runner::KMeans));
+        assert_eq!(
+            find("kmeans").map(|s| s.code()).as_deref(),
+            Some("jobs/src/stages/segments.rs")
+        );
     }
 }

@@ -3,17 +3,26 @@
 //! K-Means driver ([`crate::kmeans`]), every customer is assigned to a segment, and each segment
 //! is described and labelled ([`crate::kmeans::describe`]).
 
+use std::fmt;
+
+use async_trait::async_trait;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use persona_udfs::scalar::KMeansAssign;
 use serde::Serialize;
 
 use super::continuity::{self, Continuity, PreviousSegments};
+use super::dry_run::register_empty;
+use super::night::Night;
+use super::record::Report;
+use super::registry::Stage;
+use super::unit::Unit;
 use crate::config::{KChoice, SegmentsConfig};
 use crate::error::Result;
 use crate::kmeans::describe::{self, assignment_sql};
 use crate::kmeans::prepare::{self, AllNull, WEIGHT_COLUMN};
 use crate::kmeans::{FitReport, KMeans};
+use crate::progress::group_digits;
 use crate::work::WorkArea;
 
 /// What segmentation did, for the manifest.
@@ -43,6 +52,77 @@ pub struct SegmentsReport {
     pub labels: Vec<String>,
     /// How tonight's segments continue the previous night's (ids, drift, appeared, vanished).
     pub continuity: Continuity,
+}
+
+/// The nightly segmentation: K-Means over `user_features`, continuing the last published
+/// night's segments.
+#[derive(Debug)]
+pub struct Segmentation;
+
+#[async_trait(?Send)]
+impl Unit for Segmentation {
+    fn code(&self) -> &'static str {
+        "jobs/src/stages/segments.rs"
+    }
+
+    async fn run(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
+        // Without a readable previous night the segments get fresh ids; that is no reason to
+        // fail tonight.
+        let previous =
+            match continuity::previous_segments(night.ctx, night.roots.output, night.window.last)
+                .await
+            {
+                Ok(previous) => previous,
+                Err(e) => {
+                    tracing::warn!("previous segments unreadable, fresh segment ids: {e}");
+                    None
+                }
+            };
+        let cfg = &night.config.segments;
+        let report = run(night.ctx, night.work, cfg, previous.as_ref()).await?;
+        let points = report.points;
+        night.record.reports.put(report);
+        Ok(points)
+    }
+
+    async fn plan(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<String> {
+        let features = night.ctx.table("user_features").await?;
+        let key = features
+            .schema()
+            .as_arrow()
+            .field_with_name("customer_id")?;
+        let assignments = describe::assignments_schema(vec![key.clone()]);
+        register_empty(night.ctx, "segment_assignments", assignments)?;
+        register_empty(night.ctx, "segment_labels", describe::labels_schema())?;
+        let s = &night.config.segments;
+        Ok(format!(
+            "K-Means over user_features: k = {:?}, features {:?} (log: {:?}), init {:?}, max_iter {}, tol {}, seed {}\n",
+            s.k, s.features, s.log_features, s.init, s.max_iter, s.tol, s.seed
+        ))
+    }
+}
+
+impl Report for SegmentsReport {
+    const KEY: &'static str = "segments";
+
+    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "\nSegments ({} customers, k={}, {} iterations):",
+            group_digits(self.points),
+            self.k,
+            self.iterations
+        )?;
+        for (id, (size, label)) in self.sizes.iter().zip(&self.labels).enumerate() {
+            let share = 100.0 * *size as f64 / self.points.max(1) as f64;
+            writeln!(
+                f,
+                "  {id:>2}  {label:<44} {:>8} ({share:4.1}%)",
+                group_digits(*size)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs segmentation over the registered `user_features`; registers `segment_assignments` and

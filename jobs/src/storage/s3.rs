@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use url::Url;
@@ -121,28 +120,7 @@ impl ObjectStoreRegistry for PersonaStoreRegistry {
     }
 }
 
-/// A runtime whose object-store registry resolves `s3://` URLs with `storage`; `temp_dir` is
-/// where spills go (executors pass their work dir).
-pub fn runtime_env(storage: &StorageConfig, temp_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
-    runtime_env_limited(storage, temp_dir, None)
-}
-
-/// [`runtime_env`] whose queries share `memory_limit` bytes (a fair spill pool: aggregations
-/// and sorts spill to the temporary folder rather than grow past their share).
-pub fn runtime_env_limited(
-    storage: &StorageConfig,
-    temp_dir: Option<&str>,
-    memory_limit: Option<usize>,
-) -> Result<Arc<RuntimeEnv>> {
-    let mut builder = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(PersonaStoreRegistry::new(storage.clone())));
-    if let Some(dir) = temp_dir {
-        builder = builder.with_temp_file_path(dir);
-    }
-    if let Some(bytes) = memory_limit {
-        builder = builder.with_memory_pool(Arc::new(
-            datafusion::execution::memory_pool::FairSpillPool::new(bytes),
-        ));
-    }
-    Ok(builder.build_arc()?)
+/// The object-store registry of Persona's sessions: `s3://` URLs resolved with `storage`.
+pub fn object_store_registry(storage: &StorageConfig) -> Arc<dyn ObjectStoreRegistry> {
+    Arc::new(PersonaStoreRegistry::new(storage.clone()))
 }
