@@ -34,10 +34,11 @@ printf '%-7s %9s %5s %9s %9s %9s %7s %9s %9s %9s %9s\n' \
 for SCALE in "${@:-small medium}"; do
   input=$(bench_input "$SCALE")
   out=$(mktemp -d)
-  "$BIN" run --input "$input" --output "$out/o" --date "$DATE" --export-split "$out/split" >/dev/null
+  "$BIN" run --input "$input" --output "$out/o" --date "$DATE" --export-split "$out/split" >/dev/null 2>&1
   l2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["propensity"]["l2"])' "$out/o/_runs/dt=$DATE/manifest.json")
   peer=$("${peer_env[@]}" "$VENV/bin/python" scripts/bench/propensity_peer.py \
-    --split "$out/split" --model "$out/o/propensity_model/dt=$DATE" --l2 "$l2")
+    --split "$out/split" --model "$out/o/propensity_model/dt=$DATE" \
+    --manifest "$out/o/_runs/dt=$DATE/manifest.json" --l2 "$l2")
   python3 - "$SCALE" "$out/o/_runs/dt=$DATE/manifest.json" "$peer" <<'PY'
 import json, sys
 scale, manifest, peer = sys.argv[1], json.load(open(sys.argv[2])), json.loads(sys.argv[3])

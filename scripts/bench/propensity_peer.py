@@ -8,7 +8,7 @@ penalised) on the `fit` rows with each solver, and prints one JSON line: per sol
 seconds, AUC on the `test` rows and the largest relative coefficient difference to Persona's;
 and Persona's AUC on the same rows, recomputed here from its coefficients.
 
-    python propensity_peer.py --split FOLDER --model MODEL_DIR --l2 1.0
+    python propensity_peer.py --split FOLDER --model MODEL_DIR --manifest MANIFEST --l2 1.0
 """
 
 import argparse
@@ -26,6 +26,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", required=True)
     ap.add_argument("--model", required=True, help="the published propensity_model partition")
+    ap.add_argument("--manifest", required=True, help="the night's manifest.json")
     ap.add_argument("--l2", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -33,7 +34,10 @@ def main():
     rows = pq.read_table(f"{args.split}/propensity.parquet").to_pandas()
     files = sorted(glob.glob(f"{args.model}/**/*.parquet", recursive=True))
     model = pq.read_table(files).to_pandas()
-    terms = model[~model["term"].str.startswith("(")]
+    # The published model is ordered by importance; the coordinates __z0..__zN follow the
+    # manifest's feature order.
+    features = json.load(open(args.manifest))["propensity"]["features"]
+    terms = model.set_index("term").loc[features].reset_index()
     intercept = float(model.loc[model["term"] == "(intercept)", "standardized_coefficient"].iloc[0])
     persona = terms["standardized_coefficient"].to_numpy()
     columns = [f"__z{i}" for i in range(len(terms))]
