@@ -275,6 +275,22 @@ mod tests {
     use super::*;
     use crate::kmeans::prepare::FeatureScale;
 
+    /// A feature already on the z scale: no shift, no scaling, nothing imputed.
+    fn unit_scale(name: &str) -> FeatureScale {
+        FeatureScale {
+            name: name.to_string(),
+            column: name.to_string(),
+            category: None,
+            log: false,
+            shift: 0.0,
+            scale: 1.0,
+            impute: 0.0,
+            mean: 0.0,
+            std: 1.0,
+            imputed: 0,
+        }
+    }
+
     /// `--dry-run` registers `segment_assignments` with [`assignments_schema`]: it must be what
     /// the night's assignment query really returns, with and without renumbered ids.
     #[tokio::test]
@@ -296,18 +312,7 @@ mod tests {
         let table = MemTable::try_new(points, vec![vec![]]).unwrap();
         ctx.register_table("points", Arc::new(table)).unwrap();
         let prepared = Prepared {
-            scales: vec![FeatureScale {
-                name: "monetary".into(),
-                column: "monetary".into(),
-                category: None,
-                log: false,
-                shift: 0.0,
-                scale: 1.0,
-                impute: 0.0,
-                mean: 0.0,
-                std: 1.0,
-                imputed: 0,
-            }],
+            scales: vec![unit_scale("monetary")],
             dropped: vec![],
             weight: None,
             cosine: false,
@@ -329,19 +334,8 @@ mod tests {
     #[test]
     fn labels_name_the_strongest_traits_and_are_unique() {
         let scales = ["monetary", "share_web"]
-            .iter()
-            .map(|n| FeatureScale {
-                name: n.to_string(),
-                column: n.to_string(),
-                category: None,
-                log: false,
-                shift: 0.0,
-                scale: 1.0,
-                impute: 0.0,
-                mean: 0.0,
-                std: 1.0,
-                imputed: 0,
-            })
+            .into_iter()
+            .map(unit_scale)
             .collect();
         let prepared = Prepared {
             scales,
