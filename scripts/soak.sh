@@ -4,7 +4,10 @@
 # does. A third of the nights are first killed (SIGKILL) at a random moment, then rerun. After
 # every night the published root is checked (scripts/soak_check.py): every night's manifest
 # names one folder per table, all of its own run, complete and holding the rows the manifest
-# says; the newest night is the one just run; `persona sql` answers from it.
+# says; the newest night is the one just run; `persona sql` answers from it. Meanwhile a reader
+# queries the newest night in a loop (profiles, features and segments counted in one query):
+# every answer must come from one whole night (profiles = features > 0, segments > 0), and a
+# query may only fail with the documented "removed while this query read it" (exit 5).
 #
 #   scripts/soak.sh [NIGHTS]      # default 30; SOAK_SEED picks the kill moments
 #
@@ -24,7 +27,7 @@ fi
 cargo build --release --locked --bin persona >&2
 
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap 'kill "${reader_pid:-}" 2>/dev/null; rm -rf "$WORK"' EXIT
 LAST=2026-11-22
 FIRST=$(date -d "$LAST - $((NIGHTS - 1)) days" +%F)
 echo "== generating $((NIGHTS + 27)) days of tiny data ending $LAST" >&2
@@ -44,6 +47,31 @@ land_until() {
     done
   done
 }
+
+# The reader: one query at a time until the soak ends; one line per answer or failure.
+reader() {
+  local q="SELECT (SELECT COUNT(*) FROM user_profiles) AS p, (SELECT COUNT(*) FROM user_features) AS f, (SELECT COUNT(*) FROM segments) AS s"
+  while [ ! -e "$WORK/stop" ]; do
+    local rc=0 out
+    out=$("$BIN" sql --output "$WORK/out" --format csv "$q" 2>"$WORK/reader.err" | tail -1) || rc=$?
+    if [ "$rc" = 0 ]; then
+      IFS=, read -r p f n <<<"$out"
+      if [[ "$p" =~ ^[0-9]+$ && "$p" -gt 0 && "$p" = "$f" && "$n" -gt 0 ]]; then
+        echo "ok $out"
+      else
+        echo "WRONG $out"
+      fi
+    elif [ "$rc" = 5 ] && grep -q "removed while this query read it" "$WORK/reader.err"; then
+      echo "failed-documented"
+    elif grep -q "no published tables" "$WORK/reader.err"; then
+      sleep 0.2  # before the first night
+    else
+      echo "FAILED-UNDOCUMENTED rc=$rc $(head -c 300 "$WORK/reader.err" | tr '\n' ' ')"
+    fi
+  done >"$WORK/reader.log"
+}
+reader &
+reader_pid=$!
 
 RANDOM=$SEED
 TABLES=(user_features user_profiles segments recommendations user_factors item_factors similar_items evaluation data_quality)
@@ -96,5 +124,16 @@ for ((i = 0; i < NIGHTS; i++)); do
   checks=$((checks + 1))
   echo "night $night: ${note}$result"
 done
+touch "$WORK/stop"
+wait "$reader_pid" || true
+answers=$(grep -c '^ok ' "$WORK/reader.log" || true)
+wrong=$(grep -c '^WRONG' "$WORK/reader.log" || true)
+documented=$(grep -c '^failed-documented' "$WORK/reader.log" || true)
+undocumented=$(grep -c '^FAILED-UNDOCUMENTED' "$WORK/reader.log" || true)
 echo "soak: $NIGHTS nights, $kills killed ($in_commit inside the publish stage) and rerun, \
-$checks consistency checks passed, $(( $(date +%s) - start )) s"
+$checks consistency checks passed, $(( $(date +%s) - start )) s; reader: $answers answers, \
+$wrong wrong, $documented documented failures, $undocumented other failures"
+if [ "$wrong" != 0 ] || [ "$undocumented" != 0 ]; then
+  grep -E '^(WRONG|FAILED)' "$WORK/reader.log" | head -5 >&2
+  exit 1
+fi

@@ -13,6 +13,9 @@
 -- halved this stage's peak memory and time on 11.9M rows. Rows equal in every column still
 -- group together; two different rows meet only if their digests collide (about 2^-128).
 --
+-- An item id that is an e-mail or IP address, or the row's own cookie id, is personal data:
+-- the row is dropped as 'invalid_value' (and counted), never published as an item.
+--
 -- Parameters: {{first_dt}}..{{last_dt}} partitions to read; events must fall in
 -- [{{window_start}}, {{window_end}}).
 SELECT
@@ -32,6 +35,9 @@ FROM (
     url_item_id(url)   AS item_id,
     CASE
       WHEN ts IS NULL OR url IS NULL               THEN 'invalid_value'
+      -- Personal data where an item id belongs (a hostile or broken URL): never an item.
+      WHEN looks_like_personal_data(url_item_id(url))
+        OR url_item_id(url) = cookie_id            THEN 'invalid_value'
       WHEN is_crawler(user_agent)                  THEN 'crawler'
       WHEN ts >= TIMESTAMP '{{window_end}}'        THEN 'future_dated'
       WHEN ts <  TIMESTAMP '{{window_start}}'      THEN 'outside_window'

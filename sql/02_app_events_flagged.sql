@@ -2,7 +2,7 @@
 --
 -- Every distinct raw app event of the window's partitions, with its number of copies and a
 -- drop_reason (NULL when kept): missing customer or time, an unknown event type, a negative
--- price, or outside the window (late or future-dated). Extra copies of a kept event are counted
+-- price, an item id that is an e-mail or IP address (personal data, never an item), or outside the window (late or future-dated). Extra copies of a kept event are counted
 -- as 'duplicate' by 06_event_drops.
 SELECT
   event_time AS ts,
@@ -18,6 +18,7 @@ SELECT
     WHEN event_type NOT IN ('view', 'click', 'add_to_cart', 'purchase', 'search', 'app_open')
       OR event_type IS NULL                                                          THEN 'invalid_value'
     WHEN price < 0 OR quantity < 0                                                   THEN 'invalid_value'
+    WHEN looks_like_personal_data(item_id)                                           THEN 'invalid_value'
     WHEN event_time >= TIMESTAMP '{{window_end}}'                                    THEN 'future_dated'
     WHEN event_time <  TIMESTAMP '{{window_start}}'                                  THEN 'outside_window'
   END AS drop_reason

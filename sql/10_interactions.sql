@@ -1,25 +1,22 @@
 -- input: events, user_index, item_index               output: interactions (eval_train)
 --
--- The implicit-feedback matrix: one row per (customer, item) with the summed event weights
--- (configurable: [recommendations.weights]; {{interaction_events}} are the event types that
--- have one), each halved for every {{half_life_days}} days of age at {{interactions_end}} when
+-- The implicit-feedback matrix: one row per (customer, item) with the summed event weights,
+-- each halved for every {{half_life_days}} days of age at {{interactions_end}} when
 -- half_life_days > 0 (time decay), capped at max_weight; and whether the customer bought the
--- item. Staged once per run; the ALS fit groups it once.
+-- item. Staged once per run; the ALS fit groups it once. An event's weight is
+-- {{event_weight}}: the weight of its type in [recommendations.weights]; the event types
+-- that have one are {{interaction_events}} (both rendered from the one list in config.rs).
 --
 -- The one definition of an interaction's weight: the night runs this file twice, as
 -- `interactions` over the whole window (interactions_end = the window's end) and as
 -- `eval_train`, the evaluation's training days (interactions_end = the holdout's start).
+-- `persona als` runs it too, over its input table mapped to `events` (one event type,
+-- {{event_weight}} = the input's weight column, no decay, no cap).
 SELECT
   u.user_idx,
   i.item_idx,
   CAST(LEAST(SUM(
-    CASE e.event_type
-      WHEN 'view' THEN {{weight_view}}
-      WHEN 'click' THEN {{weight_click}}
-      WHEN 'add_to_cart' THEN {{weight_add_to_cart}}
-      WHEN 'purchase' THEN {{weight_purchase}}
-      ELSE 0
-    END
+    {{event_weight}}
     * CASE WHEN {{half_life_days}} > 0
         THEN power(0.5, (extract(epoch FROM TIMESTAMP '{{interactions_end}}') - extract(epoch FROM e.ts)) / 86400.0 / {{half_life_days}})
         ELSE 1.0

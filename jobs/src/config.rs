@@ -32,6 +32,34 @@ pub struct PipelineConfig {
     pub execution: ExecutionConfig,
     /// Object storage (`s3://` roots).
     pub storage: StorageConfig,
+    /// How published nights are kept.
+    pub output: OutputConfig,
+}
+
+/// How published nights are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// When a rerun replaces a date's night, the replaced run's folders stay readable for this
+    /// many hours, so that a reader that resolved the old manifest (`persona sql`, a Spark or
+    /// DuckDB job) finishes reading a whole night; a later run of the date removes them. 0:
+    /// removed at once, after the commit.
+    pub keep_replaced_hours: f64,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            keep_replaced_hours: 6.0,
+        }
+    }
+}
+
+impl OutputConfig {
+    /// [`Self::keep_replaced_hours`] as a duration.
+    pub fn keep_replaced(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.keep_replaced_hours.max(0.0) * 3600.0)
+    }
 }
 
 /// Which events a run looks at.
@@ -255,15 +283,15 @@ pub struct EventWeights {
 }
 
 impl EventWeights {
-    /// The interaction event types, each with the SQL parameter of its weight and the weight:
-    /// the one list of the event types that make a customer–item interaction (the SQL stages
-    /// get it as `{{interaction_events}}`).
-    pub fn by_event_type(&self) -> [(&'static str, &'static str, f64); 4] {
+    /// The interaction event types, each with its weight: the one list of the event types that
+    /// make a customer–item interaction (the SQL stages get it as `{{interaction_events}}`, and
+    /// the weights as the `{{event_weight}}` expression).
+    pub fn by_event_type(&self) -> [(&'static str, f64); 4] {
         [
-            ("view", "weight_view", self.view),
-            ("click", "weight_click", self.click),
-            ("add_to_cart", "weight_add_to_cart", self.add_to_cart),
-            ("purchase", "weight_purchase", self.purchase),
+            ("view", self.view),
+            ("click", self.click),
+            ("add_to_cart", self.add_to_cart),
+            ("purchase", self.purchase),
         ]
     }
 }
@@ -755,6 +783,10 @@ impl PipelineConfig {
                 ),
             ),
             (
+                self.segments.tol >= 0.0 && self.segments.tol.is_finite(),
+                format!("{} must be a finite number >= 0", n("segments.tol")),
+            ),
+            (
                 self.segments.max_drift > 0.0 && self.segments.max_drift.is_finite(),
                 format!("{} must be > 0", n("segments.max_drift")),
             ),
@@ -775,7 +807,7 @@ impl PipelineConfig {
                 format!("{} must name at least one feature", n("segments.features")),
             ),
             (
-                self.execution.memory_limit_gb >= 0.0,
+                self.execution.memory_limit_gb >= 0.0 && self.execution.memory_limit_gb.is_finite(),
                 format!(
                     "{} must be 0 (no limit) or more",
                     n("execution.memory_limit_gb")
@@ -797,16 +829,37 @@ impl PipelineConfig {
                 format!("{} must be at least 1", n("recommendations.top_n")),
             ),
             (
-                self.recommendations.alpha >= 0.0,
-                format!("{} must be >= 0", n("recommendations.alpha")),
+                self.recommendations.alpha >= 0.0 && self.recommendations.alpha.is_finite(),
+                format!(
+                    "{} must be a finite number >= 0",
+                    n("recommendations.alpha")
+                ),
             ),
             (
-                self.recommendations.lambda >= 0.0,
-                format!("{} must be >= 0", n("recommendations.lambda")),
+                self.recommendations.lambda >= 0.0 && self.recommendations.lambda.is_finite(),
+                format!(
+                    "{} must be a finite number >= 0",
+                    n("recommendations.lambda")
+                ),
             ),
             (
-                self.recommendations.max_weight > 0.0,
-                format!("{} must be > 0", n("recommendations.max_weight")),
+                self.recommendations.max_weight > 0.0
+                    && self.recommendations.max_weight.is_finite(),
+                format!(
+                    "{} must be a finite number > 0",
+                    n("recommendations.max_weight")
+                ),
+            ),
+            (
+                self.recommendations
+                    .weights
+                    .by_event_type()
+                    .iter()
+                    .all(|(_, w)| *w >= 0.0 && w.is_finite()),
+                format!(
+                    "every {} must be a finite number >= 0",
+                    n("recommendations.weights.<event type>")
+                ),
             ),
             (
                 self.recommendations.half_life_days >= 0.0
@@ -860,8 +913,8 @@ impl PipelineConfig {
                 format!("{} must be at least 1", n("propensity.max_iter")),
             ),
             (
-                self.propensity.tol > 0.0,
-                format!("{} must be > 0", n("propensity.tol")),
+                self.propensity.tol > 0.0 && self.propensity.tol.is_finite(),
+                format!("{} must be a finite number > 0", n("propensity.tol")),
             ),
             (
                 !self.propensity.features.is_empty(),
@@ -884,6 +937,14 @@ impl PipelineConfig {
             (
                 self.gates.min_volume_ratio >= 0.0 && self.gates.min_volume_ratio.is_finite(),
                 format!("{} must be >= 0 (0: off)", n("gates.min_volume_ratio")),
+            ),
+            (
+                self.output.keep_replaced_hours >= 0.0
+                    && self.output.keep_replaced_hours.is_finite(),
+                format!(
+                    "{} must be a finite number >= 0 (0: remove at once)",
+                    n("output.keep_replaced_hours")
+                ),
             ),
             (
                 self.gates.volume_history_days >= 3,
@@ -990,5 +1051,43 @@ mod tests {
                 .unwrap_err()
                 .contains("recommendations.iterations must be at least 1")
         );
+    }
+
+    /// TOML reads `inf` and `nan` as floats: no such value (nor a negative weight) may reach
+    /// the fit or the SQL text, where `inf` once read as a column name.
+    #[test]
+    fn every_number_is_finite_and_in_range() {
+        for (toml, key) in [
+            ("[recommendations]\nlambda = inf", "recommendations.lambda"),
+            ("[recommendations]\nalpha = inf", "recommendations.alpha"),
+            ("[recommendations]\nlambda = nan", "recommendations.lambda"),
+            (
+                "[recommendations]\nmax_weight = inf",
+                "recommendations.max_weight",
+            ),
+            (
+                "[recommendations.weights]\nview = inf",
+                "recommendations.weights.<event type>",
+            ),
+            (
+                "[recommendations.weights]\nview = -1.0",
+                "recommendations.weights.<event type>",
+            ),
+            ("[segments]\ntol = nan", "segments.tol"),
+            ("[segments]\ntol = -1.0", "segments.tol"),
+            ("[propensity]\ntol = inf", "propensity.tol"),
+            (
+                "[execution]\nmemory_limit_gb = inf",
+                "execution.memory_limit_gb",
+            ),
+            (
+                "[output]\nkeep_replaced_hours = -1",
+                "output.keep_replaced_hours",
+            ),
+        ] {
+            let err = PipelineConfig::parse(toml).unwrap_err();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        PipelineConfig::parse("[recommendations.weights]\nview = 0.0").unwrap();
     }
 }

@@ -21,8 +21,8 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 
 use crate::contract::{self, Source};
+use crate::engine::storage::{Root, partition_date};
 use crate::error::{PipelineError, Result};
-use crate::storage::Root;
 
 /// The days a run reads: partitions `first..=last`.
 #[derive(Debug, Clone, Copy)]
@@ -138,13 +138,6 @@ async fn files_in_window(
         }
     }
     Ok((files, days))
-}
-
-/// The date of a hive partition folder named `dt=YYYY-MM-DD` (inputs and outputs alike).
-pub fn partition_date(folder: &str) -> Option<NaiveDate> {
-    folder
-        .strip_prefix("dt=")
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
 }
 
 /// Parquet files directly in `rel` (hidden and `_`-prefixed files are not data).

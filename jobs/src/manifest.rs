@@ -1,15 +1,16 @@
 //! The run manifest: what a run read, did and published, written as
 //! `OUTPUT/_runs/dt=<date>/manifest.json` after the tables. Writing it commits the night: its
-//! `published` map is where readers find each table ([`crate::commit`]).
+//! `published` map is where readers find each table ([`crate::engine::commit`]).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::config::PipelineConfig;
+use crate::engine::commit::Replaced;
+use crate::engine::progress::StageMetrics;
 use crate::gates::{DropCount, GateResult};
 use crate::input::SourceReport;
-use crate::progress::StageMetrics;
 
 /// Everything about one run.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +42,10 @@ pub struct Manifest {
     /// Each published table's folder, relative to the output root
     /// (`<table>/dt=<date>/run=<run_id>`): the night readers see.
     pub published: BTreeMap<String, String>,
+    /// Earlier runs of this date whose folders stay readable for `[output]
+    /// keep_replaced_hours` after this night replaced them (or a night they were kept by).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<Replaced>,
     /// Data-quality counters.
     pub data_quality: Vec<DropCount>,
     /// Every data-quality gate with its threshold and measured value.

@@ -6,10 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::sql::sql_csv;
+use crate::sql::{sql, sql_csv};
 
 use crate::support::{
-    DATE, copy_dir, ok, persona_bin, published_tables, run_job_with, temp, tiny_input,
+    DATE, copy_dir, ok, persona_bin, published_tables, run_at, run_job_with, temp, tiny_input,
 };
 
 /// A night that differs from the default one in every model table: other k, other top-N.
@@ -95,7 +95,12 @@ pub fn kill_at(input: &str, output: &str, config: Option<&Path>, point: &str) {
 fn a_rerun_killed_at_any_step_of_its_commit_leaves_one_whole_night() {
     let work = temp();
     let config = work.path().join("other.toml");
-    std::fs::write(&config, OTHER_NIGHT).unwrap();
+    // Replaced runs removed at once, so that what is left is exactly one night.
+    std::fs::write(
+        &config,
+        format!("{OTHER_NIGHT}[output]\nkeep_replaced_hours = 0\n"),
+    )
+    .unwrap();
     let other = ["--config", config.to_str().unwrap()];
 
     let (old_root, new_root) = (work.path().join("old"), work.path().join("new"));
@@ -145,6 +150,85 @@ fn a_rerun_killed_at_any_step_of_its_commit_leaves_one_whole_night() {
             "after a kill at {point}: {folders:?}"
         );
     }
+}
+
+/// Readers during reruns: while a date is rerun, queries of it answer from one whole night
+/// or fail with the one documented message (exit 5), never from part of a night. The
+/// replaced runs' folders stay for `[output] keep_replaced_hours`, listed in the manifest.
+#[test]
+fn readers_during_reruns_never_see_part_of_a_night() {
+    let out = temp();
+    let (input, output) = (
+        tiny_input().to_str().unwrap(),
+        out.path().to_str().unwrap().to_string(),
+    );
+    ok(&run_at(input, &output, DATE, &[], &[]));
+    let query = "SELECT (SELECT COUNT(*) FROM user_profiles) AS p, \
+                 (SELECT COUNT(*) FROM user_features) AS f, (SELECT COUNT(*) FROM segments) AS s";
+    let whole = sql_csv(&output, query);
+    let reruns = 4;
+    let writer = {
+        let output = output.clone();
+        std::thread::spawn(move || {
+            for _ in 0..reruns {
+                ok(&run_at(input, &output, DATE, &[], &[]));
+            }
+        })
+    };
+    let (mut answers, mut failures) = (0, Vec::new());
+    while !writer.is_finished() {
+        let o = sql(&output, query, &["--format", "csv"]);
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        let got: Vec<String> = stdout.lines().map(str::to_string).collect();
+        if o.status.success() {
+            assert_eq!(got, whole, "a reader saw part of a night");
+            answers += 1;
+        } else {
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            assert_eq!(o.status.code(), Some(5), "{err}");
+            assert!(err.contains("removed while this query read it"), "{err}");
+            failures.push(err);
+        }
+    }
+    writer.join().unwrap();
+    assert!(answers > 0, "no query ran during the reruns");
+    // Every replaced run is still readable and named by the manifest.
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join(format!("_runs/dt={DATE}/manifest.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    let replaced = manifest["replaced"].as_array().unwrap();
+    assert_eq!(replaced.len(), reruns, "{manifest}");
+    for run in replaced {
+        for folder in run["folders"].as_array().unwrap() {
+            assert!(
+                out.path().join(folder.as_str().unwrap()).is_dir(),
+                "{folder}"
+            );
+        }
+    }
+    assert_eq!(
+        run_folders(out.path()).len(),
+        (reruns + 1) * published_tables().len()
+    );
+    // With no grace, the next rerun removes them all.
+    let config = out.path().with_extension("toml");
+    std::fs::write(&config, "[output]\nkeep_replaced_hours = 0\n").unwrap();
+    ok(&run_at(
+        input,
+        &output,
+        DATE,
+        &["--config", config.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(run_folders(out.path()).len(), published_tables().len());
+    assert_eq!(sql_csv(&output, query), whole);
+    let _ = std::fs::remove_file(config);
+    eprintln!(
+        "{answers} answers, {} failures: {failures:?}",
+        failures.len()
+    );
 }
 
 #[test]

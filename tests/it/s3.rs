@@ -238,8 +238,8 @@ fn on_s3_a_rerun_killed_in_its_commit_leaves_one_whole_night() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn on_s3_of_many_starters_over_an_abandoned_lock_exactly_one_can_commit() {
     use persona_jobs::config::StorageConfig;
-    use persona_jobs::lock::{RunLock, verify_held};
-    use persona_jobs::storage::Root;
+    use persona_jobs::engine::lock::{RunLock, verify_held};
+    use persona_jobs::engine::storage::Root;
     let root = Root::parse(&prefix("lock"), &StorageConfig::default()).unwrap();
     let date = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();

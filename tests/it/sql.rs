@@ -216,6 +216,41 @@ fn mistakes_read_like_an_analysts_tool() {
     );
 }
 
+/// `--out` never writes inside the output root: the committed manifest (or a published
+/// table) would be replaced and the night would no longer open.
+#[test]
+fn results_are_never_written_into_the_output_root() {
+    let out = two_dates();
+    let root = out.to_str().unwrap();
+    let manifest = out.join(format!("_runs/dt={DATE}/manifest.json"));
+    let before = std::fs::read(&manifest).unwrap();
+    for target in [
+        manifest.clone(),
+        out.join("segments/new.parquet"),
+        out.join("_runs/../results.csv"),
+    ] {
+        let refused = sql(
+            root,
+            "SELECT 1 AS a",
+            &["--format", "csv", "--out", target.to_str().unwrap()],
+        );
+        assert_eq!(refused.status.code(), Some(2), "{target:?}");
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("inside the output root"), "{err}");
+    }
+    assert_eq!(std::fs::read(&manifest).unwrap(), before);
+    assert!(!out.join("segments/new.parquet").exists());
+    // The night still opens, and a file beside the root is written.
+    let beside = temp();
+    let file = beside.path().join("a.csv");
+    ok(&sql(
+        root,
+        "SELECT COUNT(*) AS n FROM segments",
+        &["--format", "csv", "--out", file.to_str().unwrap()],
+    ));
+    assert!(std::fs::read_to_string(&file).unwrap().starts_with('n'));
+}
+
 /// pyarrow reads every published table: row counts match the manifest and the types are the
 /// documented ones. The interpreter comes from `PERSONA_PYTHON` (a virtualenv with pyarrow that
 /// scripts/test.sh makes); without it this test fails rather than pretending to pass.

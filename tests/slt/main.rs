@@ -34,8 +34,8 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use persona_jobs::config::PipelineConfig;
+use persona_jobs::engine::session::{self, Engine};
 use persona_jobs::input::Window;
-use persona_jobs::session::{self, Engine};
 use persona_jobs::stages::night::sql_params;
 use persona_udfs::ml::Factors;
 use persona_udfs::scalar::{AlsTopN, TopNModel};
@@ -68,7 +68,10 @@ impl PersonaDb {
         let (y, m, d) = DATE;
         let date = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date");
         let mut params = sql_params(&config, Window::ending(date, config.window.lookback_days));
-        params.extend(persona_jobs::als::evaluate::params(&config.evaluation, 1));
+        params.extend(persona_jobs::models::als::evaluate::params(
+            &config.evaluation,
+            1,
+        ));
         params.extend(
             persona_jobs::stages::interests::params(&self.ctx)
                 .await

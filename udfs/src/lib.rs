@@ -5,7 +5,8 @@
 //! one way to make them available: [`register_all`].
 //!
 //! Families:
-//! - [`scalar`]: web-log parsing (`is_crawler`, `url_page_type`, `url_item_id`) and model
+//! - [`scalar`]: web-log parsing (`is_crawler`, `url_page_type`, `url_item_id`,
+//!   `looks_like_personal_data`) and model
 //!   application (`kmeans_assign`, `als_solve`, `als_top_n`, `als_similar`), reproducible sampling (`unit_hash`) and row digests for
 //!   grouping wide rows (`row_digest`).
 //! - [`aggregate`]: one distributed pass of a model fit (`kmeans_step`, and for the ALS fit on
@@ -100,6 +101,7 @@ mod tests {
                 "kmeans_assign",
                 "kmeans_step",
                 "logistic_step",
+                "looks_like_personal_data",
                 "row_digest",
                 "session_stats",
                 "top_contributions",

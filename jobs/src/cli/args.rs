@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
+use persona_jobs::commands::query::Format;
 use persona_jobs::config::{AlsSolver, ClassWeight, Distance, Init, KChoice};
+use persona_jobs::engine::session::Engine;
 use persona_jobs::generate::{GenerateOptions, Scale};
-use persona_jobs::query::Format;
-use persona_jobs::session::Engine;
 
 /// Persona: nightly customer profiles, segments and recommendations from web logs, app events
 /// and CRM exports.

@@ -3,17 +3,17 @@
 //! before anything starts, with exit code 4 and the flag's name.
 
 use persona_jobs::PipelineError;
-use persona_jobs::als::command::AlsOptions;
+use persona_jobs::commands::als::AlsOptions;
+use persona_jobs::commands::demo::DemoOptions;
+use persona_jobs::commands::kmeans::KMeansOptions;
+use persona_jobs::commands::pipeline::{CheckOptions, RunOptions};
+use persona_jobs::commands::propensity::PropensityOptions;
+use persona_jobs::commands::query::SqlOptions;
 use persona_jobs::config::{
     PipelineConfig, PropensityConfig, RecommendationsConfig, SegmentsConfig, SettingNames,
 };
-use persona_jobs::demo::DemoOptions;
+use persona_jobs::engine::servers::{ExecutorOptions, SchedulerOptions};
 use persona_jobs::generate::GenerateOptions;
-use persona_jobs::kmeans::command::KMeansOptions;
-use persona_jobs::pipeline::{CheckOptions, RunOptions};
-use persona_jobs::propensity::command::PropensityOptions;
-use persona_jobs::query::SqlOptions;
-use persona_jobs::servers::{ExecutorOptions, SchedulerOptions};
 use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{

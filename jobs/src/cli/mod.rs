@@ -4,12 +4,13 @@
 pub mod args;
 mod convert;
 
-use persona_jobs::pipeline::{self, CheckOptions, RunOptions};
-use persona_jobs::progress::Progress;
-use persona_jobs::servers::{run_executor, run_scheduler};
+use persona_jobs::commands::pipeline::{self, CheckOptions, RunOptions};
+use persona_jobs::commands::{als, demo, kmeans, propensity, query};
+use persona_jobs::engine::progress::Progress;
+use persona_jobs::engine::servers::{run_executor, run_scheduler};
+use persona_jobs::generate;
 use persona_jobs::stages::registry::NightTable;
 use persona_jobs::{PipelineError, Result};
-use persona_jobs::{als, demo, generate, kmeans, propensity, query};
 
 use args::Command;
 
@@ -51,15 +52,15 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Stages => print(&NightTable)?,
         Command::Sql(args) => runtime.block_on(query::run(&args.try_into()?))?,
         Command::Kmeans(args) => {
-            let summary = runtime.block_on(kmeans::command::run(&args.try_into()?))?;
+            let summary = runtime.block_on(kmeans::run(&args.try_into()?))?;
             print(&summary)?;
         }
         Command::Als(args) => {
-            let report = runtime.block_on(als::command::run(&args.try_into()?))?;
+            let report = runtime.block_on(als::run(&args.try_into()?))?;
             print(&report)?;
         }
         Command::Propensity(args) => {
-            let report = runtime.block_on(propensity::command::run(&args.try_into()?))?;
+            let report = runtime.block_on(propensity::run(&args.try_into()?))?;
             print(&report)?;
         }
         Command::Scheduler(args) => runtime.block_on(run_scheduler(&args.into()))?,

@@ -24,8 +24,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::StorageConfig;
 use crate::contract;
+use crate::engine::storage::Root;
 use crate::error::{PipelineError, Result};
-use crate::storage::Root;
 use rows::{AppRows, WebRows};
 use session::DayWriter;
 use sink::ParquetSink;

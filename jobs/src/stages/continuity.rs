@@ -19,11 +19,11 @@ use pathfinding::prelude::{Matrix, kuhn_munkres_min};
 use persona_udfs::ml::Centroids;
 use serde::Serialize;
 
-use crate::commit::committed_nights;
+use crate::engine::commit::committed_nights;
+use crate::engine::storage::Root;
+use crate::engine::tables::register_parquet;
 use crate::error::{PipelineError, Result};
-use crate::kmeans::describe::identity_ids;
-use crate::storage::Root;
-use crate::tables::register_parquet;
+use crate::models::kmeans::describe::identity_ids;
 
 /// The published segments of the last successful night before tonight.
 #[derive(Debug, Clone)]

@@ -18,8 +18,8 @@ use persona_udfs::ml::Factors;
 
 use super::night::Night;
 use super::registry::Stage;
-use crate::als;
 use crate::error::{PipelineError, Result};
+use crate::models::als;
 
 impl Night<'_> {
     /// Plans every stage of the night's mode, in order; returns the plans as text.

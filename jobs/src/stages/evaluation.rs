@@ -1,4 +1,4 @@
-//! The nightly offline evaluation as stages of the night ([`crate::als::evaluate`]): ALS fitted
+//! The nightly offline evaluation as stages of the night ([`crate::models::als::evaluate`]): ALS fitted
 //! on the days before the holdout and popularity recommend to the holdout's customers
 //! (`eval_fit`), then `sql/14_evaluation.sql` scores both (`evaluation`). The fit's item
 //! factors are left for the published ALS fit, which continues them.
@@ -15,9 +15,9 @@ use super::night::{Night, export_table};
 use super::record::Report;
 use super::registry::{Mode, Stage};
 use super::unit::Unit;
-use crate::als::evaluate::{self, EvaluationReport};
+use crate::engine::progress::group_digits;
 use crate::error::{PipelineError, Result};
-use crate::progress::group_digits;
+use crate::models::als::evaluate::{self, EvaluationReport};
 
 /// The evaluation fit's item factors: the published fit's warm start.
 pub struct WarmStart(pub Factors);

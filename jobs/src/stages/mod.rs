@@ -20,4 +20,4 @@ pub mod registry;
 pub mod segments;
 pub mod unit;
 
-pub use crate::progress::StageMetrics;
+pub use crate::engine::progress::StageMetrics;

@@ -16,14 +16,14 @@ use super::StageMetrics;
 use super::record::{Handoffs, Reports};
 use super::registry::{self, Mode, Stage};
 use crate::config::{Exclude, PipelineConfig};
+use crate::engine::fault;
+use crate::engine::progress::Progress;
+use crate::engine::storage::Root;
+use crate::engine::work::WorkArea;
 use crate::error::{PipelineError, Result};
-use crate::fault;
 use crate::gates::GateResult;
 use crate::input::{self, SourceReport, Window};
 use crate::manifest::Manifest;
-use crate::progress::Progress;
-use crate::storage::Root;
-use crate::work::WorkArea;
 
 /// What the stages reported so far: the manifest's content.
 #[derive(Debug, Default)]
@@ -64,7 +64,7 @@ pub struct Night<'a> {
     pub(super) run_id: &'a str,
     pub(super) mode: Mode,
     /// The stages, in run order ([`registry::NIGHT`] unless a test adds one).
-    pub(super) stages: &'static [Stage],
+    pub(super) stages: Vec<&'static Stage>,
     pub(super) window: Window,
     /// The `{{parameters}}` of the SQL stages.
     pub(super) params: BTreeMap<&'static str, String>,
@@ -95,7 +95,7 @@ impl<'a> Night<'a> {
             roots,
             run_id,
             mode,
-            stages: registry::NIGHT,
+            stages: registry::NIGHT.iter().collect(),
             window,
             params: sql_params(config, window),
             export_split: None,
@@ -105,16 +105,27 @@ impl<'a> Night<'a> {
         }
     }
 
-    /// Runs these stages instead of [`registry::NIGHT`].
-    pub fn with_stages(mut self, stages: &'static [Stage]) -> Self {
-        self.stages = stages;
+    /// Runs these stages instead of [`registry::NIGHT`]: a test's night with a stage more, or
+    /// a command's short night of a few of the night's stages.
+    pub fn with_stages(mut self, stages: impl IntoIterator<Item = &'static Stage>) -> Self {
+        self.stages = stages.into_iter().collect();
+        self
+    }
+
+    /// Sets these `{{parameters}}` of the SQL stages over the night's (`persona als` maps its
+    /// input onto the night's tables with them).
+    pub fn with_params(mut self, params: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+        self.params.extend(params);
         self
     }
 
     /// The stages of the night's mode, in order.
     pub(super) fn stages_to_run(&self) -> impl Iterator<Item = &'static Stage> + use<> {
         let mode = self.mode;
-        self.stages.iter().filter(move |s| mode.runs(s.part))
+        self.stages
+            .clone()
+            .into_iter()
+            .filter(move |s| mode.runs(s.part))
     }
 
     /// Also writes the evaluation's train and holdout pairs to this local folder.
@@ -223,14 +234,22 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
         Exclude::None => "false",
     };
     let events = rec.weights.by_event_type();
-    let listed: Vec<String> = events.iter().map(|(t, _, _)| format!("'{t}'")).collect();
-    let mut params = BTreeMap::from([
+    let listed: Vec<String> = events.iter().map(|(t, _)| format!("'{t}'")).collect();
+    let weights: Vec<String> = events
+        .iter()
+        .map(|(t, w)| format!("WHEN '{t}' THEN {w:?}"))
+        .collect();
+    BTreeMap::from([
         ("run_date", window.last.to_string()),
         ("first_dt", window.first.to_string()),
         ("last_dt", window.last.to_string()),
         ("window_start", format!("{}T00:00:00Z", window.first)),
         ("window_end", format!("{end}T00:00:00Z")),
         ("interaction_events", format!("({})", listed.join(", "))),
+        (
+            "event_weight",
+            format!("CASE e.event_type {} ELSE 0.0 END", weights.join(" ")),
+        ),
         ("interactions_end", format!("{end}T00:00:00Z")),
         ("max_weight", format!("{:?}", rec.max_weight)),
         ("half_life_days", format!("{:?}", rec.half_life_days)),
@@ -250,9 +269,5 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
         ("propensity_feature_days", feature_days.to_string()),
         ("propensity_cutoff", format!("{cutoff}T00:00:00Z")),
         ("propensity_score_start", format!("{score_start}T00:00:00Z")),
-    ]);
-    for (_, param, weight) in events {
-        params.insert(param, format!("{weight:?}"));
-    }
-    params
+    ])
 }

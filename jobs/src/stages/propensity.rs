@@ -1,4 +1,4 @@
-//! The purchase-propensity model as stages of the night ([`crate::propensity`]):
+//! The purchase-propensity model as stages of the night ([`crate::models::propensity`]):
 //! `sql/23_propensity_snapshots.sql` makes the training and scoring rows, `propensity_fit`
 //! fits, calibrates and scores, `sql/24` and `sql/25` publish the scores and the model, and
 //! `propensity_evaluation` (`sql/26`) measures it on the held-out customers.
@@ -12,9 +12,9 @@ use super::night::{Night, export_table};
 use super::record::Report;
 use super::registry::Stage;
 use super::unit::Unit;
+use crate::engine::progress::group_digits;
 use crate::error::Result;
-use crate::progress::group_digits;
-use crate::propensity::{self, PropensityReport};
+use crate::models::propensity::{self, PropensityReport};
 
 /// The model's fit, calibration and scores.
 #[derive(Debug)]

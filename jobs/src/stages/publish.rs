@@ -1,6 +1,6 @@
 //! The night's last stage: every table the command publishes is written into this run's
 //! folders, then the manifest that names them is written, which commits the night at once
-//! ([`crate::commit`]).
+//! ([`crate::engine::commit`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,13 +13,13 @@ use super::StageMetrics;
 use super::night::Night;
 use super::registry::{Mode, Stage};
 use super::unit::Unit;
-use crate::commit;
+use crate::engine::commit;
+use crate::engine::fault;
+use crate::engine::publish::Publisher;
+use crate::engine::signals;
 use crate::error::{PipelineError, Result};
-use crate::fault;
 use crate::gates;
 use crate::manifest::Manifest;
-use crate::publish::Publisher;
-use crate::signals;
 
 /// Stages every published table and the manifest, then commits them.
 #[derive(Debug)]
@@ -103,6 +103,9 @@ impl Night<'_> {
         if self.mode == Mode::Evaluate {
             self.carry_over(&mut manifest).await?;
         }
+        let keep = self.config.output.keep_replaced();
+        manifest.replaced =
+            commit::still_readable(self.roots.output, self.window.last, keep).await?;
         let json = serde_json::to_string_pretty(&manifest)
             .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
         publisher.stage_manifest(&json, &manifest.published).await?;
@@ -150,6 +153,8 @@ impl Night<'_> {
             tables: r.tables.clone(),
             // Filled in by the publisher, which knows where it wrote each table.
             published: BTreeMap::new(),
+            // Filled in just before the commit.
+            replaced: Vec::new(),
             data_quality: gates::drop_counts(self.ctx).await?,
             gates: r.gates.clone(),
             reports: r.reports.sections()?,

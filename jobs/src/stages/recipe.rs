@@ -13,8 +13,8 @@ use super::night::Night;
 use super::record::Report;
 use super::registry::{NIGHT, Part, Stage};
 use super::unit::{SqlQuery, Unit};
+use crate::engine::sql::SqlFile;
 use crate::error::Result;
-use crate::sql::SqlFile;
 
 /// The throw-away Rust stage's report.
 #[derive(Debug, Serialize)]
@@ -93,11 +93,11 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::commands::pipeline::{self, RunOptions};
     use crate::config::PipelineConfig;
+    use crate::engine::progress::Progress;
+    use crate::engine::session::Engine;
     use crate::generate::{self, GenerateOptions, Scale};
-    use crate::pipeline::{self, RunOptions};
-    use crate::progress::Progress;
-    use crate::session::Engine;
 
     async fn tiny_input(dir: &Path, date: chrono::NaiveDate) {
         generate::generate(&GenerateOptions {

@@ -19,8 +19,8 @@ use super::publish::Publish;
 use super::recommendations::AlsFit;
 use super::segments::Segmentation;
 use super::unit::{SqlQuery, Unit};
+use crate::engine::sql::{SqlFile, sql_file};
 use crate::error::{PipelineError, Result};
-use crate::sql::{SqlFile, sql_file};
 
 /// The part of the night a stage belongs to. The commands run different parts ([`Mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +233,7 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "evaluation",
         part: Part::Evaluation,
-        sql: Some(crate::als::evaluate::SCORES_SQL),
+        sql: Some(crate::models::als::evaluate::SCORES_SQL),
         with: &[],
         unit: &EvaluationScores,
         reads: &["eval_recommendations", "eval_holdout"],
@@ -481,7 +481,7 @@ impl Stage {
             })?;
             params.insert(name, value);
         }
-        crate::sql::render(self.sql_file()?, &params)
+        crate::engine::sql::render(self.sql_file()?, &params)
     }
 }
 
@@ -585,7 +585,7 @@ mod tests {
         let config = PipelineConfig::default();
         let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
         let mut params = sql_params(&config, Window::ending(date, 28));
-        params.extend(crate::als::evaluate::params(&config.evaluation, 1));
+        params.extend(crate::models::als::evaluate::params(&config.evaluation, 1));
         params.extend(crate::stages::interests::params(&ctx).await.unwrap());
         for stage in NIGHT.iter().filter(|s| s.sql.is_some()) {
             let sql = stage.sql_file().unwrap();

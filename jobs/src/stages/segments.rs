@@ -1,7 +1,7 @@
 //! Customer segmentation in the nightly job: the configured features of `user_features` are
-//! prepared (log, z-score, imputation; [`crate::kmeans::prepare`]), fitted with the distributed
-//! K-Means driver ([`crate::kmeans`]), every customer is assigned to a segment, and each segment
-//! is described and labelled ([`crate::kmeans::describe`]).
+//! prepared (log, z-score, imputation; [`crate::models::kmeans::prepare`]), fitted with the distributed
+//! K-Means driver ([`crate::models::kmeans`]), every customer is assigned to a segment, and each segment
+//! is described and labelled ([`crate::models::kmeans::describe`]).
 
 use std::fmt;
 
@@ -18,12 +18,12 @@ use super::record::Report;
 use super::registry::Stage;
 use super::unit::Unit;
 use crate::config::{KChoice, SegmentsConfig};
+use crate::engine::progress::group_digits;
+use crate::engine::work::WorkArea;
 use crate::error::Result;
-use crate::kmeans::describe::{self, assignment_sql};
-use crate::kmeans::prepare::{self, AllNull, WEIGHT_COLUMN};
-use crate::kmeans::{FitReport, KMeans};
-use crate::progress::group_digits;
-use crate::work::WorkArea;
+use crate::models::kmeans::describe::{self, assignment_sql};
+use crate::models::kmeans::prepare::{self, AllNull, WEIGHT_COLUMN};
+use crate::models::kmeans::{FitReport, KMeans};
 
 /// What segmentation did, for the manifest.
 #[derive(Debug, Clone, Serialize)]

@@ -4,6 +4,7 @@ mod als_solve;
 mod als_top_n;
 mod is_crawler;
 mod kmeans_assign;
+mod personal_data;
 mod row_digest;
 mod top_contributions;
 mod unit_hash;
@@ -19,6 +20,7 @@ pub use als_solve::AlsSolve;
 pub use als_top_n::{AlsTopN, TopNModel};
 pub use is_crawler::IsCrawler;
 pub use kmeans_assign::KMeansAssign;
+pub use personal_data::{LooksLikePersonalData, is_personal_data};
 pub use row_digest::{RowDigest, row_digests};
 pub use top_contributions::TopContributions;
 pub use unit_hash::{UnitHash, unit_hashes};
@@ -30,6 +32,7 @@ pub use url_parts::{page_type, parse_item_id};
 pub fn functions() -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::from(IsCrawler::new())),
+        Arc::new(ScalarUDF::from(LooksLikePersonalData::new())),
         Arc::new(ScalarUDF::from(UrlPageType::new())),
         Arc::new(ScalarUDF::from(UrlItemId::new())),
         Arc::new(ScalarUDF::from(KMeansAssign::default())),

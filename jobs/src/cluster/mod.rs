@@ -1,7 +1,0 @@
-//! What a Ballista plan carries of Persona: the codecs that encode the model functions
-//! ([`codec`]), and the item-factor files they point at on a cluster ([`factor_files`]). The
-//! session of each engine ([`crate::session`]) installs them; the scheduler and executor
-//! processes are [`crate::servers`].
-
-pub mod codec;
-pub mod factor_files;

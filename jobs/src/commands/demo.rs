@@ -1,0 +1,65 @@
+//! `persona demo`: generated data and the whole night on the local disk, no server.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use crate::commands::pipeline::{self, RunOptions, RunSummary};
+use crate::config::PipelineConfig;
+use crate::engine::progress::Progress;
+use crate::engine::session::Engine;
+use crate::error::{PipelineError, Result};
+use crate::generate::{self, GenerateOptions, Scale};
+use crate::stages::registry::NIGHT;
+
+/// The demo's settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Folder for the demo's input and output.
+    pub dir: PathBuf,
+    /// Dataset size.
+    pub scale: Scale,
+    /// Generator seed.
+    pub seed: u64,
+}
+
+/// Generates the data once (kept in `DIR/input-<scale>-<seed>`), then runs the night of the
+/// data's last day into `DIR/output`.
+pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
+    let date = NaiveDate::from_ymd_opt(2026, 11, 22)
+        .ok_or_else(|| PipelineError::Internal("demo date".into()))?;
+    let input = opts.dir.join(
+        format!(
+            "input-{:?}-{}-v{}",
+            opts.scale,
+            opts.seed,
+            generate::GENERATOR_VERSION
+        )
+        .to_lowercase(),
+    );
+    if input.join("crm_customers").is_dir() {
+        eprintln!("using demo data in {}", input.display());
+    } else {
+        generate::generate(&GenerateOptions {
+            scale: opts.scale,
+            seed: opts.seed,
+            out: input.to_string_lossy().into_owned(),
+            end_date: date,
+            days: 28,
+            anonymous_share: GenerateOptions::ANONYMOUS_SHARE,
+        })
+        .await?;
+    }
+    let run = RunOptions {
+        input: input.to_string_lossy().into_owned(),
+        output: opts.dir.join("output").to_string_lossy().into_owned(),
+        date,
+        config: PipelineConfig::default(),
+        engine: Engine::Local,
+        evaluate_only: false,
+        export_split: None,
+        stages: NIGHT,
+    };
+    eprintln!("running the nightly job for {date}");
+    pipeline::run(&run, &mut Progress::new()).await
+}

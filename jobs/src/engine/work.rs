@@ -1,0 +1,432 @@
+//! The run's work area: intermediate tables materialised as Parquet under
+//! `OUTPUT/_work/run-<id>/`, re-read by later stages instead of re-derived, and removed when the
+//! run ends. Materialising (rather than caching in memory) is what lets the same stages run on a
+//! Ballista cluster, where in-memory tables do not exist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow::array::AsArray;
+use arrow::datatypes::UInt64Type;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::config::TableParquetOptions;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+use parquet::arrow::ArrowWriter;
+use persona_udfs::ml::Factors;
+
+use crate::engine::storage::Root;
+use crate::error::{PipelineError, Result};
+
+/// Work folders untouched for this long belong to runs that died; the next run removes them
+/// (on a local disk at once, when the folder's process is gone).
+const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// A run's scratch space.
+#[derive(Debug)]
+pub struct WorkArea {
+    /// Where intermediate tables go.
+    dir: Root,
+    /// Where tables are staged for publishing: always under the output root, so that the
+    /// commit can move or copy them within one store.
+    publish: Root,
+    /// Every folder this run created, removed at the end.
+    owned: Vec<Root>,
+    /// Whether the queries run in this process (not on a Ballista cluster).
+    in_process: bool,
+    /// Factor matrices stored so far ([`WorkArea::share_factors`]), to name the next file.
+    shared: AtomicUsize,
+    /// Parquet bytes the materialised queries scanned since [`WorkArea::take_bytes_read`].
+    bytes_read: AtomicU64,
+}
+
+/// The `bytes_scanned` of every Parquet scan in `plan`.
+fn bytes_scanned(plan: &dyn ExecutionPlan) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map_or(0, |v| v.as_usize() as u64);
+    own + plan
+        .children()
+        .into_iter()
+        .map(|c| bytes_scanned(c.as_ref()))
+        .sum::<u64>()
+}
+
+/// `PERSONA_EXPLAIN=<table>[,<table>...]` (or `all`): after materialising each named table,
+/// prints the plan that computed it with every operator's rows, time and spills (what `EXPLAIN
+/// ANALYZE` shows, read from the run's own plan, so at no extra cost) to standard error. For
+/// finding where a stage spends its time; in one process only, as a cluster's executors keep
+/// the operators' metrics.
+fn explain_when_asked(name: &str, plan: &dyn ExecutionPlan) {
+    let Ok(wanted) = std::env::var("PERSONA_EXPLAIN") else {
+        return;
+    };
+    if wanted
+        .split(',')
+        .any(|w| w.trim() == name || w.trim() == "all")
+    {
+        let shown =
+            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan)
+                .indent(true);
+        eprintln!("== PERSONA_EXPLAIN {name}\n{shown}");
+    }
+}
+
+/// A unique id for a run or a command started now: `<UTC time>-<pid>`.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        std::process::id()
+    )
+}
+
+impl WorkArea {
+    /// The work area of a one-off command (`persona kmeans`, `persona als`) publishing into
+    /// `output`: creates a local `output` folder if needed, then `create`s the area under a
+    /// fresh id `<kind>-<time>-<pid>`.
+    pub async fn for_command(output: &Root, kind: &str, local_scratch: bool) -> Result<Self> {
+        if let Some(path) = output.local_path() {
+            std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+        }
+        Self::create(output, &format!("{kind}-{}", new_run_id()), local_scratch).await
+    }
+
+    /// Creates `output/_work/run-<run_id>/`, first removing stale work folders of dead runs.
+    ///
+    /// With `local_scratch` (a run in this process) and an output in object storage, the
+    /// intermediate tables go to a local temporary folder instead, which is much faster to
+    /// write and re-read; a Ballista run keeps them on the shared output storage, where every
+    /// executor can read them.
+    pub async fn create(output: &Root, run_id: &str, local_scratch: bool) -> Result<Self> {
+        let parent = output.child("_work");
+        remove_stale(&parent).await;
+        let run_dir = parent.child(&format!("run-{run_id}"));
+        let mut owned = vec![run_dir.clone()];
+        let dir = if local_scratch && output.is_object_store() {
+            let scratch = std::env::temp_dir().join("persona-work");
+            let scratch = Root::parse(&scratch.to_string_lossy(), &Default::default())?;
+            remove_stale(&scratch).await;
+            let dir = scratch.child(&format!("run-{run_id}"));
+            owned.push(dir.clone());
+            dir
+        } else {
+            run_dir.clone()
+        };
+        for root in &owned {
+            if let Some(path) = root.local_path() {
+                std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+            }
+        }
+        Ok(Self {
+            dir,
+            publish: run_dir.child("publish"),
+            owned,
+            in_process: local_scratch,
+            shared: AtomicUsize::new(0),
+            bytes_read: AtomicU64::new(0),
+        })
+    }
+
+    /// The folder of this run's intermediate tables.
+    pub fn dir(&self) -> &Root {
+        &self.dir
+    }
+
+    /// The folder where tables are staged for publishing (under the output root).
+    pub fn publish_dir(&self) -> &Root {
+        &self.publish
+    }
+
+    /// Writes a DataFrame as the table `name` (Parquet, snappy) and registers it under that
+    /// name, replacing any earlier registration. Returns the rows written.
+    pub async fn materialize(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        df: DataFrame,
+    ) -> Result<u64> {
+        let schema = df.schema().as_arrow().clone();
+        let url = self.dir.url(name);
+        let mut options = TableParquetOptions::default();
+        options.global.compression = Some("snappy".into());
+        // `DataFrame::write_parquet`, with the physical plan kept to read its scan metrics.
+        let (state, plan) = df.into_parts();
+        let format = format_as_file_type(Arc::new(ParquetFormatFactory::new_with_options(options)));
+        let plan = LogicalPlanBuilder::copy_to(plan, url.clone(), format, HashMap::new(), vec![])?
+            .build()?;
+        let physical = state.create_physical_plan(&plan).await?;
+        let counts =
+            datafusion::physical_plan::collect(Arc::clone(&physical), state.task_ctx()).await?;
+        self.bytes_read
+            .fetch_add(bytes_scanned(physical.as_ref()), Ordering::Relaxed);
+        explain_when_asked(name, physical.as_ref());
+        let rows = count_rows_written(&counts);
+        if let Some(path) = self.dir.child(name).local_path() {
+            std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
+        }
+        ctx.deregister_table(name)?;
+        ctx.register_parquet(name, &url, ParquetReadOptions::default().schema(&schema))
+            .await?;
+        Ok(rows)
+    }
+
+    /// The Parquet bytes that the queries materialised since the last call scanned (read from
+    /// storage after pruning and projection), and zero for the next call. `None` on a cluster,
+    /// whose executors keep the scan metrics.
+    pub fn take_bytes_read(&self) -> Option<u64> {
+        let bytes = self.bytes_read.swap(0, Ordering::Relaxed);
+        self.in_process.then_some(bytes)
+    }
+
+    /// Materialises a table that an iterative stage re-reads on every pass (the K-Means
+    /// points). In this process it is kept in memory, partitioned for the cores, so each pass
+    /// costs only the computation, as Spark's cached RDDs do for MLlib; on a cluster, where
+    /// in-memory tables do not exist, it is written as Parquet like any other table.
+    pub async fn materialize_reused(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        df: DataFrame,
+    ) -> Result<u64> {
+        if !self.in_process {
+            return self.materialize(ctx, name, df).await;
+        }
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        // One partition per core with the same number of rows each, whatever the layout of the
+        // source: a scan splits a file by bytes, and a file of one row group then gives all
+        // its rows to one partition (measured: 100k points in partitions of 13 batches and 0,
+        // so every pass ran on one core). A `RoundRobinBatch` repartition of the query does
+        // not help: the optimizer drops it when the scan already has enough partitions.
+        let cores = ctx.copied_config().target_partitions();
+        let batches: Vec<RecordBatch> = df.collect().await?;
+        let partitions = split_evenly(&batches, cores);
+        // Float columns as the fit kernels scan them best: one allocation per batch, columns
+        // in different cache sets (see `stagger_float_columns`).
+        let partitions = partitions
+            .iter()
+            .map(|batches| {
+                batches
+                    .iter()
+                    .map(persona_udfs::ml::layout::stagger_float_columns)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let rows = partitions
+            .iter()
+            .flatten()
+            .map(|b| b.num_rows() as u64)
+            .sum();
+        let table = datafusion::datasource::MemTable::try_new(schema, partitions)?;
+        ctx.deregister_table(name)?;
+        ctx.register_table(name, std::sync::Arc::new(table))?;
+        Ok(rows)
+    }
+
+    /// Writes a small batch computed on the client (centroid labels, factors) as table `name`
+    /// and registers it.
+    pub async fn write_batch(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        batch: &RecordBatch,
+    ) -> Result<u64> {
+        let mut buffer = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), None)?;
+        writer.write(batch)?;
+        writer.close()?;
+        self.dir
+            .write(&format!("{name}/part-0.parquet"), buffer)
+            .await?;
+        ctx.deregister_table(name)?;
+        ctx.register_parquet(
+            name,
+            &self.dir.url(name),
+            ParquetReadOptions::default().schema(&batch.schema()),
+        )
+        .await?;
+        Ok(batch.num_rows() as u64)
+    }
+
+    /// A factor matrix that a model function will carry into distributed plans, made ready
+    /// to travel: on a cluster it is written once to `_factors/` in the work area and marked
+    /// as stored there, so plans name the file instead of carrying the values to every task
+    /// (see [`crate::engine::cluster::factor_files`]); in this process, or when it is stored already
+    /// (a clone of a shared matrix keeps its location until a row changes), it is returned
+    /// as it is.
+    pub async fn share_factors(&self, factors: Factors) -> Result<Factors> {
+        if self.in_process || factors.rows() == 0 || factors.stored_at().is_some() {
+            return Ok(factors);
+        }
+        let n = self.shared.fetch_add(1, Ordering::Relaxed);
+        let rel = format!("_factors/{n}.factors");
+        self.dir
+            .write(&rel, persona_udfs::codec::factors_file(&factors))
+            .await?;
+        Ok(factors.with_stored_at(&self.dir.location(&rel)))
+    }
+
+    /// Whether the queries run in this process (not on a Ballista cluster).
+    pub fn in_process(&self) -> bool {
+        self.in_process
+    }
+
+    /// Forgets the intermediate table `name` and deletes its files (an iterative stage's
+    /// previous pass, no longer needed).
+    pub async fn drop_table(&self, ctx: &SessionContext, name: &str) -> Result<()> {
+        ctx.deregister_table(name)?;
+        self.dir.delete_tree(name).await
+    }
+
+    /// Removes the work area.
+    pub async fn remove(&self) {
+        for root in &self.owned {
+            if let Err(e) = root.delete_tree("").await {
+                tracing::warn!(dir = %root.display(), error = %e, "could not remove the work area");
+            }
+        }
+    }
+}
+
+/// `batches` cut into `parts` runs of consecutive rows whose lengths differ by at most one row
+/// (batches are sliced where a run ends; slices share the batches' memory). Empty runs are
+/// left out, so fewer than `parts` come back when there are fewer rows; with no rows at all,
+/// one empty run (a table needs a partition to scan).
+fn split_evenly(batches: &[RecordBatch], parts: usize) -> Vec<Vec<RecordBatch>> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let parts = parts.clamp(1, total.max(1));
+    let mut runs = vec![Vec::new(); parts];
+    // Row `r` of the whole table goes to run `r · parts / total`: run `p` ends before row
+    // `(p + 1) · total / parts`, rounded up.
+    let end_of = |p: usize| ((p + 1) * total).div_ceil(parts);
+    let (mut run, mut row) = (0, 0);
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (end_of(run) - row).min(batch.num_rows() - offset);
+            runs[run].push(batch.slice(offset, take));
+            offset += take;
+            row += take;
+            if row == end_of(run) {
+                run += 1;
+            }
+        }
+    }
+    runs.retain(|r| !r.is_empty());
+    if runs.is_empty() {
+        runs.push(Vec::new());
+    }
+    runs
+}
+
+/// The total of the `count` column DataFusion's writers return.
+pub fn count_rows_written(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name("count"))
+        .filter_map(|c| {
+            c.as_primitive_opt::<UInt64Type>()
+                .map(|a| a.iter().flatten().sum::<u64>())
+        })
+        .sum()
+}
+
+/// Removes the work folders under `parent` whose newest file is older than [`STALE_AFTER`].
+/// Whether the run of the local work folder `run-<…>-<pid>` was a process that no longer
+/// exists. Only for folders on this machine's disk: on shared object storage the folder may be
+/// another host's, whose processes this one cannot see.
+fn process_gone(folder: &str) -> bool {
+    folder
+        .rsplit('-')
+        .next()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
+async fn remove_stale(parent: &Root) {
+    let Ok(runs) = parent.list_dirs("").await else {
+        return;
+    };
+    for run in runs {
+        let Ok(files) = parent.list_all(&run).await else {
+            continue;
+        };
+        // An empty local folder still has its own modification time; an empty S3 prefix does
+        // not exist at all.
+        let newest = files.iter().map(|m| m.last_modified).max().or_else(|| {
+            let path = parent.child(&run).local_path()?.to_path_buf();
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+            Some(chrono::DateTime::<chrono::Utc>::from(modified))
+        });
+        let old = newest.is_some_and(|t| {
+            (chrono::Utc::now() - t)
+                .to_std()
+                .is_ok_and(|age| age > STALE_AFTER)
+        });
+        if old || (parent.local_path().is_some() && process_gone(&run)) {
+            tracing::info!(dir = %parent.location(&run), "removing the work area of an earlier, interrupted run");
+            let _ = parent.delete_tree(&run).await;
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::Int64Type;
+
+    use super::*;
+
+    fn batch(from: i64, rows: i64) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + rows).collect();
+        RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(ids)) as _)]).unwrap()
+    }
+
+    fn ids(run: &[RecordBatch]) -> Vec<i64> {
+        run.iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn one_big_partition_is_split_into_equal_runs_in_order() {
+        // As a one-row-group file arrives: every batch in one partition, the last one short.
+        let batches = vec![batch(0, 8), batch(8, 8), batch(16, 5)];
+        let runs = split_evenly(&batches, 2);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(ids(&runs[0]), (0..11).collect::<Vec<_>>());
+        assert_eq!(ids(&runs[1]), (11..21).collect::<Vec<_>>());
+        let runs = split_evenly(&batches, 4);
+        let sizes: Vec<usize> = runs.iter().map(|r| ids(r).len()).collect();
+        assert_eq!(sizes, vec![6, 5, 5, 5]);
+        assert_eq!(
+            runs.iter().flat_map(|r| ids(r)).collect::<Vec<_>>(),
+            ids(&batches)
+        );
+    }
+
+    #[test]
+    fn fewer_rows_than_parts_and_no_rows() {
+        let runs = split_evenly(&[batch(0, 2)], 4);
+        assert_eq!(
+            runs.iter().map(|r| ids(r)).collect::<Vec<_>>(),
+            vec![vec![0], vec![1]]
+        );
+        for empty in [vec![], vec![batch(0, 0)]] {
+            let runs = split_evenly(&empty, 2);
+            assert_eq!(runs.len(), 1);
+            assert!(ids(&runs[0]).is_empty());
+        }
+    }
+}
