@@ -27,7 +27,7 @@ fi
 cargo build --release --locked --bin persona >&2
 
 WORK=$(mktemp -d)
-trap 'kill "${reader_pid:-}" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill "${reader_pid:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 LAST=2026-11-22
 FIRST=$(date -d "$LAST - $((NIGHTS - 1)) days" +%F)
 echo "== generating $((NIGHTS + 27)) days of tiny data ending $LAST" >&2

@@ -8,7 +8,8 @@
 
     python soak_check.py OUTPUT_ROOT PERSONA_BIN [EXPECTED_DATE]
 
-Prints one line (nights, tables, folders no manifest names) or exits 1 naming the problem.
+Prints one line (nights, tables, replaced folders kept readable, folders no manifest names) or
+exits 1 naming the problem.
 """
 import json
 import os
@@ -34,9 +35,16 @@ def main(root, binary, expected=None):
     if expected and (not nights or nights[-1][0] != expected):
         fail(f"the newest night is {nights[-1][0] if nights else 'none'}, expected {expected}")
     named = set()
+    kept = set()
     tables = 0
     for date, manifest in nights:
         run = manifest["run_id"]
+        # Replaced runs kept readable for [output] keep_replaced_hours: still whole.
+        for replaced in manifest.get("replaced", []):
+            for folder in replaced["folders"]:
+                kept.add(folder)
+                if not os.path.exists(os.path.join(root, folder, "_SUCCESS")):
+                    fail(f"{date}: the replaced run's {folder} is no longer whole")
         for table, folder in manifest["published"].items():
             named.add(folder)
             tables += 1
@@ -54,7 +62,8 @@ def main(root, binary, expected=None):
             continue
         for day in os.listdir(os.path.join(root, table)):
             for run in os.listdir(os.path.join(root, table, day)):
-                if f"{table}/{day}/{run}" not in named:
+                folder = f"{table}/{day}/{run}"
+                if folder not in named and folder not in kept:
                     orphans += 1
     if nights:
         date, manifest = nights[-1]
@@ -67,7 +76,8 @@ def main(root, binary, expected=None):
         n = int(out.stdout.splitlines()[1])
         if n != manifest["tables"]["user_profiles"]:
             fail(f"persona sql counts {n} profiles, the manifest of {date} says {manifest['tables']['user_profiles']}")
-    print(f"consistent: {len(nights)} nights, {tables} tables, {orphans} folders no manifest names")
+    print(f"consistent: {len(nights)} nights, {tables} tables, {len(kept)} replaced folders kept "
+          f"readable, {orphans} folders no manifest names")
 
 
 if __name__ == "__main__":

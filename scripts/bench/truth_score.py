@@ -12,6 +12,12 @@ taken from Persona's published `user_features`:
   interests     behaviour plus the interest_<category> shares, day parts and price index
   crm           behaviour plus age, tenure, income and one-hot loyalty tier, gender, country
   all           everything above
+  every_group   behaviour, channel (platform shares, day parts, weekend), taste (interest
+                shares, price index) and CRM
+  every_group_blocks  the same groups, each standardised and scaled by 1/sqrt(its width), so
+                that every group weighs the same (block weighting)
+
+With --segments-only (scripts/bench-segments.sh) only the segments are scored.
 
 Recommendations: recall@10 and NDCG@10 of the published `recommendations` against the items
 each customer interacts with in the hidden week after the window (`_truth/next_week`), less
@@ -38,6 +44,8 @@ LOG = {"sessions", "active_days", "purchases", "monetary", "avg_order_value", "w
        "app_views", "events"}
 CRM_NUMERIC = ["age", "tenure_days", "annual_income"]
 CRM_CATEGORICAL = ["loyalty_tier", "gender", "country"]
+CHANNEL = ["share_ios", "share_android", "share_web", "share_night", "share_morning",
+           "share_afternoon", "share_evening", "share_weekend"]
 K_TOP = 10
 
 
@@ -51,6 +59,18 @@ def published(root, table, date):
 
 def read(root, table, date):
     return pq.read_table(published(root, table, date)).to_pandas()
+
+
+def blocks(features, groups, log=LOG):
+    """Every group's columns standardised, then scaled by 1/sqrt(the group's width), so that
+    each group weighs the same in the distance however many columns it has (block weighting)."""
+    parts = []
+    for numeric, categorical in groups:
+        x = matrix(features, [c for c in numeric if c in features.columns], categorical, log)
+        sd = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        parts.append(x / np.sqrt(x.shape[1]))
+    return np.column_stack(parts)
 
 
 def matrix(features, numeric, categorical=(), log=LOG):
@@ -100,15 +120,28 @@ def segment_scores(output, date, truth, manifest):
         "interests": (BEHAVIOUR + interests + extra, []),
         "crm": (BEHAVIOUR + CRM_NUMERIC, CRM_CATEGORICAL),
         "all": (BEHAVIOUR + interests + extra + CRM_NUMERIC, CRM_CATEGORICAL),
+        "every_group": (BEHAVIOUR + CHANNEL + interests + ["price_index"] + CRM_NUMERIC,
+                        CRM_CATEGORICAL),
+        # One group alone: the best set for a member whose types differ in that group.
+        "channel_only": (CHANNEL, []),
+        "taste_only": (interests + ["price_index"], []),
+        "crm_only": (CRM_NUMERIC, CRM_CATEGORICAL),
     }
+    # The same four groups, each weighing the same (a candidate default).
+    groups = [(BEHAVIOUR, []), (CHANNEL, []), (interests + ["price_index"], []),
+              (CRM_NUMERIC, CRM_CATEGORICAL)]
     log = set(manifest["segments"].get("log_features") or LOG)
     scores["sklearn"] = {}
     with threadpool_limits(2):
-        for name, (numeric, categorical) in sets.items():
-            x = matrix(features, [c for c in numeric if c in features.columns], categorical, log)
-            pipeline = make_pipeline(
-                StandardScaler(), KMeans(n_clusters=k, init="k-means++", n_init=4, random_state=0)
-            )
+        for name, (numeric, categorical) in list(sets.items()) + [("every_group_blocks", (None, None))]:
+            kmeans = KMeans(n_clusters=k, init="k-means++", n_init=4, random_state=0)
+            if numeric is None:
+                # Already standardised per column and weighted per group: no second scaler.
+                x = blocks(features, groups, log)
+                pipeline = make_pipeline(kmeans)
+            else:
+                x = matrix(features, [c for c in numeric if c in features.columns], categorical, log)
+                pipeline = make_pipeline(StandardScaler(), kmeans)
             labels = pipeline.fit_predict(x)
             scores["sklearn"][name] = {
                 "dims": int(x.shape[1]),
@@ -202,13 +235,15 @@ def main():
     parser.add_argument("--output", required=True)
     parser.add_argument("--date", required=True)
     parser.add_argument("--truth", required=True)
-    parser.add_argument("--split", required=True)
+    parser.add_argument("--split", help="the evaluation's split (not needed with --segments-only)")
+    parser.add_argument("--segments-only", action="store_true")
     args = parser.parse_args()
     manifest = json.load(open(os.path.join(args.output, "_runs", f"dt={args.date}", "manifest.json")))
-    print(json.dumps({
-        "segments": segment_scores(args.output, args.date, args.truth, manifest),
-        "recommendations": recommendation_scores(args.output, args.date, args.truth, args.split, manifest),
-    }))
+    scores = {"segments": segment_scores(args.output, args.date, args.truth, manifest)}
+    if not args.segments_only:
+        scores["recommendations"] = recommendation_scores(
+            args.output, args.date, args.truth, args.split, manifest)
+    print(json.dumps(scores))
 
 
 if __name__ == "__main__":

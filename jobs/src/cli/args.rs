@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use persona_jobs::commands::query::Format;
 use persona_jobs::config::{AlsSolver, ClassWeight, Distance, Init, KChoice};
 use persona_jobs::engine::session::Engine;
+use persona_jobs::generate::family::TypesBy;
 use persona_jobs::generate::{GenerateOptions, Scale};
 
 /// Persona: nightly customer profiles, segments and recommendations from web logs, app events
@@ -363,6 +364,14 @@ pub struct GenerateArgs {
     /// Share of web-log rows from crawlers and visitors who never log in (0–0.9).
     #[arg(long, default_value_t = GenerateOptions::ANONYMOUS_SHARE)]
     pub anonymous_share: f64,
+    /// What tells the six hidden customer types apart: `shop` (the demo shop: activity,
+    /// purchasing, channel and some demographics), or one group alone — `behaviour`,
+    /// `channel`, `taste`, `demographics` — or `mixed` (every group at half strength).
+    #[arg(long, value_enum, default_value = "shop")]
+    pub types_by: TypesBy,
+    /// How strongly the types differ in that group, from 0 (alike) to 1.
+    #[arg(long, default_value_t = 1.0)]
+    pub type_strength: f64,
 }
 
 #[derive(Debug, Args)]

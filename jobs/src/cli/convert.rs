@@ -203,6 +203,10 @@ impl From<GenerateArgs> for GenerateOptions {
             end_date: args.end_date,
             days: args.days,
             anonymous_share: args.anonymous_share,
+            types: persona_jobs::generate::family::TypeMix {
+                by: args.types_by,
+                strength: args.type_strength,
+            },
         }
     }
 }

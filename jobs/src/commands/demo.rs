@@ -47,6 +47,7 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
             end_date: date,
             days: 28,
             anonymous_share: GenerateOptions::ANONYMOUS_SHARE,
+            types: Default::default(),
         })
         .await?;
     }

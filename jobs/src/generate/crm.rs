@@ -10,8 +10,9 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::family::TypeMix;
 use super::sink::ParquetSink;
-use super::world::{CATEGORIES, CustomerType, World};
+use super::world::{CATEGORIES, CustomerType, World, normal};
 use crate::contract;
 use crate::error::Result;
 
@@ -41,12 +42,16 @@ pub fn write_customers(
     let (mut id, mut email, mut birth, mut gender, mut country, mut city) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut income, mut signup, mut tier, mut opt_in) = (vec![], vec![], vec![], vec![]);
+    let shop = world.mix == TypeMix::default();
     for c in world.customers.iter().filter(|c| !c.missing_from_crm) {
         let rich = c.kind == CustomerType::LoyalBigSpender;
+        let demo = world.mix.demographics(c.kind);
         id.push(c.id.clone());
         email.push(format!("{}@example.com", c.id.to_lowercase()));
-        // App regulars skew young, big spenders older.
+        // App regulars skew young, big spenders older (the demo shop); or the family
+        // member's demographics.
         let age_days = match c.kind {
+            _ if !shop => ((demo.age + 8.0 * normal(rng)).clamp(18.0, 90.0) * 365.0) as i32,
             CustomerType::MobileRegular => rng.random_range(18 * 365..45 * 365),
             CustomerType::LoyalBigSpender => rng.random_range(30 * 365..75 * 365),
             _ => rng.random_range(18 * 365..75 * 365),
@@ -61,6 +66,8 @@ pub fn write_customers(
         });
         gender.push(if rng.random::<f64>() < 0.1 {
             None
+        } else if !shop && rng.random::<f64>() < demo.gender_lean {
+            Some(demo.gender)
         } else {
             ["f", "m", "d"].choose(rng).copied()
         });
@@ -71,7 +78,11 @@ pub fn write_customers(
         } else {
             cities.choose(rng).copied()
         });
-        let base = if rich { 95_000.0 } else { 42_000.0 };
+        let base = match (shop, rich) {
+            (false, _) => demo.income,
+            (true, true) => 95_000.0,
+            (true, false) => 42_000.0,
+        };
         income.push(
             (rng.random::<f64>() > 0.15).then(|| (base * (0.5 + rng.random::<f64>())).round()),
         );
@@ -82,6 +93,10 @@ pub fn write_customers(
         });
         let u: f64 = rng.random();
         tier.push(match (rich, u) {
+            _ if !shop && u < demo.premium / 2.0 => "platinum",
+            _ if !shop && u < demo.premium => "gold",
+            _ if !shop && u < demo.premium + 0.2 => "silver",
+            _ if !shop => "none",
             (true, u) if u < 0.4 => "platinum",
             (true, u) if u < 0.85 => "gold",
             (_, u) if u < 0.1 => "gold",

@@ -9,6 +9,7 @@
 //! benchmarks ([`truth`]); `persona run` never reads it.
 
 mod crm;
+pub mod family;
 mod rows;
 mod session;
 mod sink;
@@ -92,6 +93,8 @@ pub struct GenerateOptions {
     /// Share of web-log rows from crawlers and visitors who never log in (real sites see
     /// 30–60%).
     pub anonymous_share: f64,
+    /// What tells the hidden customer types apart (`--types-by`, `--type-strength`).
+    pub types: family::TypeMix,
 }
 
 impl GenerateOptions {
@@ -151,11 +154,18 @@ fn generate_in(opts: &GenerateOptions, out: &Path) -> Result<GenerateSummary> {
         )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    if !(0.0..=1.0).contains(&opts.types.strength) {
+        return Err(PipelineError::Config(format!(
+            "--type-strength must be between 0 and 1, not {}",
+            opts.types.strength
+        )));
+    }
     let world = World::new(
         &mut rng,
         opts.scale.customers(),
         opts.scale.items(),
         opts.days,
+        opts.types,
     );
     for source in contract::sources() {
         remove_dir_if_exists(&out.join(source.name))?;

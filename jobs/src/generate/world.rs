@@ -7,6 +7,8 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::family::TypeMix;
+
 /// Product categories of the demo shop.
 pub const CATEGORIES: &[&str] = &[
     "shoes",
@@ -168,6 +170,8 @@ pub struct Customer {
     pub device_id: String,
     /// Missing from the CRM export (a data-quality case).
     pub missing_from_crm: bool,
+    /// How the types differ in this shop.
+    pub mix: TypeMix,
 }
 
 impl Customer {
@@ -176,7 +180,7 @@ impl Customer {
         if day < self.first_day {
             return 0.0;
         }
-        self.kind.sessions_per_day(day, days) * self.activity
+        self.mix.sessions_per_day(self.kind, day, days) * self.activity
     }
 }
 
@@ -212,11 +216,19 @@ pub struct World {
     pub items: Vec<Item>,
     /// For each (category, style), item indices, most popular first.
     pub by_category_style: Vec<Vec<Vec<usize>>>,
+    /// How the hidden types differ.
+    pub mix: TypeMix,
 }
 
 impl World {
-    /// Builds a world of `n_customers` and `n_items`.
-    pub fn new(rng: &mut ChaCha8Rng, n_customers: usize, n_items: usize, days: u32) -> Self {
+    /// Builds a world of `n_customers` and `n_items` whose types differ as `mix` says.
+    pub fn new(
+        rng: &mut ChaCha8Rng,
+        n_customers: usize,
+        n_items: usize,
+        days: u32,
+        mix: TypeMix,
+    ) -> Self {
         let items: Vec<Item> = (0..n_items)
             .map(|i| {
                 let category = i % CATEGORIES.len();
@@ -238,21 +250,28 @@ impl World {
             by_category_style[item.category][item.style].push(i);
         }
         let customers = (0..n_customers)
-            .map(|c| Self::customer(rng, c, days))
+            .map(|c| Self::customer(rng, c, days, mix))
             .collect();
         Self {
             customers,
             items,
             by_category_style,
+            mix,
         }
     }
 
-    fn customer(rng: &mut ChaCha8Rng, c: usize, days: u32) -> Customer {
+    fn customer(rng: &mut ChaCha8Rng, c: usize, days: u32, mix: TypeMix) -> Customer {
+        let shop = mix == TypeMix::default();
         let kind = CustomerType::draw(rng);
         let mut favourites = Vec::with_capacity(3);
         let wanted = if rng.random::<f64>() < 0.3 { 3 } else { 2 };
         while favourites.len() < wanted {
-            let category = rng.random_range(0..CATEGORIES.len());
+            // A type has two categories of its own: a third favourite is any other.
+            let category = if shop || favourites.len() >= 2 {
+                rng.random_range(0..CATEGORIES.len())
+            } else {
+                mix.favourite(rng, kind)
+            };
             if !favourites.contains(&category) {
                 favourites.push(category);
             }
@@ -275,14 +294,23 @@ impl World {
             favourites,
             style: rng.random_range(0..STYLES),
             activity: (ACTIVITY_SPREAD * normal(rng)).exp(),
-            app_share: jitter(rng, kind.app_share(), APP_SHARE_SPREAD),
-            purchase_rate: kind.purchase_rate() * (PURCHASE_SPREAD * normal(rng)).exp().min(2.0),
-            peak_hour: (rng.random_range(8.0..22.0f64) + rng.random_range(8.0..22.0f64)) / 2.0,
+            app_share: jitter(rng, mix.app_share(kind), APP_SHARE_SPREAD),
+            purchase_rate: mix.purchase_rate(kind) * (PURCHASE_SPREAD * normal(rng)).exp().min(2.0),
+            peak_hour: if shop {
+                (rng.random_range(8.0..22.0f64) + rng.random_range(8.0..22.0f64)) / 2.0
+            } else {
+                mix.peak_hour(rng, kind)
+            },
             first_day,
             cookies,
-            mobile: ["ios", "android"].choose(rng).unwrap_or(&"ios"),
+            mobile: if shop {
+                ["ios", "android"].choose(rng).unwrap_or(&"ios")
+            } else {
+                mix.mobile(rng, kind)
+            },
             device_id: format!("dev-{:012x}", rng.random::<u64>() >> 16),
             missing_from_crm: rng.random::<f64>() < 0.02,
+            mix,
         }
     }
 
@@ -318,7 +346,7 @@ impl World {
         let head: f64 = rng.random::<f64>().powf(2.2);
         let mut idx = pool[((pool.len() as f64) * head) as usize % pool.len()];
         // Thrifty or lavish customers re-draw items on the wrong side of their price level.
-        let bias = customer.kind.price_bias();
+        let bias = customer.mix.price_bias(customer.kind);
         let cheap = self.items[idx].price < 30.0;
         if (bias > 0.6 && cheap) || (bias < 0.3 && !cheap) {
             idx = pool[rng.random_range(0..pool.len())];

@@ -107,6 +107,7 @@ mod tests {
             end_date: date,
             days: 28,
             anonymous_share: GenerateOptions::ANONYMOUS_SHARE,
+            types: Default::default(),
         })
         .await
         .unwrap();

@@ -336,21 +336,9 @@ impl<'a> KMeans<'a> {
                 &self.args(),
             )
             .await?;
-        let flat = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .filter(|b| b.column(0).is_valid(0))
-            .map(|b| {
-                b.column(0)
-                    .as_list::<i32>()
-                    .value(0)
-                    .as_primitive::<Float64Type>()
-                    .values()
-                    .to_vec()
-            })
-            .ok_or_else(|| {
-                PipelineError::BadInput(format!("{} has no points to cluster", self.table))
-            })?;
+        let flat = pass::state_vector(&batches).ok_or_else(|| {
+            PipelineError::BadInput(format!("{} has no points to cluster", self.table))
+        })?;
         KMeansStepResult::from_flat(&flat, centroids.k(), centroids.d()).ok_or_else(|| {
             PipelineError::Internal("kmeans_step returned a vector of the wrong length".into())
         })

@@ -22,6 +22,24 @@ use tokio::sync::OnceCell;
 
 use crate::error::Result;
 
+/// The value of a pass's one row and column: the step aggregate's merged state, a list of
+/// doubles (`kmeans_step`, `logistic_step`); `None` when the pass saw no rows.
+pub fn state_vector(batches: &[RecordBatch]) -> Option<Vec<f64>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Float64Type;
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0 && b.column(0).is_valid(0))
+        .map(|b| {
+            b.column(0)
+                .as_list::<i32>()
+                .value(0)
+                .as_primitive::<Float64Type>()
+                .values()
+                .to_vec()
+        })
+}
+
 /// Runs the aggregation passes of one fit, which all read the same columns of the same table.
 #[derive(Debug, Clone, Default)]
 pub struct StepRunner {

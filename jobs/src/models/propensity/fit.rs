@@ -2,8 +2,6 @@
 //! aggregation of the training rows ([`persona_udfs::aggregate::LogisticStep`]), so the fit
 //! runs unchanged on a Ballista cluster; only the coefficients and the (d + 1)² sums travel.
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::Float64Type;
 use datafusion::logical_expr::AggregateUDF;
 use datafusion::prelude::SessionContext;
 use persona_udfs::aggregate::LogisticStep;
@@ -11,7 +9,7 @@ use persona_udfs::ml::logistic::{LogisticModel, NewtonStats, newton_step};
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
-use crate::models::kmeans::pass::StepRunner;
+use crate::models::kmeans::pass::{StepRunner, state_vector};
 
 /// What to fit: `args` (feature expressions, then the label, then the weight if any) over the
 /// rows of `from` (a table, optionally followed by `WHERE …`).
@@ -77,18 +75,7 @@ pub async fn fit(
     for iteration in 1..=settings.max_iter {
         let udaf = AggregateUDF::from(LogisticStep::new(model.clone(), problem.weight.is_some()));
         let batches = runner.run(ctx, udaf, problem.from, &args).await?;
-        let flat = batches
-            .iter()
-            .find(|b| b.num_rows() > 0 && b.column(0).is_valid(0))
-            .map(|b| {
-                b.column(0)
-                    .as_list::<i32>()
-                    .value(0)
-                    .as_primitive::<Float64Type>()
-                    .values()
-                    .to_vec()
-            })
-            .unwrap_or_default();
+        let flat = state_vector(&batches).unwrap_or_default();
         let stats = NewtonStats::from_flat(&flat, d).ok_or_else(|| {
             PipelineError::Internal("logistic_step returned a vector of the wrong length".into())
         })?;
