@@ -308,6 +308,10 @@ async fn run_publishes_complete_consistent_tables() {
             .as_array()
             .is_some_and(|a| !a.is_empty())
     );
+    // How much to trust the segments: the demo shop's types are real groups, so the sampled
+    // silhouette is positive (and a silhouette is at most 1).
+    let silhouette = m["segments"]["fit"]["silhouette"].as_f64().unwrap();
+    assert!(silhouette > 0.0 && silhouette <= 1.0, "{silhouette}");
 
     // The model is published and consistent: the evaluation's fit runs the configured 10
     // iterations and its loss never rises, the published fit continues it for one iteration

@@ -108,10 +108,11 @@ impl Report for SegmentsReport {
     fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "\nSegments ({} customers, k={}, {} iterations):",
+            "\nSegments ({} customers, k={}, {} iterations, silhouette {:.2}):",
             group_digits(self.points),
             self.k,
-            self.iterations
+            self.iterations,
+            self.fit.silhouette
         )?;
         for (id, (size, label)) in self.sizes.iter().zip(&self.labels).enumerate() {
             let share = 100.0 * *size as f64 / self.points.max(1) as f64;

@@ -78,6 +78,11 @@ pub struct FitReport {
     pub reseeded: usize,
     /// Points (or total weight) per cluster under the final centroids.
     pub sizes: Vec<f64>,
+    /// Mean silhouette of the final partition on a reproducible sample of the points
+    /// (`silhouette_sample` of them): from -1 to 1, how much closer the points are to their own
+    /// segment than to the next one; near 0, the segments cut a continuum rather than find
+    /// groups. How much to trust the segments, without the truth.
+    pub silhouette: f64,
 }
 
 /// A fitted model and its report.
@@ -179,7 +184,15 @@ impl<'a> KMeans<'a> {
     pub async fn fit(&self) -> Result<Fitted> {
         if let Some(start) = &self.init_from {
             let run = self.lloyd(start.clone()).await?;
-            return Ok(self.fitted(run, "given centroids", 1, 0, "fixed", Vec::new()));
+            let silhouette = self.silhouette_of(&run.centroids).await?;
+            return Ok(self.fitted(
+                run,
+                "given centroids",
+                (1, 0),
+                "fixed",
+                Vec::new(),
+                silhouette,
+            ));
         }
         let init = match self.cfg.init {
             Init::KMeansParallel => "k-means||",
@@ -188,7 +201,15 @@ impl<'a> KMeans<'a> {
         match self.cfg.k {
             KChoice::Fixed(k) => {
                 let (run, best) = self.best_of_restarts(k).await?;
-                Ok(self.fitted(run, init, self.cfg.n_init, best, "fixed", Vec::new()))
+                let silhouette = self.silhouette_of(&run.centroids).await?;
+                Ok(self.fitted(
+                    run,
+                    init,
+                    (self.cfg.n_init, best),
+                    "fixed",
+                    Vec::new(),
+                    silhouette,
+                ))
             }
             KChoice::Auto => {
                 let sample = self
@@ -225,29 +246,46 @@ impl<'a> KMeans<'a> {
                         best = Some((score, run, restart));
                     }
                 }
-                let (_, run, restart) = best
+                let (silhouette, run, restart) = best
                     .ok_or_else(|| PipelineError::Internal("k = auto tried no candidate".into()))?;
                 Ok(self.fitted(
                     run,
                     init,
-                    self.cfg.n_init,
-                    restart,
+                    (self.cfg.n_init, restart),
                     "auto (silhouette)",
                     candidates,
+                    silhouette,
                 ))
             }
         }
     }
 
+    /// The mean silhouette of the partition `centroids` makes, on the reproducible sample that
+    /// `k = "auto"` scores its candidates on.
+    async fn silhouette_of(&self, centroids: &Centroids) -> Result<f64> {
+        let sample = self
+            .sample(self.cfg.silhouette_sample, self.cfg.seed ^ 0x5111)
+            .await?;
+        let labels = local::labels(&sample, centroids.values());
+        Ok(local::silhouette(
+            &sample,
+            &labels,
+            centroids.k(),
+            self.cosine,
+        ))
+    }
+
+    /// The fit's report; `restarts` is (restarts run, the one that won).
     fn fitted(
         &self,
         run: Run,
         init: &str,
-        n_init: usize,
-        best_restart: usize,
+        restarts: (usize, usize),
         choice: &str,
         candidates: Vec<KCandidate>,
+        silhouette: f64,
     ) -> Fitted {
+        let (n_init, best_restart) = restarts;
         let t = run.trace;
         Fitted {
             report: FitReport {
@@ -264,6 +302,7 @@ impl<'a> KMeans<'a> {
                 seconds_per_iteration: t.seconds,
                 reseeded: t.reseeded,
                 sizes: t.sizes,
+                silhouette,
             },
             centroids: run.centroids,
         }
