@@ -190,14 +190,14 @@ const STAGES: [&str; 7] = [
     "item_factors",
 ];
 
-/// The time of the input's rows in the short night's `events` (the input has none), and of
-/// the `--holdout` rows, which the night's holdout SQL reads as the days after training.
 /// The short night runs whichever stages it is given, of any part.
 const EVERY_PART: Mode = Mode::Run {
     evaluation: true,
     propensity: true,
 };
 
+/// The time of the input's rows in the short night's `events` (the input has none), and of
+/// the `--holdout` rows, which the night's holdout SQL reads as the days after training.
 const TRAIN_TS: &str = "2000-01-01T00:00:00Z";
 const HOLDOUT_TS: &str = "2000-01-02T00:00:00Z";
 
