@@ -194,7 +194,13 @@ fn abandoned(h: &Holder) -> bool {
 
 /// Whether `h` was a process of this host that no longer runs.
 fn gone_from_this_host(h: &Holder) -> bool {
-    h.host == hostname() && !std::path::Path::new(&format!("/proc/{}", h.pid)).exists()
+    h.host == hostname() && !process_runs(h.pid)
+}
+
+/// Whether a process `pid` runs on this host (the question a lock's and a work area's
+/// clean-up ask of a run that may have been killed).
+pub fn process_runs(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn hostname() -> String {

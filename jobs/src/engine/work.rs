@@ -346,9 +346,7 @@ fn process_gone(folder: &str) -> bool {
         .rsplit('-')
         .next()
         .and_then(|pid| pid.parse::<u32>().ok())
-        .is_some_and(|pid| {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        })
+        .is_some_and(|pid| pid != std::process::id() && !crate::engine::lock::process_runs(pid))
 }
 
 async fn remove_stale(parent: &Root) {
