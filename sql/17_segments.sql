@@ -1,7 +1,9 @@
 -- input: user_profiles, segment_labels                output: segments
 --
 -- One row per segment: size and share of customers, its readable label, the features that
--- most distinguish it (in standard deviations from the population), and its centroid: the mean
+-- most distinguish it (in standard deviations from the population; overall and the strongest
+-- of each group of features), how much to trust it (its members' mean silhouette, and how
+-- reliably fits on two halves of a sample find it again), and its centroid: the mean
 -- of each clustering feature over its members in original units (`centroid`, in the order of
 -- `feature_names`) and in standard deviations (`centroid_z`); then the segment's means of the
 -- main profile features in their original units (rounded to 6 decimals, so reruns are
@@ -12,6 +14,9 @@ SELECT
   COUNT(*)                                         AS size,
   COUNT(*) * 1.0 / SUM(COUNT(*)) OVER ()           AS share,
   l.distinguishing_features,
+  l.features_by_group,
+  l.silhouette,
+  l.stability,
   l.feature_names,
   l.centroid,
   l.centroid_z,
@@ -26,4 +31,5 @@ SELECT
   ROUND(AVG(p.annual_income), 6) AS avg_annual_income
 FROM user_profiles p
 JOIN segment_labels l ON p.segment_id = l.segment_id
-GROUP BY p.segment_id, l.segment_label, l.distinguishing_features, l.feature_names, l.centroid, l.centroid_z
+GROUP BY p.segment_id, l.segment_label, l.distinguishing_features, l.features_by_group,
+  l.silhouette, l.stability, l.feature_names, l.centroid, l.centroid_z

@@ -4,6 +4,7 @@
 //! which docs/configuration.md documents. Unknown keys are an error, so a typo never silently falls back to
 //! a default.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,92 @@ pub struct PipelineConfig {
     pub storage: StorageConfig,
     /// How published nights are kept.
     pub output: OutputConfig,
+    /// A/B tests whose customers the night assigns to arms (`[[experiments]]`).
+    pub experiments: Vec<ExperimentConfig>,
+}
+
+/// One A/B test: `[[experiments]]` of persona.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// The experiment's name, `[a-z0-9_]+`, unique; with the customer id it decides the arm.
+    pub key: String,
+    /// The arms, the control first.
+    pub arms: Vec<ArmConfig>,
+    /// Which customers take part: an SQL predicate over `user_profiles` (and `probability`,
+    /// `decile` when the propensity model runs), e.g. `segment_id = 3 AND marketing_opt_in`.
+    #[serde(default = "everyone")]
+    pub eligible: String,
+    /// The first night that assigns customers (YYYY-MM-DD).
+    pub start: String,
+    /// The last night that assigns new customers, if any (assigned customers stay).
+    #[serde(default)]
+    pub end: Option<String>,
+}
+
+fn everyone() -> String {
+    "true".to_string()
+}
+
+/// One arm of an experiment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArmConfig {
+    /// The arm's name, `[a-z0-9_]+`.
+    pub name: String,
+    /// Its share of new customers, relative to the other arms' weights.
+    pub weight: f64,
+}
+
+impl ExperimentConfig {
+    /// The start date.
+    pub fn start_date(&self) -> Option<chrono::NaiveDate> {
+        chrono::NaiveDate::parse_from_str(&self.start, "%Y-%m-%d").ok()
+    }
+
+    /// The end date, when there is one (`Some(None)` for a valid absent end).
+    pub fn end_date(&self) -> Option<Option<chrono::NaiveDate>> {
+        match &self.end {
+            None => Some(None),
+            Some(end) => chrono::NaiveDate::parse_from_str(end, "%Y-%m-%d").ok().map(Some),
+        }
+    }
+
+    /// Checks names, weights and dates; the message names the experiment.
+    fn check(&self) -> std::result::Result<(), String> {
+        let name_ok =
+            |s: &str| !s.is_empty() && s.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+        let key = &self.key;
+        let problem = if !name_ok(key) {
+            Some("the key must be [a-z0-9_]+".to_string())
+        } else if self.arms.len() < 2 {
+            Some("it needs at least two arms (the control first)".to_string())
+        } else if let Some(arm) = self.arms.iter().find(|a| !name_ok(&a.name)) {
+            Some(format!("arm name '{}' must be [a-z0-9_]+", arm.name))
+        } else if let Some(arm) = self
+            .arms
+            .iter()
+            .find(|a| !(a.weight.is_finite() && a.weight > 0.0))
+        {
+            Some(format!("arm '{}' needs a weight > 0", arm.name))
+        } else if (1..self.arms.len()).any(|i| self.arms[..i].iter().any(|a| a.name == self.arms[i].name)) {
+            Some("arm names must be unique".to_string())
+        } else if self.start_date().is_none() {
+            Some(format!("start = \"{}\" is not a date (YYYY-MM-DD)", self.start))
+        } else if self.end_date().is_none() {
+            Some("end is not a date (YYYY-MM-DD)".to_string())
+        } else if matches!((self.start_date(), self.end_date()), (Some(s), Some(Some(e))) if e < s) {
+            Some("end is before start".to_string())
+        } else if self.eligible.trim().is_empty() {
+            Some("eligible must be an SQL predicate (\"true\" for everyone)".to_string())
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(format!("experiments: experiment '{key}': {p}")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// How published nights are kept.
@@ -88,6 +175,12 @@ pub struct SegmentsConfig {
     pub k_max: usize,
     /// Points sampled to score each candidate k by silhouette.
     pub silhouette_sample: usize,
+    /// Points sampled to measure the segments' stability (fits on two halves of them); 0 turns
+    /// the measure off.
+    pub stability_sample: usize,
+    /// A night whose segments' stability (adjusted Rand index between the two halves' fits) is
+    /// below this is flagged in the manifest, the summary and the log (not failed).
+    pub min_stability: f64,
     /// Maximum Lloyd iterations.
     pub max_iter: usize,
     /// Stop when no centroid moves more than this (in standard deviations).
@@ -101,6 +194,12 @@ pub struct SegmentsConfig {
     /// Categorical columns of `user_features` (e.g. `loyalty_tier`) clustered on as one-hot
     /// indicators, one per frequent value, standardised like the numeric features.
     pub categorical_features: Vec<String>,
+    /// Features in named groups, each group weighing `weight` in the distance however many
+    /// columns it has (block weighting: each standardised column of a group of `n` columns is
+    /// multiplied by `weight / sqrt(n)`), so that 24 interest shares do not outvote three CRM
+    /// columns. When set, the groups name every feature clustered on, in the order of the
+    /// groups' names, and `features` / `categorical_features` are left unset.
+    pub feature_groups: BTreeMap<String, FeatureGroup>,
     /// Standardise every feature to z-scores (mean 0, standard deviation 1) before clustering.
     pub standardize: bool,
     /// Initialisation.
@@ -122,28 +221,6 @@ pub struct SegmentsConfig {
 
 impl Default for SegmentsConfig {
     fn default() -> Self {
-        let features = [
-            "recency_days",
-            "sessions",
-            "active_days",
-            "purchases",
-            // Not `monetary`: after the log transform it is `purchases` plus `avg_order_value`,
-            // so it counted spend twice; without it the segments match the generator's hidden
-            // types better (ARI 0.669 → 0.682 at medium, 0.663 → 0.677 at small;
-            // docs/benchmarks.md).
-            "avg_order_value",
-            "conversion_rate",
-            "web_views",
-            "app_views",
-            "share_web",
-            "categories_seen",
-            "top_category_share",
-            // The CRM's numeric attributes: measured against the generator's hidden types they
-            // raise the adjusted Rand index from 0.51 to 0.63 (docs/benchmarks.md).
-            "age",
-            "tenure_days",
-            "annual_income",
-        ];
         let log_features = [
             "sessions",
             "active_days",
@@ -158,14 +235,16 @@ impl Default for SegmentsConfig {
             k_min: 2,
             k_max: 10,
             silhouette_sample: 2_000,
+            stability_sample: 20_000,
+            min_stability: 0.6,
             max_iter: 40,
             tol: 1e-4,
             seed: 42,
-            features: features.iter().map(|s| s.to_string()).collect(),
+            // The default clusters on feature groups; `features` replaces them when set.
+            features: Vec::new(),
             log_features: log_features.iter().map(|s| s.to_string()).collect(),
-            // One-hot loyalty tier, gender and country add nothing to the CRM's numeric
-            // attributes against the hidden types (docs/benchmarks.md), so none by default.
             categorical_features: Vec::new(),
+            feature_groups: default_feature_groups(),
             standardize: true,
             // Eight k-means++ starts: at medium scale one k-means|| start lands in a poor local
             // optimum (ARI 0.51 against the hidden types), four in a better one (0.672), eight
@@ -179,6 +258,122 @@ impl Default for SegmentsConfig {
             weight_column: None,
             max_drift: 1.0,
         }
+    }
+}
+
+/// The default features: every group of `user_features` in, each weighing the same. Chosen on
+/// a family of generated shops whose hidden customer types differ in one group each
+/// (`persona generate --types-by`, `scripts/bench-segments.sh`): the previous default (14
+/// behaviour and CRM columns) was best on the shop it was tuned on (ARI 0.677 against 0.555
+/// here) and found nothing where types differ in taste (0.000 against 0.767) or channel
+/// (0.178 against 0.540); these groups are never far from the best set of each member, and at
+/// least scikit-learn's pipeline on every column (docs/benchmarks.md).
+fn default_feature_groups() -> BTreeMap<String, FeatureGroup> {
+    let group = |features: &[&str], categorical: &[&str]| FeatureGroup {
+        features: features.iter().map(|s| s.to_string()).collect(),
+        categorical: categorical.iter().map(|s| s.to_string()).collect(),
+        weight: 1.0,
+    };
+    BTreeMap::from([
+        (
+            "behaviour".to_string(),
+            group(
+                &[
+                    "recency_days",
+                    "sessions",
+                    "active_days",
+                    "purchases",
+                    "monetary",
+                    "avg_order_value",
+                    "conversion_rate",
+                    "categories_seen",
+                    "top_category_share",
+                ],
+                &[],
+            ),
+        ),
+        (
+            "channel".to_string(),
+            group(
+                &[
+                    "web_views",
+                    "app_views",
+                    "share_ios",
+                    "share_android",
+                    "share_web",
+                    "share_night",
+                    "share_morning",
+                    "share_afternoon",
+                    "share_evening",
+                    "share_weekend",
+                ],
+                &[],
+            ),
+        ),
+        (
+            "taste".to_string(),
+            group(&["interest_*", "price_index"], &[]),
+        ),
+        (
+            "crm".to_string(),
+            group(
+                &["age", "tenure_days", "annual_income"],
+                &["loyalty_tier", "gender", "country"],
+            ),
+        ),
+    ])
+}
+
+/// One group of `[segments] feature_groups`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureGroup {
+    /// Numeric columns of `user_features` (patterns such as `interest_*` allowed).
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Categorical columns, one-hot encoded.
+    #[serde(default)]
+    pub categorical: Vec<String>,
+    /// The group's total weight in the distance (1 for every group: each weighs the same).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A block of features of one fit, with its group and the group's weight when
+/// `feature_groups` names them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureBlock {
+    /// `(group name, weight)`, or `None` for the plain `features` / `categorical_features`.
+    pub group: Option<(String, f64)>,
+    /// Numeric columns or patterns.
+    pub features: Vec<String>,
+    /// Categorical columns.
+    pub categorical: Vec<String>,
+}
+
+impl SegmentsConfig {
+    /// The features clustered on, block by block: one block per named group, or one unnamed
+    /// block of `features` and `categorical_features`.
+    pub fn blocks(&self) -> Vec<FeatureBlock> {
+        if self.feature_groups.is_empty() {
+            return vec![FeatureBlock {
+                group: None,
+                features: self.features.clone(),
+                categorical: self.categorical_features.clone(),
+            }];
+        }
+        self.feature_groups
+            .iter()
+            .map(|(name, g)| FeatureBlock {
+                group: Some((name.clone(), g.weight)),
+                features: g.features.clone(),
+                categorical: g.categorical.clone(),
+            })
+            .collect()
     }
 }
 
@@ -751,7 +946,22 @@ impl PipelineConfig {
 
     /// Parses TOML text and validates it.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        // `[segments] features` (or `categorical_features`) replaces the default groups; naming
+        // both features and groups is refused.
+        let raw: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        if let Some(segments) = raw.get("segments").and_then(toml::Value::as_table) {
+            let features =
+                segments.contains_key("features") || segments.contains_key("categorical_features");
+            if features && segments.contains_key("feature_groups") {
+                return Err("set segments.features (and categorical_features) or \
+                    segments.feature_groups, not both: the groups name every feature clustered on"
+                    .into());
+            }
+            if features {
+                cfg.segments.feature_groups.clear();
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -799,12 +1009,42 @@ impl PipelineConfig {
                 format!("{} must be at least 10", n("segments.silhouette_sample")),
             ),
             (
+                (-1.0..=1.0).contains(&self.segments.min_stability),
+                format!(
+                    "{} must be between -1 and 1 (an adjusted Rand index)",
+                    n("segments.min_stability")
+                ),
+            ),
+            (
                 self.segments.max_iter >= 1,
                 format!("{} must be at least 1", n("segments.max_iter")),
             ),
             (
-                !self.segments.features.is_empty(),
+                !self.segments.features.is_empty()
+                    || !self.segments.categorical_features.is_empty()
+                    || !self.segments.feature_groups.is_empty(),
                 format!("{} must name at least one feature", n("segments.features")),
+            ),
+            (
+                self.segments.feature_groups.is_empty()
+                    || (self.segments.features.is_empty()
+                        && self.segments.categorical_features.is_empty()),
+                format!(
+                    "set {} or {}, not both: the groups name every feature clustered on",
+                    n("segments.features"),
+                    n("segments.feature_groups")
+                ),
+            ),
+            (
+                self.segments.feature_groups.values().all(|g| {
+                    g.weight.is_finite()
+                        && g.weight > 0.0
+                        && !(g.features.is_empty() && g.categorical.is_empty())
+                }),
+                format!(
+                    "every group of {} needs features (or categorical) and a weight > 0",
+                    n("segments.feature_groups")
+                ),
             ),
             (
                 self.execution.memory_limit_gb >= 0.0 && self.execution.memory_limit_gb.is_finite(),
@@ -951,10 +1191,19 @@ impl PipelineConfig {
                 format!("{} must be at least 3", n("gates.volume_history_days")),
             ),
         ];
-        match checks.into_iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err(msg),
-            None => Ok(()),
+        if let Some((_, msg)) = checks.into_iter().find(|(ok, _)| !ok) {
+            return Err(msg);
         }
+        for (i, experiment) in self.experiments.iter().enumerate() {
+            experiment.check()?;
+            if self.experiments[..i].iter().any(|e| e.key == experiment.key) {
+                return Err(format!(
+                    "experiments: the key '{}' is used twice",
+                    experiment.key
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -962,6 +1211,27 @@ impl PipelineConfig {
 #[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn experiments_are_declared_with_arms_and_dates() {
+        let ok = "[[experiments]]\nkey = \"spring_email\"\nstart = \"2026-11-01\"\n\
+            eligible = \"segment_id = 3\"\n\
+            arms = [{ name = \"control\", weight = 1 }, { name = \"email\", weight = 1 }]\n";
+        let cfg = PipelineConfig::parse(ok).unwrap();
+        assert_eq!(cfg.experiments[0].arms[1].name, "email");
+        assert_eq!(cfg.experiments[0].end_date(), Some(None));
+        for (bad, says) in [
+            (ok.replace("spring_email", "Spring Email"), "[a-z0-9_]+"),
+            (ok.replace("2026-11-01", "November"), "not a date"),
+            (ok.replace("weight = 1 }]", "weight = 0 }]"), "weight > 0"),
+            (ok.replace(", { name = \"email\", weight = 1 }", ""), "two arms"),
+            (format!("{ok}{ok}"), "used twice"),
+            (format!("{ok}end = \"2026-10-01\"\n"), "before start"),
+        ] {
+            let err = PipelineConfig::parse(&bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn empty_config_is_the_default() {
@@ -1010,6 +1280,41 @@ mod tests {
             !debug.contains("TOPSECRET") && !debug.contains("AKID"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn feature_groups_name_the_features_with_a_weight_each() {
+        let cfg = PipelineConfig::parse(
+            "[segments.feature_groups.taste]\nfeatures = [\"interest_*\"]\n\
+             [segments.feature_groups.crm]\nfeatures = [\"age\"]\ncategorical = [\"gender\"]\nweight = 0.5",
+        )
+        .unwrap();
+        let blocks = cfg.segments.blocks();
+        // In the order of the groups' names.
+        assert_eq!(blocks[0].group, Some(("crm".to_string(), 0.5)));
+        assert_eq!(blocks[0].categorical, vec!["gender".to_string()]);
+        assert_eq!(blocks[1].group, Some(("taste".to_string(), 1.0)));
+        let both = PipelineConfig::parse(
+            "[segments]\nfeatures = [\"age\"]\n[segments.feature_groups.crm]\nfeatures = [\"age\"]",
+        )
+        .unwrap_err();
+        assert!(both.contains("not both"), "{both}");
+        for bad in ["weight = 0.0", "weight = nan", "features = []"] {
+            let err = PipelineConfig::parse(&format!(
+                "[segments.feature_groups.crm]\nfeatures = [\"age\"]\n{bad}"
+            ))
+            .map(|_| ())
+            .unwrap_err();
+            assert!(
+                err.contains("feature_groups") || err.contains("duplicate"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(PipelineConfig::default().segments.blocks().len(), 4);
+        // Features replace the default groups.
+        let plain = PipelineConfig::parse("[segments]\nfeatures = [\"age\"]").unwrap();
+        assert_eq!(plain.segments.blocks().len(), 1);
+        assert_eq!(plain.segments.blocks()[0].group, None);
     }
 
     #[test]
@@ -1075,6 +1380,8 @@ mod tests {
             ),
             ("[segments]\ntol = nan", "segments.tol"),
             ("[segments]\ntol = -1.0", "segments.tol"),
+            ("[segments]\nmin_stability = nan", "segments.min_stability"),
+            ("[segments]\nmin_stability = 2.0", "segments.min_stability"),
             ("[propensity]\ntol = inf", "propensity.tol"),
             (
                 "[execution]\nmemory_limit_gb = inf",

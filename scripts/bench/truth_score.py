@@ -114,8 +114,11 @@ def segment_scores(output, date, truth, manifest):
     extra = ["share_night", "share_morning", "share_afternoon", "share_evening", "share_weekend",
              "price_index"]
     used = manifest["segments"].get("features") or manifest["config"]["segments"]["features"]
+    # One-hot indicators are named `column=value`: cluster on their column, one-hot.
+    used_categorical = sorted({f.split("=", 1)[0] for f in used if "=" in f})
+    used = [f for f in used if "=" not in f]
     sets = {
-        "persona": (used, []),
+        "persona": (used, used_categorical),
         "behaviour": (BEHAVIOUR, []),
         "interests": (BEHAVIOUR + interests + extra, []),
         "crm": (BEHAVIOUR + CRM_NUMERIC, CRM_CATEGORICAL),

@@ -542,12 +542,12 @@ async fn missing_catalog_falls_back_to_items_seen_in_events() {
     )
     .await;
     assert_eq!(batches.len(), 1);
-    // Without a catalog there are no categories: segmentation leaves that feature out and says
-    // so in the manifest, rather than failing the night.
+    // Without a catalog there are no categories nor prices: segmentation leaves those features
+    // out and says so in the manifest, rather than failing the night.
     let m = manifest(out.path());
     assert_eq!(
         m["segments"]["dropped_features"],
-        serde_json::json!(["top_category_share"])
+        serde_json::json!(["top_category_share", "price_index"])
     );
 }
 

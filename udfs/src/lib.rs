@@ -97,6 +97,7 @@ mod tests {
                 "als_solve",
                 "als_solve_gathered",
                 "als_top_n",
+                "experiment_bucket",
                 "is_crawler",
                 "kmeans_assign",
                 "kmeans_step",

@@ -45,6 +45,9 @@ pub enum Command {
     /// Validate one date's inputs and run the data-quality gates, publishing nothing (a
     /// pre-flight task for a scheduler): exit 0 when the night can run, 3 or 7 when not.
     Check(CheckArgs),
+    /// A/B tests: `plan` sizes one before it starts.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
     /// List the stages of the night in run order: name, part, how it runs, the tables it reads
     /// and writes, and whether it is published.
     Stages,
@@ -52,6 +55,32 @@ pub enum Command {
     Scheduler(SchedulerArgs),
     /// Run a Ballista executor with Persona's functions and codecs.
     Executor(ExecutorArgs),
+}
+
+/// `persona experiment …`.
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Customers needed per arm to detect a relative lift of a conversion rate.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The control's conversion rate (0.05 for 5%).
+    #[arg(long)]
+    pub baseline: f64,
+    /// The smallest relative lift worth detecting (0.10: 5% → 5.5%).
+    #[arg(long)]
+    pub mde: f64,
+    /// Probability of detecting that lift when it is there.
+    #[arg(long, default_value_t = 0.8)]
+    pub power: f64,
+    /// Significance level of the two-sided test.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Arms, the control included.
+    #[arg(long, default_value_t = 2)]
+    pub arms: usize,
 }
 
 #[derive(Debug, Args)]

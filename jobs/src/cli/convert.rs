@@ -5,6 +5,7 @@
 use persona_jobs::PipelineError;
 use persona_jobs::commands::als::AlsOptions;
 use persona_jobs::commands::demo::DemoOptions;
+use persona_jobs::commands::experiment::PlanOptions;
 use persona_jobs::commands::kmeans::KMeansOptions;
 use persona_jobs::commands::pipeline::{CheckOptions, RunOptions};
 use persona_jobs::commands::propensity::PropensityOptions;
@@ -17,7 +18,7 @@ use persona_jobs::generate::GenerateOptions;
 use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{
-    AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs,
+    AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs, PlanArgs,
     PropensityArgs, RunArgs, SchedulerArgs, SqlArgs,
 };
 
@@ -98,6 +99,8 @@ impl TryFrom<KMeansArgs> for KMeansOptions {
             features: args.features,
             log_features: args.log,
             categorical_features: args.categorical,
+            // The command's features are its flags'.
+            feature_groups: Default::default(),
             standardize: !args.no_standardize,
             init: args.init,
             n_init: args.n_init,
@@ -244,6 +247,18 @@ impl From<ExecutorArgs> for ExecutorOptions {
             work_dir: args.work_dir,
             heartbeat_interval_seconds: args.heartbeat_interval,
             stock: args.without_persona_functions,
+        }
+    }
+}
+
+impl From<PlanArgs> for PlanOptions {
+    fn from(args: PlanArgs) -> Self {
+        Self {
+            baseline: args.baseline,
+            mde: args.mde,
+            power: args.power,
+            alpha: args.alpha,
+            arms: args.arms,
         }
     }
 }

@@ -5,14 +5,14 @@ pub mod args;
 mod convert;
 
 use persona_jobs::commands::pipeline::{self, CheckOptions, RunOptions};
-use persona_jobs::commands::{als, demo, kmeans, propensity, query};
+use persona_jobs::commands::{als, demo, experiment, kmeans, propensity, query};
 use persona_jobs::engine::progress::Progress;
 use persona_jobs::engine::servers::{run_executor, run_scheduler};
 use persona_jobs::generate;
 use persona_jobs::stages::registry::NightTable;
 use persona_jobs::{PipelineError, Result};
 
-use args::Command;
+use args::{Command, ExperimentCommand};
 
 /// Runs one command on a new multi-threaded runtime.
 pub fn dispatch(command: Command) -> Result<()> {
@@ -48,6 +48,9 @@ pub fn dispatch(command: Command) -> Result<()> {
                 print(report)?;
             }
             result?;
+        }
+        Command::Experiment(ExperimentCommand::Plan(args)) => {
+            print(&experiment::plan(&args.into())?)?;
         }
         Command::Stages => print(&NightTable)?,
         Command::Sql(args) => runtime.block_on(query::run(&args.try_into()?))?,

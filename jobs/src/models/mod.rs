@@ -5,8 +5,10 @@
 //!
 //! - [`kmeans`]: distributed K-Means, the features' preparation and the segments' description;
 //! - [`als`]: implicit (and explicit) ALS, and the offline evaluation against popularity;
-//! - [`propensity`]: regularised logistic regression by Newton steps, with calibration.
+//! - [`propensity`]: regularised logistic regression by Newton steps, with calibration;
+//! - [`experiments`]: the statistics of A/B tests.
 
 pub mod als;
+pub mod experiments;
 pub mod kmeans;
 pub mod propensity;

@@ -36,6 +36,8 @@ pub struct PreviousSegments {
     pub features: Vec<String>,
     /// Each segment's centroid in standard deviations.
     pub centroids_z: Vec<Vec<f64>>,
+    /// Each segment's label, so that a segment that continues keeps it while its traits hold.
+    pub labels: Vec<String>,
 }
 
 /// How tonight's segments relate to the previous night's: the manifest's `segments.continuity`.
@@ -87,7 +89,8 @@ pub async fn previous_segments(
     register_parquet(ctx, name, &partition, "").await?;
     let batches = ctx
         .sql(&format!(
-            "SELECT segment_id, feature_names, centroid_z FROM {name} ORDER BY segment_id"
+            "SELECT segment_id, feature_names, centroid_z, segment_label FROM {name} \
+             ORDER BY segment_id"
         ))
         .await?
         .collect()
@@ -98,6 +101,7 @@ pub async fn previous_segments(
         ids: Vec::new(),
         features: Vec::new(),
         centroids_z: Vec::new(),
+        labels: Vec::new(),
     };
     for batch in batches? {
         let ids = datafusion::arrow::compute::cast(batch.column(0), &DataType::Int32)?;
@@ -117,6 +121,9 @@ pub async fn previous_segments(
             let z = centroids.value(r);
             let z = z.as_primitive::<Float64Type>();
             out.centroids_z.push(z.values().to_vec());
+            let labels = datafusion::arrow::compute::cast(batch.column(3), &DataType::Utf8)?;
+            out.labels
+                .push(labels.as_string::<i32>().value(r).to_string());
         }
     }
     if out.ids.is_empty() {
@@ -260,6 +267,7 @@ mod tests {
             ids: ids.to_vec(),
             features: vec!["a".into(), "b".into()],
             centroids_z: centroids.iter().map(|c| c.to_vec()).collect(),
+            labels: ids.iter().map(|id| format!("segment {id}")).collect(),
         }
     }
 

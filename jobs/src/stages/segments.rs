@@ -52,6 +52,10 @@ pub struct SegmentsReport {
     pub labels: Vec<String>,
     /// How tonight's segments continue the previous night's (ids, drift, appeared, vanished).
     pub continuity: Continuity,
+    /// Set when the segments' stability (`fit.stability.ari`) is below `min_stability`: the
+    /// partition is not a property of the customers but of the sample, and night-to-night
+    /// changes of the segments mean little. A flag, not a failure.
+    pub unstable: Option<String>,
 }
 
 /// The nightly segmentation: K-Means over `user_features`, continuing the last published
@@ -95,9 +99,27 @@ impl Unit for Segmentation {
         register_empty(night.ctx, "segment_assignments", assignments)?;
         register_empty(night.ctx, "segment_labels", describe::labels_schema())?;
         let s = &night.config.segments;
+        let features: Vec<String> = s
+            .blocks()
+            .iter()
+            .map(|b| {
+                let mut names = b.features.clone();
+                names.extend(b.categorical.iter().map(|c| format!("{c} (one-hot)")));
+                match &b.group {
+                    Some((group, weight)) => format!("{group} ×{weight}: {}", names.join(", ")),
+                    None => names.join(", "),
+                }
+            })
+            .collect();
         Ok(format!(
-            "K-Means over user_features: k = {:?}, features {:?} (log: {:?}), init {:?}, max_iter {}, tol {}, seed {}\n",
-            s.k, s.features, s.log_features, s.init, s.max_iter, s.tol, s.seed
+            "K-Means over user_features: k = {:?}, features [{}] (log: {:?}), init {:?}, max_iter {}, tol {}, seed {}\n",
+            s.k,
+            features.join("; "),
+            s.log_features,
+            s.init,
+            s.max_iter,
+            s.tol,
+            s.seed
         ))
     }
 }
@@ -108,12 +130,19 @@ impl Report for SegmentsReport {
     fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "\nSegments ({} customers, k={}, {} iterations, silhouette {:.2}):",
+            "\nSegments ({} customers, k={}, {} iterations, silhouette {:.2}{}):",
             group_digits(self.points),
             self.k,
             self.iterations,
-            self.fit.silhouette
+            self.fit.silhouette,
+            self.fit
+                .stability
+                .as_ref()
+                .map_or(String::new(), |s| format!(", stability {:.2}", s.ari))
         )?;
+        if let Some(why) = &self.unstable {
+            writeln!(f, "  FLAGGED: {why}")?;
+        }
         for (id, (size, label)) in self.sizes.iter().zip(&self.labels).enumerate() {
             let share = 100.0 * *size as f64 / self.points.max(1) as f64;
             writeln!(
@@ -144,7 +173,11 @@ pub async fn run(
         KChoice::Fixed(k) => Some(k),
         KChoice::Auto => None,
     };
-    let start = previous.and_then(|p| continuity::warm_start(p, &features, k));
+    // The previous night's centroids are mean z-scores; the fit's coordinates are z-scores
+    // times the block weights (1 without feature groups).
+    let start = previous
+        .and_then(|p| continuity::warm_start(p, &features, k))
+        .map(|z| prepared.coordinates_from_z(&z));
     let keep = ["customer_id".to_string()];
     let points_sql = prepared.points_sql("user_features", &keep);
     let points = work
@@ -158,8 +191,12 @@ pub async fn run(
         .fit()
         .await?;
     let k = fitted.centroids.k();
-    let (ids, mut continuity) =
-        continuity::match_ids(previous, &features, &fitted.centroids, cfg.max_drift)?;
+    let (ids, mut continuity) = continuity::match_ids(
+        previous,
+        &features,
+        &prepared.z_from_coordinates(&fitted.centroids),
+        cfg.max_drift,
+    )?;
     continuity.warm_start = start.is_some();
     if !comparable {
         continuity.note =
@@ -169,13 +206,39 @@ pub async fn run(
     let assign = assignment_sql("SELECT * FROM segment_points", &prepared, &keep, &ids);
     work.materialize(ctx, "segment_assignments", ctx.sql(&assign).await?)
         .await?;
-    let summaries = describe::summarize(
+    let mut summaries = describe::summarize(
         ctx,
         "user_features JOIN segment_assignments USING (customer_id)",
         &prepared,
         &ids,
     )
     .await?;
+    describe::attach_trust(&mut summaries, &ids, &fitted.report);
+    if let Some(previous) = previous {
+        let labels: Vec<(i32, String)> = previous
+            .ids
+            .iter()
+            .copied()
+            .zip(previous.labels.iter().cloned())
+            .collect();
+        describe::keep_previous_labels(&mut summaries, &prepared, &labels);
+    }
+    let unstable = fitted
+        .report
+        .stability
+        .as_ref()
+        .filter(|s| s.ari < cfg.min_stability)
+        .map(|s| {
+            let why = format!(
+                "the segments are unstable: fits on two halves of {} sampled customers agree \
+                 at an adjusted Rand index of {:.2}, below [segments] min_stability {}; \
+                 treat changes of the segments as noise (fewer segments, or other features, \
+                 may be stabler)",
+                s.sample, s.ari, cfg.min_stability
+            );
+            tracing::warn!("{why}");
+            why
+        });
     work.write_batch(
         ctx,
         "segment_labels",
@@ -204,5 +267,6 @@ pub async fn run(
         labels: summaries.into_iter().map(|s| s.label).collect(),
         fit: fitted.report,
         continuity,
+        unstable,
     })
 }

@@ -2,6 +2,7 @@
 
 mod als_solve;
 mod als_top_n;
+mod experiment_bucket;
 mod is_crawler;
 mod kmeans_assign;
 mod personal_data;
@@ -18,6 +19,7 @@ use datafusion::logical_expr::ScalarUDF;
 
 pub use als_solve::AlsSolve;
 pub use als_top_n::{AlsTopN, TopNModel};
+pub use experiment_bucket::{ExperimentBucket, experiment_bucket};
 pub use is_crawler::IsCrawler;
 pub use kmeans_assign::KMeansAssign;
 pub use personal_data::{LooksLikePersonalData, is_personal_data};
@@ -37,6 +39,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(UrlItemId::new())),
         Arc::new(ScalarUDF::from(KMeansAssign::default())),
         Arc::new(ScalarUDF::from(UnitHash::new())),
+        Arc::new(ScalarUDF::from(ExperimentBucket::new())),
         Arc::new(ScalarUDF::from(RowDigest::new())),
         Arc::new(ScalarUDF::from(TopContributions::new())),
         Arc::new(ScalarUDF::from(AlsTopN::default())),

@@ -30,6 +30,15 @@ pub struct SegmentSummary {
     pub label: String,
     /// The five most distinctive features, e.g. "monetary +1.8σ, sessions +1.2σ, …".
     pub description: String,
+    /// The most distinctive feature of each group of features, e.g. "behaviour: purchases
+    /// +1.2σ; channel: share_ios +0.9σ; taste: interest_books +2.1σ; crm: age -0.4σ".
+    pub by_group: String,
+    /// Mean silhouette of the segment's sampled members: near 1 a group apart, near 0 or below
+    /// a cut through a continuum.
+    pub silhouette: f64,
+    /// How reliably fits on two halves of a sample find this segment again (mean best Jaccard
+    /// overlap; [`super::stability`]), when measured.
+    pub stability: Option<f64>,
 }
 
 /// SQL assigning every row of `points` (prepared points with the `keep` columns) to its
@@ -116,6 +125,9 @@ pub async fn summarize(
             mean_z: vec![0.0; d],
             label: String::new(),
             description: String::new(),
+            by_group: String::new(),
+            silhouette: 0.0,
+            stability: None,
         })
         .collect();
     for b in &batches {
@@ -164,6 +176,11 @@ fn trait_words(feature: &str) -> (String, String) {
         "web_views" => ("web browsing", "little web browsing"),
         "app_views" => ("app browsing", "little app use"),
         "share_web" => ("web-first", "mobile"),
+        "share_ios" => ("iPhone users", "few iPhone users"),
+        "share_android" => ("Android users", "few Android users"),
+        "share_night" => ("night owls", "rarely at night"),
+        "share_weekend" => ("weekend shoppers", "weekday shoppers"),
+        "price_index" => ("premium taste", "bargain hunters"),
         "categories_seen" => ("explores categories", "few categories"),
         "top_category_share" => ("one-category focus", "varied tastes"),
         "age" => ("older", "younger"),
@@ -182,6 +199,55 @@ fn trait_words(feature: &str) -> (String, String) {
     (hi.to_string(), lo.to_string())
 }
 
+/// A trait enters a label at |z| ≥ this.
+const TRAIT_ENTERS: f64 = 0.5;
+/// A label kept from the previous night holds while each of its traits is at least this far
+/// out on the same side (and a "typical" segment stays typical while no feature reaches
+/// `TRAIT_ENTERS + (TRAIT_ENTERS − TRAIT_HOLDS)`): hysteresis, so that a segment whose
+/// centroid moves by a hair across 0.5σ does not change its name from one night to the next.
+const TRAIT_HOLDS: f64 = 0.25;
+
+/// Gives each segment the label it had the previous night when it continues that night's
+/// segment (`previous`: its id and label) and the label still describes it ([`TRAIT_HOLDS`]);
+/// labels stay unique (a kept label that tonight's fresh labels already use is not kept).
+pub fn keep_previous_labels(
+    segments: &mut [SegmentSummary],
+    prepared: &Prepared,
+    previous: &[(i32, String)],
+) {
+    for c in 0..segments.len() {
+        let Some((_, label)) = previous.iter().find(|(id, _)| *id == segments[c].id) else {
+            continue;
+        };
+        let taken = segments
+            .iter()
+            .enumerate()
+            .any(|(o, s)| o != c && s.label == *label);
+        if !taken && segments[c].size > 0 && still_holds(label, &segments[c], prepared) {
+            segments[c].label = label.clone();
+        }
+    }
+}
+
+/// Whether every trait of `label` still describes `segment` (same side, |z| ≥ TRAIT_HOLDS).
+fn still_holds(label: &str, segment: &SegmentSummary, prepared: &Prepared) -> bool {
+    let base = label.split(" #").next().unwrap_or(label);
+    if base == "typical" {
+        let limit = 2.0 * TRAIT_ENTERS - TRAIT_HOLDS;
+        return segment.mean_z.iter().all(|z| z.abs() < limit);
+    }
+    base.split(" · ").all(|word| {
+        prepared
+            .scales
+            .iter()
+            .zip(&segment.mean_z)
+            .any(|(scale, z)| {
+                let (hi, lo) = trait_words(&scale.name);
+                (word == hi && *z >= TRAIT_HOLDS) || (word == lo && *z <= -TRAIT_HOLDS)
+            })
+    })
+}
+
 /// Labels every segment from its most distinctive features (|z| ≥ 0.5, at most three) and
 /// describes its five strongest; duplicate labels get a number; empty segments say so.
 fn label_segments(segments: &mut [SegmentSummary], prepared: &Prepared) {
@@ -190,7 +256,7 @@ fn label_segments(segments: &mut [SegmentSummary], prepared: &Prepared) {
         order.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
         let words: Vec<String> = order
             .iter()
-            .filter(|(_, z)| z.abs() >= 0.5)
+            .filter(|(_, z)| z.abs() >= TRAIT_ENTERS)
             .take(3)
             .map(|(f, z)| {
                 let (hi, lo) = trait_words(&prepared.scales[*f].name);
@@ -208,6 +274,23 @@ fn label_segments(segments: &mut [SegmentSummary], prepared: &Prepared) {
             .map(|(f, z)| format!("{} {:+.1}σ", prepared.scales[*f].name, z))
             .collect::<Vec<_>>()
             .join(", ");
+        let mut groups: Vec<&str> = Vec::new();
+        for scale in &prepared.scales {
+            if !groups.contains(&scale.group.as_str()) {
+                groups.push(&scale.group);
+            }
+        }
+        s.by_group = groups
+            .iter()
+            .filter_map(|g| {
+                // `order` runs from the most distinctive feature down.
+                let (f, z) = order
+                    .iter()
+                    .find(|(f, _)| prepared.scales[*f].group == *g)?;
+                Some(format!("{g}: {} {:+.1}σ", prepared.scales[*f].name, z))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
     }
     for c in 0..segments.len() {
         let base = segments[c].label.clone();
@@ -221,6 +304,24 @@ fn label_segments(segments: &mut [SegmentSummary], prepared: &Prepared) {
     }
 }
 
+/// Attaches the fit's trust measures (per centroid index) to the segments `ids[i]` names.
+pub fn attach_trust(segments: &mut [SegmentSummary], ids: &[i32], fit: &super::FitReport) {
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(s) = segments.iter_mut().find(|s| s.id == *id) {
+            s.silhouette = fit.silhouette_by_cluster.get(i).copied().unwrap_or(0.0);
+            s.stability = fit
+                .stability
+                .as_ref()
+                .and_then(|st| st.by_cluster.get(i).copied());
+        }
+    }
+}
+
+/// Six decimals, so that reruns write the same bytes whatever the last bits of a sum.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 /// The schema of the `segment_labels` work table ([`segments_batch`]).
 pub fn labels_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -229,6 +330,9 @@ pub fn labels_schema() -> SchemaRef {
         Field::new("share", DataType::Float64, false),
         Field::new("segment_label", DataType::Utf8, false),
         Field::new("distinguishing_features", DataType::Utf8, false),
+        Field::new("features_by_group", DataType::Utf8, false),
+        Field::new("silhouette", DataType::Float64, false),
+        Field::new("stability", DataType::Float64, true),
         Field::new("feature_names", list_type(DataType::Utf8), false),
         Field::new("centroid", list_type(DataType::Float64), false),
         Field::new("centroid_z", list_type(DataType::Float64), false),
@@ -262,6 +366,15 @@ pub fn segments_batch(segments: &[SegmentSummary], prepared: &Prepared) -> Resul
         Arc::new(StringArray::from_iter_values(
             segments.iter().map(|s| s.description.as_str()),
         )),
+        Arc::new(StringArray::from_iter_values(
+            segments.iter().map(|s| s.by_group.as_str()),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            segments.iter().map(|s| round6(s.silhouette)),
+        )),
+        Arc::new(Float64Array::from_iter(
+            segments.iter().map(|s| s.stability.map(round6)),
+        )),
         Arc::new(uniform_list(Arc::new(StringArray::from(names)), d, k)),
         floats(&|s| &s.mean),
         floats(&|s| &s.mean_z),
@@ -288,6 +401,8 @@ mod tests {
             mean: 0.0,
             std: 1.0,
             imputed: 0,
+            group: crate::models::kmeans::prepare::default_group(name).to_string(),
+            weight: 1.0,
         }
     }
 
@@ -354,6 +469,9 @@ mod tests {
                 mean_z: z.to_vec(),
                 label: String::new(),
                 description: String::new(),
+                by_group: String::new(),
+                silhouette: 0.0,
+                stability: None,
             })
             .collect();
         label_segments(&mut segs, &prepared);
@@ -362,7 +480,29 @@ mod tests {
         assert_eq!(segs[2].label, "typical");
         assert_eq!(segs[3].label, "empty");
         assert!(segs[0].description.starts_with("monetary +2.0σ"));
+        assert_eq!(
+            segs[0].by_group,
+            "behaviour: monetary +2.0σ; channel: share_web -1.0σ"
+        );
         let batch = segments_batch(&segs, &prepared).unwrap();
         assert_eq!(batch.num_rows(), 4);
+
+        // Hysteresis: yesterday's "typical" stays while no trait reaches 0.75σ; yesterday's
+        // "high spend" holds while spend is above 0.25σ, and is dropped once it is not.
+        segs[2].mean_z = vec![-0.6, 0.1];
+        segs[0].mean_z = vec![0.3, 0.0];
+        label_segments(&mut segs, &prepared);
+        assert_eq!(segs[2].label, "low spend");
+        keep_previous_labels(
+            &mut segs,
+            &prepared,
+            &[(2, "typical".to_string()), (0, "high spend".to_string())],
+        );
+        assert_eq!(segs[2].label, "typical");
+        assert_eq!(segs[0].label, "high spend");
+        segs[0].mean_z = vec![0.2, 0.0];
+        label_segments(&mut segs, &prepared);
+        keep_previous_labels(&mut segs, &prepared, &[(0, "high spend".to_string())]);
+        assert_eq!(segs[0].label, "typical");
     }
 }

@@ -190,9 +190,40 @@ pub fn nearest(centres: &[f64], d: usize, point: &[f64]) -> (usize, f64) {
 /// cluster; `s = (b − a) / max(a, b)`, and 0 for a point alone in its cluster. Distances are
 /// Euclidean, or `1 − cos` for unit vectors when `cosine`. In [−1, 1], higher is better.
 pub fn silhouette(points: &PointSet, labels: &[usize], k: usize, cosine: bool) -> f64 {
+    let values = silhouette_values(points, labels, k, cosine);
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// The mean silhouette of each cluster's points (0 for a cluster with no point in the sample):
+/// which segments are groups and which cut a continuum.
+pub fn silhouette_by_cluster(
+    points: &PointSet,
+    labels: &[usize],
+    k: usize,
+    cosine: bool,
+) -> Vec<f64> {
+    let values = silhouette_values(points, labels, k, cosine);
+    let mut sums = vec![0.0; k];
+    let mut counts = vec![0usize; k];
+    for (&l, v) in labels.iter().zip(&values) {
+        sums[l] += v;
+        counts[l] += 1;
+    }
+    sums.iter()
+        .zip(&counts)
+        .map(|(s, &n)| if n > 0 { s / n as f64 } else { 0.0 })
+        .collect()
+}
+
+/// Each point's silhouette coefficient (see [`silhouette`]); empty when there is nothing to
+/// compare (fewer than two points or clusters).
+fn silhouette_values(points: &PointSet, labels: &[usize], k: usize, cosine: bool) -> Vec<f64> {
     let n = points.len();
     if n < 2 || k < 2 {
-        return 0.0;
+        return Vec::new();
     }
     let mut sizes = vec![0usize; k];
     for &l in labels {
@@ -202,9 +233,9 @@ pub fn silhouette(points: &PointSet, labels: &[usize], k: usize, cosine: bool) -
         let sq = squared_distance(points.point(i), points.point(j));
         if cosine { sq / 2.0 } else { sq.sqrt() }
     };
-    let mut total = 0.0;
+    let mut values = vec![0.0; n];
     let mut per_cluster = vec![0.0; k];
-    for i in 0..n {
+    for (i, value) in values.iter_mut().enumerate() {
         per_cluster.fill(0.0);
         for j in 0..n {
             if i != j {
@@ -221,10 +252,40 @@ pub fn silhouette(points: &PointSet, labels: &[usize], k: usize, cosine: bool) -
             .map(|c| per_cluster[c] / sizes[c] as f64)
             .fold(f64::INFINITY, f64::min);
         if b.is_finite() && a.max(b) > 0.0 {
-            total += (b - a) / a.max(b);
+            *value = (b - a) / a.max(b);
         }
     }
-    total / n as f64
+    values
+}
+
+/// The adjusted Rand index of two labellings of the same points (Hubert & Arabie 1985): 1 when
+/// they make the same partition, about 0 when they agree no more than chance, as scikit-learn's
+/// `adjusted_rand_score` computes it.
+pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let pairs = |n: f64| n * (n - 1.0) / 2.0;
+    let mut cells: std::collections::HashMap<(usize, usize), f64> = Default::default();
+    let mut rows: std::collections::HashMap<usize, f64> = Default::default();
+    let mut columns: std::collections::HashMap<usize, f64> = Default::default();
+    for (&x, &y) in a.iter().zip(b) {
+        *cells.entry((x, y)).or_default() += 1.0;
+        *rows.entry(x).or_default() += 1.0;
+        *columns.entry(y).or_default() += 1.0;
+    }
+    let index: f64 = cells.values().map(|&n| pairs(n)).sum();
+    let row_pairs: f64 = rows.values().map(|&n| pairs(n)).sum();
+    let column_pairs: f64 = columns.values().map(|&n| pairs(n)).sum();
+    let total = pairs(a.len() as f64);
+    if total <= 0.0 {
+        return 1.0;
+    }
+    let expected = row_pairs * column_pairs / total;
+    let max = (row_pairs + column_pairs) / 2.0;
+    if (max - expected).abs() < f64::EPSILON {
+        // Both labellings put every point in one cluster, or every point alone: identical.
+        return 1.0;
+    }
+    (index - expected) / (max - expected)
 }
 
 /// Labels of every point of `points` under `centres`.
@@ -287,6 +348,42 @@ mod tests {
         let good = silhouette(&points, &truth, 3, false);
         assert!(good > 0.9, "{good}");
         assert!(silhouette(&points, &mixed, 3, false) < 0.1);
+    }
+
+    /// Figures from scikit-learn's `adjusted_rand_score` on the same labellings.
+    #[test]
+    fn adjusted_rand_index_matches_scikit_learn() {
+        let same = [0, 0, 1, 1, 2, 2];
+        assert_eq!(adjusted_rand_index(&same, &[5, 5, 3, 3, 4, 4]), 1.0);
+        let ari = adjusted_rand_index(&[0, 0, 0, 1, 1, 1], &[0, 0, 1, 1, 2, 2]);
+        assert!((ari - 0.242_424_242_424_242_4).abs() < 1e-12, "{ari}");
+        let ari = adjusted_rand_index(&[0, 0, 1, 1], &[0, 1, 0, 1]);
+        assert!((ari + 0.5).abs() < 1e-12, "{ari}");
+        assert_eq!(adjusted_rand_index(&[0, 0, 0], &[1, 1, 1]), 1.0);
+    }
+
+    #[test]
+    fn silhouette_by_cluster_tells_a_group_from_a_cut() {
+        // Two tight blobs, the second cut in two: the intact blob scores high, the halves low.
+        let mut points = blobs();
+        points.values.truncate(80);
+        points.weights.truncate(40);
+        let labels: Vec<usize> = (0..40)
+            .map(|i| {
+                if i < 20 {
+                    0
+                } else if i % 5 < 2 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
+        let by = silhouette_by_cluster(&points, &labels, 3, false);
+        assert!(by[0] > 0.9, "{by:?}");
+        assert!(by[1] < 0.5 && by[2] < 0.5, "{by:?}");
+        let overall = silhouette(&points, &labels, 3, false);
+        assert!((overall - (by[0] * 20.0 + by[1] * 8.0 + by[2] * 12.0) / 40.0).abs() < 1e-12);
     }
 
     #[test]

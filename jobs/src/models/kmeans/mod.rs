@@ -16,6 +16,7 @@ pub mod describe;
 pub mod local;
 pub mod pass;
 pub mod prepare;
+pub mod stability;
 
 use std::time::Instant;
 
@@ -34,6 +35,7 @@ use crate::config::{Init, KChoice, SegmentsConfig};
 use crate::error::{PipelineError, Result};
 use local::PointSet;
 use pass::StepRunner;
+use stability::Stability;
 
 /// Lloyd iterations Spark runs on the k-means‖ candidates before the distributed iterations.
 const CANDIDATE_ITERATIONS: usize = 30;
@@ -47,6 +49,10 @@ pub struct KCandidate {
     pub inertia: f64,
     /// Mean silhouette on the sample (higher is better).
     pub silhouette: f64,
+    /// Stability of the candidate's partition ([`stability`]'s adjusted Rand index), when
+    /// measured: shown beside the silhouette, not used to choose (on the family of generated
+    /// shops neither picks the true k reliably; docs/benchmarks.md).
+    pub stability: Option<f64>,
 }
 
 /// What a fit did, for the manifest and `persona kmeans`'s report.
@@ -83,6 +89,18 @@ pub struct FitReport {
     /// segment than to the next one; near 0, the segments cut a continuum rather than find
     /// groups. How much to trust the segments, without the truth.
     pub silhouette: f64,
+    /// The same per cluster (by centroid index): which segments are groups.
+    pub silhouette_by_cluster: Vec<f64>,
+    /// Whether fits on two halves of a sample of `stability_sample` points find the same
+    /// partition ([`stability`]); `None` when `stability_sample` is 0 or too small for k.
+    pub stability: Option<Stability>,
+}
+
+/// How much to trust a partition, without the truth: its silhouette and its stability.
+struct Trust {
+    silhouette: f64,
+    silhouette_by_cluster: Vec<f64>,
+    stability: Option<Stability>,
 }
 
 /// A fitted model and its report.
@@ -184,15 +202,8 @@ impl<'a> KMeans<'a> {
     pub async fn fit(&self) -> Result<Fitted> {
         if let Some(start) = &self.init_from {
             let run = self.lloyd(start.clone()).await?;
-            let silhouette = self.silhouette_of(&run.centroids).await?;
-            return Ok(self.fitted(
-                run,
-                "given centroids",
-                (1, 0),
-                "fixed",
-                Vec::new(),
-                silhouette,
-            ));
+            let trust = self.trust_of(&run.centroids).await?;
+            return Ok(self.fitted(run, "given centroids", (1, 0), "fixed", Vec::new(), trust));
         }
         let init = match self.cfg.init {
             Init::KMeansParallel => "k-means||",
@@ -201,14 +212,14 @@ impl<'a> KMeans<'a> {
         match self.cfg.k {
             KChoice::Fixed(k) => {
                 let (run, best) = self.best_of_restarts(k).await?;
-                let silhouette = self.silhouette_of(&run.centroids).await?;
+                let trust = self.trust_of(&run.centroids).await?;
                 Ok(self.fitted(
                     run,
                     init,
                     (self.cfg.n_init, best),
                     "fixed",
                     Vec::new(),
-                    silhouette,
+                    trust,
                 ))
             }
             KChoice::Auto => {
@@ -237,41 +248,64 @@ impl<'a> KMeans<'a> {
                         inertia = run.trace.final_inertia,
                         "k-means candidate"
                     );
+                    let stability = self.stability_of(&run.centroids).await?;
                     candidates.push(KCandidate {
                         k,
                         inertia: run.trace.final_inertia,
                         silhouette: score,
+                        stability: stability.map(|s| s.ari),
                     });
                     if best.as_ref().is_none_or(|b| score > b.0) {
                         best = Some((score, run, restart));
                     }
                 }
-                let (silhouette, run, restart) = best
+                let (_, run, restart) = best
                     .ok_or_else(|| PipelineError::Internal("k = auto tried no candidate".into()))?;
+                let trust = self.trust_of(&run.centroids).await?;
                 Ok(self.fitted(
                     run,
                     init,
                     (self.cfg.n_init, restart),
                     "auto (silhouette)",
                     candidates,
-                    silhouette,
+                    trust,
                 ))
             }
         }
     }
 
-    /// The mean silhouette of the partition `centroids` makes, on the reproducible sample that
-    /// `k = "auto"` scores its candidates on.
-    async fn silhouette_of(&self, centroids: &Centroids) -> Result<f64> {
+    /// How much to trust the partition `centroids` makes: its silhouette on the reproducible
+    /// sample that `k = "auto"` scores its candidates on (overall and per cluster), and its
+    /// stability on a larger sample of `stability_sample` points.
+    async fn trust_of(&self, centroids: &Centroids) -> Result<Trust> {
         let sample = self
             .sample(self.cfg.silhouette_sample, self.cfg.seed ^ 0x5111)
             .await?;
-        let labels = local::labels(&sample, centroids.values());
-        Ok(local::silhouette(
+        let (k, centres) = (centroids.k(), centroids.values());
+        let labels = local::labels(&sample, centres);
+        Ok(Trust {
+            silhouette: local::silhouette(&sample, &labels, k, self.cosine),
+            silhouette_by_cluster: local::silhouette_by_cluster(&sample, &labels, k, self.cosine),
+            stability: self.stability_of(centroids).await?,
+        })
+    }
+
+    /// The stability of the partition `centroids` makes, on a reproducible sample of
+    /// `stability_sample` points; `None` when that is 0 or too few points for k.
+    async fn stability_of(&self, centroids: &Centroids) -> Result<Option<Stability>> {
+        if self.cfg.stability_sample == 0 {
+            return Ok(None);
+        }
+        let sample = self
+            .sample(self.cfg.stability_sample, self.cfg.seed ^ 0x57AB)
+            .await?;
+        Ok(stability::stability(
             &sample,
-            &labels,
+            centroids.values(),
             centroids.k(),
-            self.cosine,
+            self.cfg.n_init,
+            self.cfg.max_iter,
+            self.cfg.seed,
         ))
     }
 
@@ -283,7 +317,7 @@ impl<'a> KMeans<'a> {
         restarts: (usize, usize),
         choice: &str,
         candidates: Vec<KCandidate>,
-        silhouette: f64,
+        trust: Trust,
     ) -> Fitted {
         let (n_init, best_restart) = restarts;
         let t = run.trace;
@@ -302,7 +336,9 @@ impl<'a> KMeans<'a> {
                 seconds_per_iteration: t.seconds,
                 reseeded: t.reseeded,
                 sizes: t.sizes,
-                silhouette,
+                silhouette: trust.silhouette,
+                silhouette_by_cluster: trust.silhouette_by_cluster,
+                stability: trust.stability,
             },
             centroids: run.centroids,
         }

@@ -13,6 +13,8 @@ use arrow::datatypes::{DataType, Float64Type};
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
+use persona_udfs::ml::Centroids;
+
 use crate::config::{Distance, SegmentsConfig};
 use crate::engine::tables::quote;
 use crate::error::{PipelineError, Result};
@@ -41,6 +43,14 @@ pub struct FeatureScale {
     pub std: f64,
     /// Rows whose value was null.
     pub imputed: u64,
+    /// The group the feature belongs to: its `[segments] feature_groups` group, or one of
+    /// behaviour, channel, taste, crm and other ([`default_group`]), for describing segments
+    /// group by group.
+    pub group: String,
+    /// The coordinate's multiplier after standardising: `weight / sqrt(width)` of its group
+    /// with `feature_groups` (block weighting), else 1. A centroid's coordinate is its mean
+    /// z-score times this.
+    pub weight: f64,
 }
 
 /// `t(x)` as SQL: a column's value (its logarithm when `log`), or the indicator of `category`.
@@ -136,6 +146,29 @@ pub fn coordinate_column(i: usize) -> String {
 pub const WEIGHT_COLUMN: &str = "__w";
 
 impl Prepared {
+    /// Centroids in clustering coordinates from centroids in mean z-scores (the published
+    /// `centroid_z`): each feature times its block weight.
+    pub fn coordinates_from_z(&self, z: &Centroids) -> Centroids {
+        self.rescale(z, |v, w| v * w)
+    }
+
+    /// Centroids in mean z-scores from centroids in clustering coordinates.
+    pub fn z_from_coordinates(&self, coordinates: &Centroids) -> Centroids {
+        self.rescale(coordinates, |v, w| v / w)
+    }
+
+    fn rescale(&self, c: &Centroids, f: impl Fn(f64, f64) -> f64) -> Centroids {
+        let d = c.d();
+        let values = c
+            .values()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| f(*v, self.scales.get(i % d).map_or(1.0, |s| s.weight)))
+            .collect();
+        // Same k and d as `c`, so never None.
+        Centroids::new(c.k(), d, values).unwrap_or_else(|| c.clone())
+    }
+
     /// The coordinate column names, in feature order.
     pub fn columns(&self) -> Vec<String> {
         (0..self.scales.len()).map(coordinate_column).collect()
@@ -220,32 +253,46 @@ pub async fn prepare(
             numeric.join(", ")
         ))),
     };
-    let features = expand_patterns(&cfg.features, &numeric);
-    for name in &features {
-        check(name, "feature")?;
-    }
     if let Some(w) = &cfg.weight_column {
         check(w, "weight column")?;
     }
     let is_log = |name: &str| cfg.log_features.iter().any(|p| matches_pattern(p, name));
-    // (feature name, column, category, log) of every coordinate, in order.
-    let mut specs: Vec<(String, String, Option<String>, bool)> = features
-        .iter()
-        .map(|f| (f.clone(), f.clone(), None, is_log(f)))
-        .collect();
-    for column in &cfg.categorical_features {
-        for value in categories(ctx, source, &schema, column).await? {
-            specs.push((
-                format!("{column}={value}"),
-                column.clone(),
-                Some(value),
-                false,
-            ));
+    // Every coordinate, in order.
+    let mut specs: Vec<Spec> = Vec::new();
+    for block in cfg.blocks() {
+        let group = block.group.clone();
+        for name in expand_patterns(&block.features, &numeric) {
+            check(&name, "feature")?;
+            if specs.iter().any(|s| s.name == name) {
+                return Err(duplicate(&name));
+            }
+            specs.push(Spec {
+                log: is_log(&name),
+                column: name.clone(),
+                category: None,
+                group: group.clone(),
+                name,
+            });
+        }
+        for column in &block.categorical {
+            for value in categories(ctx, source, &schema, column).await? {
+                let name = format!("{column}={value}");
+                if specs.iter().any(|s| s.name == name) {
+                    return Err(duplicate(&name));
+                }
+                specs.push(Spec {
+                    name,
+                    column: column.clone(),
+                    category: Some(value),
+                    log: false,
+                    group: group.clone(),
+                });
+            }
         }
     }
     let mut aggregates = vec!["COUNT(*)".to_string()];
-    for (_, column, category, log) in &specs {
-        let t = transform_sql(column, *log, category.as_deref());
+    for spec in &specs {
+        let t = transform_sql(&spec.column, spec.log, spec.category.as_deref());
         aggregates.push(format!("avg({t})"));
         aggregates.push(format!("stddev_pop({t})"));
         // The transform keeps nulls and makes none, so this counts the column's values; an
@@ -272,7 +319,14 @@ pub async fn prepare(
     }
     let mut scales = Vec::new();
     let mut dropped = Vec::new();
-    for (i, (name, column, category, log)) in specs.into_iter().enumerate() {
+    for (i, spec) in specs.into_iter().enumerate() {
+        let Spec {
+            name,
+            column,
+            category,
+            log,
+            group,
+        } = spec;
         let (mean, std, present) = (row[1 + 3 * i], row[2 + 3 * i], row[3 + 3 * i]);
         let (Some(mean), Some(std)) = (mean, std) else {
             let message = format!(
@@ -289,6 +343,10 @@ pub async fn prepare(
         };
         let (mean, std) = (significant(mean), significant(std));
         let std_or_one = if std > 1e-12 { std } else { 1.0 };
+        let (group, weight) = match group {
+            Some((g, w)) => (g, w),
+            None => (default_group(&column).to_string(), 1.0),
+        };
         scales.push(FeatureScale {
             name,
             column,
@@ -300,7 +358,12 @@ pub async fn prepare(
             mean,
             std,
             imputed: rows - present.unwrap_or(0.0) as u64,
+            group,
+            weight,
         });
+    }
+    if !cfg.feature_groups.is_empty() {
+        weigh_blocks(&mut scales);
     }
     if scales.is_empty() {
         return Err(PipelineError::BadInput(format!(
@@ -315,6 +378,58 @@ pub async fn prepare(
         cosine: cfg.distance == Distance::Cosine,
         rows,
     })
+}
+
+/// One coordinate to compute: the feature's name, its column (and category), whether it is
+/// log-transformed, and its `feature_groups` group with the group's weight.
+struct Spec {
+    name: String,
+    column: String,
+    category: Option<String>,
+    log: bool,
+    group: Option<(String, f64)>,
+}
+
+fn duplicate(name: &str) -> PipelineError {
+    PipelineError::Config(format!(
+        "feature '{name}' is named twice in [segments] (each feature belongs to one group)"
+    ))
+}
+
+/// Block weighting: each feature of a group of `n` features (after patterns, one-hot and
+/// all-null features) gets `group weight / sqrt(n)`, so that every group adds its weight to the
+/// squared distance's expected value whatever its width. `weight` holds the group's weight on
+/// entry and the feature's multiplier on return; `scale` and `impute` carry it into the SQL.
+fn weigh_blocks(scales: &mut [FeatureScale]) {
+    let widths: Vec<usize> = scales
+        .iter()
+        .map(|s| scales.iter().filter(|o| o.group == s.group).count())
+        .collect();
+    for (s, width) in scales.iter_mut().zip(widths) {
+        s.weight /= (width as f64).sqrt();
+        s.scale /= s.weight;
+        s.impute *= s.weight;
+    }
+}
+
+/// The group a feature of `user_features` belongs to when `feature_groups` does not say:
+/// behaviour (activity, orders, spend, focus), channel (platforms, times of day), taste
+/// (interest shares, price level), crm (the CRM export's attributes), or other.
+pub fn default_group(feature: &str) -> &'static str {
+    let column = feature.split_once('=').map_or(feature, |(c, _)| c);
+    match column {
+        "web_views" | "app_views" => "channel",
+        "price_index" => "taste",
+        "age" | "tenure_days" | "annual_income" | "loyalty_tier" | "gender" | "country"
+        | "marketing_opt_in" => "crm",
+        c if c.starts_with("share_") => "channel",
+        c if c.starts_with("interest_") => "taste",
+        "recency_days" | "events" | "sessions" | "active_days" | "purchases" | "monetary"
+        | "avg_order_value" | "conversion_rate" | "categories_seen" | "top_category_share" => {
+            "behaviour"
+        }
+        _ => "other",
+    }
 }
 
 /// The values of the categorical feature `column` that get an indicator: the
@@ -425,8 +540,57 @@ pub fn first_row_f64(
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_group_weighs_its_weight_however_wide() {
+        let scale = |name: &str, group: &str, weight: f64| FeatureScale {
+            name: name.into(),
+            column: name.into(),
+            category: None,
+            log: false,
+            shift: 0.0,
+            scale: 2.0,
+            impute: 0.0,
+            mean: 0.0,
+            std: 2.0,
+            imputed: 0,
+            group: group.into(),
+            weight,
+        };
+        let mut scales = vec![
+            scale("a", "one", 1.0),
+            scale("b", "four", 1.0),
+            scale("c", "four", 1.0),
+            scale("d", "four", 1.0),
+            scale("e", "four", 1.0),
+        ];
+        weigh_blocks(&mut scales);
+        let weights: Vec<f64> = scales.iter().map(|s| s.weight).collect();
+        assert_eq!(weights, vec![1.0, 0.5, 0.5, 0.5, 0.5]);
+        // Sum of squared weights per group: what each adds to the expected squared distance.
+        assert_eq!(
+            scales[1..].iter().map(|s| s.weight * s.weight).sum::<f64>(),
+            1.0
+        );
+        assert_eq!(scales[1].scale, 4.0);
+        let prepared = Prepared {
+            scales,
+            dropped: vec![],
+            weight: None,
+            cosine: false,
+            rows: 1,
+        };
+        let z = Centroids::new(1, 5, vec![1.0, 1.0, 2.0, -2.0, 0.0]).unwrap();
+        let c = prepared.coordinates_from_z(&z);
+        assert_eq!(c.values(), &[1.0, 0.5, 1.0, -1.0, 0.0]);
+        assert_eq!(prepared.z_from_coordinates(&c).values(), z.values());
+        assert_eq!(default_group("interest_books"), "taste");
+        assert_eq!(default_group("loyalty_tier=gold"), "crm");
+        assert_eq!(default_group("share_ios"), "channel");
+    }
 
     #[test]
     fn patterns_expand_to_the_numeric_columns_they_match_in_table_order() {

@@ -224,6 +224,7 @@ pub async fn prepare_features(
         features: cfg.features.clone(),
         log_features: cfg.log_features.clone(),
         categorical_features: cfg.categorical_features.clone(),
+        feature_groups: Default::default(),
         standardize: true,
         distance: Distance::Euclidean,
         weight_column: None,
