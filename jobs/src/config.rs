@@ -82,7 +82,9 @@ impl ExperimentConfig {
     pub fn end_date(&self) -> Option<Option<chrono::NaiveDate>> {
         match &self.end {
             None => Some(None),
-            Some(end) => chrono::NaiveDate::parse_from_str(end, "%Y-%m-%d").ok().map(Some),
+            Some(end) => chrono::NaiveDate::parse_from_str(end, "%Y-%m-%d")
+                .ok()
+                .map(Some),
         }
     }
 
@@ -103,13 +105,19 @@ impl ExperimentConfig {
             .find(|a| !(a.weight.is_finite() && a.weight > 0.0))
         {
             Some(format!("arm '{}' needs a weight > 0", arm.name))
-        } else if (1..self.arms.len()).any(|i| self.arms[..i].iter().any(|a| a.name == self.arms[i].name)) {
+        } else if (1..self.arms.len())
+            .any(|i| self.arms[..i].iter().any(|a| a.name == self.arms[i].name))
+        {
             Some("arm names must be unique".to_string())
         } else if self.start_date().is_none() {
-            Some(format!("start = \"{}\" is not a date (YYYY-MM-DD)", self.start))
+            Some(format!(
+                "start = \"{}\" is not a date (YYYY-MM-DD)",
+                self.start
+            ))
         } else if self.end_date().is_none() {
             Some("end is not a date (YYYY-MM-DD)".to_string())
-        } else if matches!((self.start_date(), self.end_date()), (Some(s), Some(Some(e))) if e < s) {
+        } else if matches!((self.start_date(), self.end_date()), (Some(s), Some(Some(e))) if e < s)
+        {
             Some("end is before start".to_string())
         } else if self.eligible.trim().is_empty() {
             Some("eligible must be an SQL predicate (\"true\" for everyone)".to_string())
@@ -1196,7 +1204,10 @@ impl PipelineConfig {
         }
         for (i, experiment) in self.experiments.iter().enumerate() {
             experiment.check()?;
-            if self.experiments[..i].iter().any(|e| e.key == experiment.key) {
+            if self.experiments[..i]
+                .iter()
+                .any(|e| e.key == experiment.key)
+            {
                 return Err(format!(
                     "experiments: the key '{}' is used twice",
                     experiment.key
@@ -1224,7 +1235,10 @@ mod tests {
             (ok.replace("spring_email", "Spring Email"), "[a-z0-9_]+"),
             (ok.replace("2026-11-01", "November"), "not a date"),
             (ok.replace("weight = 1 }]", "weight = 0 }]"), "weight > 0"),
-            (ok.replace(", { name = \"email\", weight = 1 }", ""), "two arms"),
+            (
+                ok.replace(", { name = \"email\", weight = 1 }", ""),
+                "two arms",
+            ),
             (format!("{ok}{ok}"), "used twice"),
             (format!("{ok}end = \"2026-10-01\"\n"), "before start"),
         ] {

@@ -17,7 +17,15 @@ fn config() -> &'static Path {
     CONFIG.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         let path = dir.join("persona.toml");
-        std::fs::write(&path, "[recommendations]\niterations = 3\n").expect("config");
+        // An experiment too: its assignments must be the same on the cluster.
+        std::fs::write(
+            &path,
+            "[recommendations]\niterations = 3\n\
+             [[experiments]]\nkey = \"winback\"\nstart = \"2026-11-01\"\n\
+             eligible = \"marketing_opt_in\"\n\
+             arms = [{ name = \"control\", weight = 1 }, { name = \"offer\", weight = 1 }]\n",
+        )
+        .expect("config");
         path
     })
 }
@@ -51,6 +59,30 @@ async fn standalone_ballista_matches_local() {
         &snapshot(local.path(), tiny_input()).await,
         "standalone Ballista differs from local",
     );
+    assert_eq!(
+        assignments(standalone.path()).await,
+        assignments(local.path()).await
+    );
+}
+
+/// The night's experiment assignments, sorted, as text.
+async fn assignments(output: &Path) -> Vec<String> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    crate::support::register_partition(
+        &ctx,
+        "a",
+        output,
+        "experiment_assignments",
+        crate::support::DATE,
+    )
+    .await;
+    let rows = crate::support::rows_as_text(
+        &ctx,
+        "SELECT experiment, customer_id, arm, first_eligible_date FROM a ORDER BY customer_id",
+    )
+    .await;
+    assert!(rows.len() > 10, "customers assigned: {rows:?}");
+    rows
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,6 +97,10 @@ async fn cluster_of_real_processes_matches_local() {
         &snapshot(distributed.path(), tiny_input()).await,
         &snapshot(local.path(), tiny_input()).await,
         "a scheduler with two executors differs from local",
+    );
+    assert_eq!(
+        assignments(distributed.path()).await,
+        assignments(local.path()).await
     );
 }
 

@@ -13,6 +13,7 @@ mod bad_input;
 mod commit;
 mod distributed;
 mod end_to_end;
+mod experiments;
 mod gates;
 mod generate;
 mod kmeans;

@@ -181,9 +181,12 @@ pub fn list_files(root: &Path) -> Vec<String> {
 }
 
 /// Every table a run on the tiny data publishes: the stage registry's published tables (the
-/// tiny data's evaluation scores, so `evaluation` is among them).
+/// tiny data's evaluation scores, so `evaluation` is among them), but for
+/// `experiment_assignments`, which a night publishes only with `[[experiments]]` declared.
 pub fn published_tables() -> Vec<&'static str> {
-    persona_jobs::stages::registry::published_tables().collect()
+    persona_jobs::stages::registry::published_tables()
+        .filter(|t| *t != "experiment_assignments")
+        .collect()
 }
 
 /// The folder of `table` in the night of `date` under `output`, found as a reader finds it:

@@ -1,11 +1,12 @@
 //! The stages of the night: the registry that lists them ([`registry`]), the loop that runs
 //! them ([`night`]) or plans them ([`dry_run`]), what they report ([`record`]), and one file
 //! per Rust stage, each a [`unit::Unit`]: [`inputs`], [`gates`], [`segments`],
-//! [`recommendations`], [`evaluation`], [`propensity`], [`publish`].
+//! [`recommendations`], [`evaluation`], [`propensity`], [`experiments`], [`publish`].
 
 pub mod continuity;
 pub mod dry_run;
 pub mod evaluation;
+pub mod experiments;
 pub mod gates;
 pub mod inputs;
 pub mod interests;

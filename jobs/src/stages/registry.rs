@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::evaluation::{EvaluationFit, EvaluationScores};
+use super::experiments::Assignment;
 use super::gates::Gates;
 use super::inputs::Inputs;
 use super::propensity::{PropensityEvaluation, PropensityFit};
@@ -39,6 +40,8 @@ pub enum Part {
     /// The purchase-propensity model, its scores and its evaluation (when `[propensity]
     /// enabled`; `persona run` only).
     Propensity,
+    /// The A/B tests' assignments (when `[[experiments]]` are declared; `persona run` only).
+    Experiments,
     /// Staging and committing the published tables and the manifest.
     Publish,
 }
@@ -370,6 +373,16 @@ pub const NIGHT: &[Stage] = &[
         published: true,
     },
     Stage {
+        name: "experiment_assignments",
+        part: Part::Experiments,
+        sql: None,
+        with: &[],
+        unit: &Assignment,
+        reads: &["user_profiles", "propensity"],
+        writes: &["experiment_assignments"],
+        published: true,
+    },
+    Stage {
         name: "publish",
         part: Part::Publish,
         sql: None,
@@ -410,7 +423,10 @@ impl Mode {
                 Part::Propensity => propensity,
                 _ => true,
             },
-            Mode::Evaluate => !matches!(part, Part::Models | Part::Outputs | Part::Propensity),
+            Mode::Evaluate => !matches!(
+                part,
+                Part::Models | Part::Outputs | Part::Propensity | Part::Experiments
+            ),
             Mode::Check => part == Part::Intake,
         }
     }
@@ -450,6 +466,7 @@ impl fmt::Display for Part {
             Part::Outputs => "outputs",
             Part::Evaluation => "evaluation",
             Part::Propensity => "propensity",
+            Part::Experiments => "experiments",
             Part::Publish => "publish",
         };
         f.pad(name)
