@@ -88,6 +88,12 @@ impl ExperimentConfig {
         }
     }
 
+    /// Whether the night of `date` takes new customers in (from `start` to `end`).
+    pub fn open_on(&self, date: chrono::NaiveDate) -> bool {
+        self.start_date().is_some_and(|s| s <= date)
+            && self.end_date().flatten().is_none_or(|end| date <= end)
+    }
+
     /// Checks names, weights and dates; the message names the experiment.
     fn check(&self) -> std::result::Result<(), String> {
         let name_ok =
@@ -1231,6 +1237,9 @@ mod tests {
         let cfg = PipelineConfig::parse(ok).unwrap();
         assert_eq!(cfg.experiments[0].arms[1].name, "email");
         assert_eq!(cfg.experiments[0].end_date(), Some(None));
+        let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        assert!(!cfg.experiments[0].open_on(day("2026-10-31")));
+        assert!(cfg.experiments[0].open_on(day("2026-11-01")));
         for (bad, says) in [
             (ok.replace("spring_email", "Spring Email"), "[a-z0-9_]+"),
             (ok.replace("2026-11-01", "November"), "not a date"),

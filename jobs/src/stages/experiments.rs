@@ -235,8 +235,7 @@ fn new_customers_sql(
             ));
         }
     }
-    let open = e.start_date().is_some_and(|s| s <= date)
-        && e.end_date().flatten().is_none_or(|end| date <= end);
+    let open = e.open_on(date);
     format!(
         "SELECT '{key}' AS experiment, c.customer_id, CASE {arms} END AS arm, \
          DATE '{date}' AS first_eligible_date \
@@ -277,8 +276,7 @@ fn report(
         .iter()
         .map(|e| ExperimentCount {
             key: e.key.clone(),
-            open: e.start_date().is_some_and(|s| s <= date)
-                && e.end_date().flatten().is_none_or(|end| date <= end),
+            open: e.open_on(date),
             arms: e
                 .arms
                 .iter()
