@@ -150,3 +150,20 @@ fn an_eligibility_predicate_that_is_not_sql_over_the_profiles_is_named() {
     );
     assert!(!out.path().join("_runs").exists(), "nothing published");
 }
+
+#[test]
+fn plan_prints_the_customers_an_experiment_needs() {
+    let out = ok(&crate::support::persona(
+        &["experiment", "plan", "--baseline", "0.05", "--mde", "0.10"],
+        &[],
+    ));
+    assert!(
+        out.contains("31,218 customers per arm, 62,436 in all"),
+        "{out}"
+    );
+    let bad = crate::support::persona(
+        &["experiment", "plan", "--baseline", "5", "--mde", "0.10"],
+        &[],
+    );
+    assert!(error_line(&bad, 4).contains("--baseline"));
+}
