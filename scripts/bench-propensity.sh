@@ -20,13 +20,9 @@ DATE=2026-11-22
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BIN="${PERSONA_BIN:-$CARGO_TARGET_DIR/release/persona}"   # PERSONA_BIN: a build to measure instead
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import sklearn, pyarrow, pandas" 2>/dev/null; then
-  echo "== installing scikit-learn, pyarrow, pandas into $VENV (once)" >&2
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scipy pandas pyarrow scikit-learn
-fi
-[ -n "${PERSONA_BIN:-}" ] || cargo build --release --locked --bin persona >&2
 source scripts/bench/data.sh
+bench_venv "sklearn, pyarrow, pandas" numpy scipy pandas pyarrow scikit-learn
+[ -n "${PERSONA_BIN:-}" ] || cargo build --release --locked --bin persona >&2
 peer_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 
 printf '%-7s %9s %5s %9s %9s %9s %7s %9s %9s %9s %9s\n' \

@@ -23,11 +23,8 @@ read -r -a MEMBERS <<<"${MEMBERS[*]}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BIN="${PERSONA_BIN:-$CARGO_TARGET_DIR/release/persona}"   # PERSONA_BIN: a build to measure instead
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import sklearn, pyarrow, pandas" 2>/dev/null; then
-  echo "== installing scikit-learn, pyarrow, pandas into $VENV (once)" >&2
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy scipy pandas pyarrow scikit-learn
-fi
+source scripts/bench/data.sh
+bench_venv "sklearn, pyarrow, pandas" numpy scipy pandas pyarrow scikit-learn
 [ -n "${PERSONA_BIN:-}" ] || cargo build --release --workspace --locked --bins >&2
 config=()
 [ -n "${PERSONA_CONFIG:-}" ] && config=(--config "$PERSONA_CONFIG")

@@ -1,6 +1,18 @@
-# Generated benchmark data, shared by scripts/bench*.sh (sourced; they set BIN, CACHE, DATE):
+# Generated benchmark data and the peers' venv, shared by scripts/bench*.sh (sourced; they set
+# BIN, CACHE, DATE, VENV):
 # one input per scale in $CACHE/bench/als-SCALE/input, and the evaluation's train/holdout split
 # of it in .../split, each made once and reused.
+
+# bench_venv IMPORTS PACKAGE...: makes the benchmark venv ($VENV) once, installing PACKAGE...
+# when `import IMPORTS` fails in it (e.g. bench_venv "sklearn, pyarrow" scikit-learn pyarrow).
+bench_venv() {
+  local imports="$1"; shift
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import $imports" 2>/dev/null; then
+    echo "== installing $* into $VENV (once)" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$@"
+  fi
+}
 
 # bench_input SCALE: the input folder of SCALE, generated first if missing.
 bench_input() {

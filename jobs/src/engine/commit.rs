@@ -288,6 +288,21 @@ pub async fn committed_nights(output: &Root) -> Result<Vec<CommittedNight>> {
     Ok(nights)
 }
 
+/// The last committed night before `date` that published `table`: its date and the table's
+/// folder (relative to `output`). What a night continues from (segment ids, experiment arms).
+pub async fn last_published_before(
+    output: &Root,
+    date: NaiveDate,
+    table: &str,
+) -> Result<Option<(NaiveDate, String)>> {
+    Ok(committed_nights(output)
+        .await?
+        .into_iter()
+        .filter(|n| n.date < date)
+        .filter_map(|n| Some((n.date, n.tables.get(table)?.clone())))
+        .next_back())
+}
+
 /// The committed night of `date`, if there is one.
 pub async fn committed_night(output: &Root, date: NaiveDate) -> Result<Option<CommittedNight>> {
     read_night(output, date, &mut None).await

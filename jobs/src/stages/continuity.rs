@@ -19,7 +19,7 @@ use pathfinding::prelude::{Matrix, kuhn_munkres_min};
 use persona_udfs::ml::Centroids;
 use serde::Serialize;
 
-use crate::engine::commit::committed_nights;
+use crate::engine::commit::last_published_before;
 use crate::engine::storage::Root;
 use crate::engine::tables::register_parquet;
 use crate::error::{PipelineError, Result};
@@ -75,13 +75,7 @@ pub async fn previous_segments(
     output: &Root,
     date: NaiveDate,
 ) -> Result<Option<PreviousSegments>> {
-    let Some((previous, folder)) = committed_nights(output)
-        .await?
-        .into_iter()
-        .filter(|n| n.date < date)
-        .filter_map(|n| Some((n.date, n.tables.get("segments")?.clone())))
-        .next_back()
-    else {
+    let Some((previous, folder)) = last_published_before(output, date, "segments").await? else {
         return Ok(None);
     };
     let partition = output.child(&folder);

@@ -23,7 +23,7 @@ use super::record::Report;
 use super::registry::Stage;
 use super::unit::Unit;
 use crate::config::ExperimentConfig;
-use crate::engine::commit::committed_nights;
+use crate::engine::commit::last_published_before;
 use crate::engine::storage::Root;
 use crate::engine::tables::register_parquet;
 use crate::error::{PipelineError, Result};
@@ -154,14 +154,8 @@ pub fn schema() -> SchemaRef {
 /// returns the relation to read them from: that table, or an empty relation written in SQL
 /// when there is none (an in-memory table would not travel to a Ballista cluster).
 async fn register_previous(ctx: &SessionContext, output: &Root, date: NaiveDate) -> Result<String> {
-    let previous = committed_nights(output)
-        .await?
-        .into_iter()
-        .filter(|n| n.date < date)
-        .filter_map(|n| n.tables.get(TABLE).cloned())
-        .next_back();
-    match previous {
-        Some(folder) => {
+    match last_published_before(output, date, TABLE).await? {
+        Some((_, folder)) => {
             register_parquet(ctx, PREVIOUS, &output.child(&folder), "").await?;
             Ok(PREVIOUS.to_string())
         }

@@ -96,6 +96,12 @@ pub struct FitReport {
     pub stability: Option<Stability>,
 }
 
+/// The points a fit's trust is measured on, drawn once per fit.
+struct TrustSamples {
+    silhouette: PointSet,
+    stability: Option<PointSet>,
+}
+
 /// How much to trust a partition, without the truth: its silhouette and its stability.
 struct Trust {
     silhouette: f64,
@@ -202,7 +208,7 @@ impl<'a> KMeans<'a> {
     pub async fn fit(&self) -> Result<Fitted> {
         if let Some(start) = &self.init_from {
             let run = self.lloyd(start.clone()).await?;
-            let trust = self.trust_of(&run.centroids).await?;
+            let trust = self.trust_of(&self.trust_samples().await?, &run.centroids);
             return Ok(self.fitted(run, "given centroids", (1, 0), "fixed", Vec::new(), trust));
         }
         let init = match self.cfg.init {
@@ -212,7 +218,7 @@ impl<'a> KMeans<'a> {
         match self.cfg.k {
             KChoice::Fixed(k) => {
                 let (run, best) = self.best_of_restarts(k).await?;
-                let trust = self.trust_of(&run.centroids).await?;
+                let trust = self.trust_of(&self.trust_samples().await?, &run.centroids);
                 Ok(self.fitted(
                     run,
                     init,
@@ -223,9 +229,9 @@ impl<'a> KMeans<'a> {
                 ))
             }
             KChoice::Auto => {
-                let sample = self
-                    .sample(self.cfg.silhouette_sample, self.cfg.seed ^ 0x5111)
-                    .await?;
+                // Drawn once: every candidate is scored on the same points.
+                let samples = self.trust_samples().await?;
+                let sample = &samples.silhouette;
                 let mut candidates = Vec::new();
                 let mut best: Option<(f64, Run, usize)> = None;
                 for k in self.cfg.k_min..=self.cfg.k_max {
@@ -236,19 +242,15 @@ impl<'a> KMeans<'a> {
                         Err(e) => return Err(e),
                     };
                     let centres = run.centroids.values();
-                    let score = local::silhouette(
-                        &sample,
-                        &local::labels(&sample, centres),
-                        k,
-                        self.cosine,
-                    );
+                    let score =
+                        local::silhouette(sample, &local::labels(sample, centres), k, self.cosine);
                     tracing::info!(
                         k,
                         silhouette = score,
                         inertia = run.trace.final_inertia,
                         "k-means candidate"
                     );
-                    let stability = self.stability_of(&run.centroids).await?;
+                    let stability = self.stability_of(&samples, &run.centroids);
                     candidates.push(KCandidate {
                         k,
                         inertia: run.trace.final_inertia,
@@ -261,7 +263,7 @@ impl<'a> KMeans<'a> {
                 }
                 let (_, run, restart) = best
                     .ok_or_else(|| PipelineError::Internal("k = auto tried no candidate".into()))?;
-                let trust = self.trust_of(&run.centroids).await?;
+                let trust = self.trust_of(&samples, &run.centroids);
                 Ok(self.fitted(
                     run,
                     init,
@@ -274,39 +276,51 @@ impl<'a> KMeans<'a> {
         }
     }
 
-    /// How much to trust the partition `centroids` makes: its silhouette on the reproducible
-    /// sample that `k = "auto"` scores its candidates on (overall and per cluster), and its
-    /// stability on a larger sample of `stability_sample` points.
-    async fn trust_of(&self, centroids: &Centroids) -> Result<Trust> {
-        let sample = self
+    /// The reproducible samples a partition's trust is measured on: `silhouette_sample`
+    /// points (the sample `k = "auto"` scores its candidates on) and, unless
+    /// `stability_sample` is 0, `stability_sample` points.
+    async fn trust_samples(&self) -> Result<TrustSamples> {
+        let silhouette = self
             .sample(self.cfg.silhouette_sample, self.cfg.seed ^ 0x5111)
             .await?;
-        let (k, centres) = (centroids.k(), centroids.values());
-        let labels = local::labels(&sample, centres);
-        Ok(Trust {
-            silhouette: local::silhouette(&sample, &labels, k, self.cosine),
-            silhouette_by_cluster: local::silhouette_by_cluster(&sample, &labels, k, self.cosine),
-            stability: self.stability_of(centroids).await?,
+        let stability = if self.cfg.stability_sample == 0 {
+            None
+        } else {
+            Some(
+                self.sample(self.cfg.stability_sample, self.cfg.seed ^ 0x57AB)
+                    .await?,
+            )
+        };
+        Ok(TrustSamples {
+            silhouette,
+            stability,
         })
     }
 
-    /// The stability of the partition `centroids` makes, on a reproducible sample of
-    /// `stability_sample` points; `None` when that is 0 or too few points for k.
-    async fn stability_of(&self, centroids: &Centroids) -> Result<Option<Stability>> {
-        if self.cfg.stability_sample == 0 {
-            return Ok(None);
+    /// How much to trust the partition `centroids` makes: its silhouette (overall and per
+    /// cluster) and its stability, on `samples`.
+    fn trust_of(&self, samples: &TrustSamples, centroids: &Centroids) -> Trust {
+        let sample = &samples.silhouette;
+        let (k, centres) = (centroids.k(), centroids.values());
+        let labels = local::labels(sample, centres);
+        Trust {
+            silhouette: local::silhouette(sample, &labels, k, self.cosine),
+            silhouette_by_cluster: local::silhouette_by_cluster(sample, &labels, k, self.cosine),
+            stability: self.stability_of(samples, centroids),
         }
-        let sample = self
-            .sample(self.cfg.stability_sample, self.cfg.seed ^ 0x57AB)
-            .await?;
-        Ok(stability::stability(
-            &sample,
+    }
+
+    /// The stability of the partition `centroids` makes, on the stability sample; `None`
+    /// without one, or when it has too few points for k.
+    fn stability_of(&self, samples: &TrustSamples, centroids: &Centroids) -> Option<Stability> {
+        stability::stability(
+            samples.stability.as_ref()?,
             centroids.values(),
             centroids.k(),
             self.cfg.n_init,
             self.cfg.max_iter,
             self.cfg.seed,
-        ))
+        )
     }
 
     /// The fit's report; `restarts` is (restarts run, the one that won).
