@@ -13,14 +13,15 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # Real components for the integration tests, installed once into ~/.cache/persona: an
-# S3-compatible server (MinIO when on PATH, otherwise s3s-fs from crates.io) and pyarrow (from
-# PyPI, to read the outputs with an engine that is not DataFusion).
+# S3-compatible server (MinIO when on PATH, otherwise s3s-fs from crates.io), pyarrow (from
+# PyPI, to read the outputs with an engine that is not DataFusion), and scipy and statsmodels
+# (the A/B statistics are checked against them).
 CACHE="${PERSONA_CACHE_DIR:-$HOME/.cache/persona}"
 VENV="$CACHE/venv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow" 2>/dev/null; then
-  echo "== installing pyarrow into $VENV (once)"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, scipy, statsmodels" 2>/dev/null; then
+  echo "== installing pyarrow, scipy and statsmodels into $VENV (once)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=15"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=15" "scipy>=1.11" "statsmodels>=0.14"
 fi
 export PERSONA_PYTHON="$VENV/bin/python"
 

@@ -56,10 +56,38 @@ pub struct ExperimentConfig {
     /// The last night that assigns new customers, if any (assigned customers stay).
     #[serde(default)]
     pub end: Option<String>,
+    /// What the analysis compares (`experiment_results`): any of [`METRICS`]; all by default.
+    #[serde(default = "all_metrics")]
+    pub metrics: Vec<String>,
+    /// How an arm's p-values are adjusted across the metrics: `"holm"` (the default),
+    /// `"benjamini_hochberg"` or `"none"`.
+    #[serde(default = "holm")]
+    pub correction: String,
+    /// Winsorisation: each customer's revenue, orders and sessions are capped at this
+    /// percentile of the experiment's customers (e.g. 0.99), before and after entry alike;
+    /// none by default.
+    #[serde(default)]
+    pub winsorize: Option<f64>,
 }
+
+/// The metrics an experiment can be analysed on, in the order of `experiment_results`:
+/// whether the customer purchased since entry, revenue, orders, average order value (a ratio
+/// of two sums) and sessions.
+pub const METRICS: [&str; 5] = ["conversion", "revenue", "orders", "aov", "sessions"];
+
+/// The multiple-comparison corrections of `correction`.
+pub const CORRECTIONS: [&str; 3] = ["holm", "benjamini_hochberg", "none"];
 
 fn everyone() -> String {
     "true".to_string()
+}
+
+fn all_metrics() -> Vec<String> {
+    METRICS.iter().map(|m| m.to_string()).collect()
+}
+
+fn holm() -> String {
+    "holm".to_string()
 }
 
 /// One arm of an experiment.
@@ -68,7 +96,7 @@ fn everyone() -> String {
 pub struct ArmConfig {
     /// The arm's name, `[a-z0-9_]+`.
     pub name: String,
-    /// Its share of new customers, relative to the other arms' weights.
+    /// Its share of new customers; an experiment's weights sum to 1.
     pub weight: f64,
 }
 
@@ -115,6 +143,29 @@ impl ExperimentConfig {
             .any(|i| self.arms[..i].iter().any(|a| a.name == self.arms[i].name))
         {
             Some("arm names must be unique".to_string())
+        } else if (self.arms.iter().map(|a| a.weight).sum::<f64>() - 1.0).abs() > 1e-6 {
+            Some(format!(
+                "the arms' weights sum to {}, not 1",
+                self.arms.iter().map(|a| a.weight).sum::<f64>()
+            ))
+        } else if let Some(m) = self.metrics.iter().find(|m| !METRICS.contains(&m.as_str())) {
+            Some(format!(
+                "unknown metric '{m}' (known: {})",
+                METRICS.join(", ")
+            ))
+        } else if self.metrics.is_empty() {
+            Some("metrics must name at least one metric".to_string())
+        } else if !CORRECTIONS.contains(&self.correction.as_str()) {
+            Some(format!(
+                "correction = \"{}\" is not one of {}",
+                self.correction,
+                CORRECTIONS.join(", ")
+            ))
+        } else if self
+            .winsorize
+            .is_some_and(|p| !(p.is_finite() && p > 0.5 && p < 1.0))
+        {
+            Some("winsorize is a percentile between 0.5 and 1 (e.g. 0.99)".to_string())
         } else if self.start_date().is_none() {
             Some(format!(
                 "start = \"{}\" is not a date (YYYY-MM-DD)",
@@ -1233,7 +1284,7 @@ mod tests {
     fn experiments_are_declared_with_arms_and_dates() {
         let ok = "[[experiments]]\nkey = \"spring_email\"\nstart = \"2026-11-01\"\n\
             eligible = \"segment_id = 3\"\n\
-            arms = [{ name = \"control\", weight = 1 }, { name = \"email\", weight = 1 }]\n";
+            arms = [{ name = \"control\", weight = 0.5 }, { name = \"email\", weight = 0.5 }]\n";
         let cfg = PipelineConfig::parse(ok).unwrap();
         assert_eq!(cfg.experiments[0].arms[1].name, "email");
         assert_eq!(cfg.experiments[0].end_date(), Some(None));
@@ -1243,11 +1294,18 @@ mod tests {
         for (bad, says) in [
             (ok.replace("spring_email", "Spring Email"), "[a-z0-9_]+"),
             (ok.replace("2026-11-01", "November"), "not a date"),
-            (ok.replace("weight = 1 }]", "weight = 0 }]"), "weight > 0"),
+            (ok.replace("weight = 0.5 }]", "weight = 0 }]"), "weight > 0"),
             (
-                ok.replace(", { name = \"email\", weight = 1 }", ""),
+                ok.replace("weight = 0.5 }]", "weight = 0.6 }]"),
+                "sum to 1.1",
+            ),
+            (
+                ok.replace(", { name = \"email\", weight = 0.5 }", ""),
                 "two arms",
             ),
+            (format!("{ok}metrics = [\"ctr\"]\n"), "unknown metric 'ctr'"),
+            (format!("{ok}correction = \"bonferroni\"\n"), "not one of"),
+            (format!("{ok}winsorize = 99\n"), "winsorize"),
             (format!("{ok}{ok}"), "used twice"),
             (format!("{ok}end = \"2026-10-01\"\n"), "before start"),
         ] {

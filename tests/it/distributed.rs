@@ -17,13 +17,14 @@ fn config() -> &'static Path {
     CONFIG.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         let path = dir.join("persona.toml");
-        // An experiment too: its assignments must be the same on the cluster.
+        // An experiment too, winsorised: its assignments and results must be the same on the
+        // cluster.
         std::fs::write(
             &path,
             "[recommendations]\niterations = 3\n\
              [[experiments]]\nkey = \"winback\"\nstart = \"2026-11-01\"\n\
-             eligible = \"marketing_opt_in\"\n\
-             arms = [{ name = \"control\", weight = 1 }, { name = \"offer\", weight = 1 }]\n",
+             eligible = \"marketing_opt_in\"\nwinsorize = 0.99\n\
+             arms = [{ name = \"control\", weight = 0.5 }, { name = \"offer\", weight = 0.5 }]\n",
         )
         .expect("config");
         path
@@ -63,6 +64,10 @@ async fn standalone_ballista_matches_local() {
         assignments(standalone.path()).await,
         assignments(local.path()).await
     );
+    assert_eq!(
+        results(standalone.path()).await,
+        results(local.path()).await
+    );
 }
 
 /// The night's experiment assignments, sorted, as text.
@@ -85,6 +90,29 @@ async fn assignments(output: &Path) -> Vec<String> {
     rows
 }
 
+/// The night's experiment results, sorted, as text: figures to 6 decimals (sums of
+/// floating-point numbers in another order differ in the last bits).
+async fn results(output: &Path) -> Vec<String> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    crate::support::register_partition(
+        &ctx,
+        "r",
+        output,
+        "experiment_results",
+        crate::support::DATE,
+    )
+    .await;
+    let rows = crate::support::rows_as_text(
+        &ctx,
+        "SELECT experiment, metric, arm, customers, ROUND(mean, 6), ROUND(lift_low, 6), \
+         ROUND(p_value, 6), ROUND(cuped_theta, 6), ROUND(cuped_lift_high, 6), \
+         ROUND(cuped_p_adjusted, 6), ROUND(winsorized_at, 6), ROUND(srm_p_value, 6) FROM r",
+    )
+    .await;
+    assert!(rows.len() > 10, "results: {rows:?}");
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_of_real_processes_matches_local() {
     let cluster = LocalCluster::start(2);
@@ -101,6 +129,10 @@ async fn cluster_of_real_processes_matches_local() {
     assert_eq!(
         assignments(distributed.path()).await,
         assignments(local.path()).await
+    );
+    assert_eq!(
+        results(distributed.path()).await,
+        results(local.path()).await
     );
 }
 

@@ -181,11 +181,14 @@ pub fn list_files(root: &Path) -> Vec<String> {
 }
 
 /// Every table a run on the tiny data publishes: the stage registry's published tables (the
-/// tiny data's evaluation scores, so `evaluation` is among them), but for
-/// `experiment_assignments`, which a night publishes only with `[[experiments]]` declared.
+/// tiny data's evaluation scores, so `evaluation` is among them), but for the experiments'
+/// tables, which a night publishes only with `[[experiments]]` declared.
 pub fn published_tables() -> Vec<&'static str> {
-    persona_jobs::stages::registry::published_tables()
-        .filter(|t| *t != "experiment_assignments")
+    use persona_jobs::stages::registry::{NIGHT, Part};
+    NIGHT
+        .iter()
+        .filter(|s| s.published && s.part != Part::Experiments)
+        .map(|s| s.name)
         .collect()
 }
 

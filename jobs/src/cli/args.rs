@@ -62,6 +62,43 @@ pub enum Command {
 pub enum ExperimentCommand {
     /// Customers needed per arm to detect a relative lift of a conversion rate.
     Plan(PlanArgs),
+    /// Print an experiment's published results (experiment_results of the latest night).
+    Report(ExperimentReportArgs),
+    /// Analyse a table of customers of your own (the columns of experiment_customers) as the
+    /// night would.
+    Analyse(AnalyseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentReportArgs {
+    /// The experiment's key.
+    pub key: String,
+    /// Output root of `persona run`: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    pub output: String,
+    /// Read this night (YYYY-MM-DD) instead of the latest.
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+    /// persona.toml (for the [storage] section).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// One JSON object per row instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyseArgs {
+    /// Parquet file or folder: experiment, customer_id, arm, conversion, revenue, orders,
+    /// sessions, pre_conversion, pre_revenue, pre_orders, pre_sessions.
+    #[arg(long)]
+    pub input: String,
+    /// persona.toml declaring the [[experiments]] the table's rows belong to.
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: PathBuf,
+    /// One JSON object per row instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -401,6 +438,12 @@ pub struct GenerateArgs {
     /// How strongly the types differ in that group, from 0 (alike) to 1.
     #[arg(long, default_value_t = 1.0)]
     pub type_strength: f64,
+    /// Plant the demo's campaign (experiment demo_email, control and email half and half, the
+    /// last 14 days): each reachable customer of the email arm places one extra order with
+    /// this probability (0: no campaign; `persona demo` plants 0.1). The truth is written to
+    /// OUT/_truth/campaign/.
+    #[arg(long, default_value_t = 0.0)]
+    pub campaign_lift: f64,
 }
 
 #[derive(Debug, Args)]

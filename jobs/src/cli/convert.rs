@@ -5,7 +5,7 @@
 use persona_jobs::PipelineError;
 use persona_jobs::commands::als::AlsOptions;
 use persona_jobs::commands::demo::DemoOptions;
-use persona_jobs::commands::experiment::PlanOptions;
+use persona_jobs::commands::experiment::{AnalyseOptions, PlanOptions, ReportOptions};
 use persona_jobs::commands::kmeans::KMeansOptions;
 use persona_jobs::commands::pipeline::{CheckOptions, RunOptions};
 use persona_jobs::commands::propensity::PropensityOptions;
@@ -15,11 +15,12 @@ use persona_jobs::config::{
 };
 use persona_jobs::engine::servers::{ExecutorOptions, SchedulerOptions};
 use persona_jobs::generate::GenerateOptions;
+use persona_jobs::generate::campaign::Campaign;
 use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{
-    AlsArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, GenerateArgs, KMeansArgs, PlanArgs,
-    PropensityArgs, RunArgs, SchedulerArgs, SqlArgs,
+    AlsArgs, AnalyseArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, ExperimentReportArgs,
+    GenerateArgs, KMeansArgs, PlanArgs, PropensityArgs, RunArgs, SchedulerArgs, SqlArgs,
 };
 
 impl TryFrom<RunArgs> for RunOptions {
@@ -210,6 +211,10 @@ impl From<GenerateArgs> for GenerateOptions {
                 by: args.types_by,
                 strength: args.type_strength,
             },
+            campaign: (args.campaign_lift > 0.0).then(|| Campaign {
+                start: args.end_date - chrono::Duration::days(Campaign::DEMO_DAYS - 1),
+                lift: args.campaign_lift,
+            }),
         }
     }
 }
@@ -260,5 +265,31 @@ impl From<PlanArgs> for PlanOptions {
             alpha: args.alpha,
             arms: args.arms,
         }
+    }
+}
+
+impl TryFrom<ExperimentReportArgs> for ReportOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: ExperimentReportArgs) -> Result<Self, Self::Error> {
+        Ok(Self {
+            output: args.output,
+            key: args.key,
+            date: args.date,
+            config: PipelineConfig::load(args.config.as_deref())?,
+            json: args.json,
+        })
+    }
+}
+
+impl TryFrom<AnalyseArgs> for AnalyseOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: AnalyseArgs) -> Result<Self, Self::Error> {
+        Ok(Self {
+            input: args.input,
+            config: PipelineConfig::load(Some(&args.config))?,
+            json: args.json,
+        })
     }
 }

@@ -52,6 +52,12 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Experiment(ExperimentCommand::Plan(args)) => {
             print(&experiment::plan(&args.into())?)?;
         }
+        Command::Experiment(ExperimentCommand::Report(args)) => {
+            print(&runtime.block_on(experiment::report(&args.try_into()?))?)?;
+        }
+        Command::Experiment(ExperimentCommand::Analyse(args)) => {
+            print(&runtime.block_on(experiment::analyse(&args.try_into()?))?)?;
+        }
         Command::Stages => print(&NightTable)?,
         Command::Sql(args) => runtime.block_on(query::run(&args.try_into()?))?,
         Command::Kmeans(args) => {

@@ -9,6 +9,7 @@ use crate::config::PipelineConfig;
 use crate::engine::progress::Progress;
 use crate::engine::session::Engine;
 use crate::error::{PipelineError, Result};
+use crate::generate::campaign::Campaign;
 use crate::generate::{self, GenerateOptions, Scale};
 use crate::stages::registry::NIGHT;
 
@@ -48,6 +49,7 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
             days: 28,
             anonymous_share: GenerateOptions::ANONYMOUS_SHARE,
             types: Default::default(),
+            campaign: Some(Campaign::demo(date)),
         })
         .await?;
     }
@@ -55,7 +57,7 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
         input: input.to_string_lossy().into_owned(),
         output: opts.dir.join("output").to_string_lossy().into_owned(),
         date,
-        config: PipelineConfig::default(),
+        config: demo_config(date)?,
         engine: Engine::Local,
         evaluate_only: false,
         export_split: None,
@@ -63,4 +65,19 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
     };
     eprintln!("running the nightly job for {date}");
     pipeline::run(&run, &mut Progress::new()).await
+}
+
+/// The demo's configuration: the defaults, and the A/B test of the campaign planted in its
+/// data (`demo_email`, control and email half and half, everyone eligible, from the
+/// campaign's first day).
+fn demo_config(date: NaiveDate) -> Result<PipelineConfig> {
+    let start = Campaign::demo(date).start;
+    PipelineConfig::parse(&format!(
+        "[[experiments]]\nkey = \"{}\"\nstart = \"{start}\"\n\
+         arms = [{{ name = \"control\", weight = {w} }}, {{ name = \"email\", weight = {e} }}]\n",
+        Campaign::KEY,
+        w = Campaign::CONTROL_WEIGHT,
+        e = 1.0 - Campaign::CONTROL_WEIGHT,
+    ))
+    .map_err(PipelineError::Config)
 }

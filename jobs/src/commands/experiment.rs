@@ -1,11 +1,151 @@
-//! `persona experiment plan`: how many customers an A/B test needs before it starts.
+//! `persona experiment`: `plan` sizes an A/B test before it starts, `report` prints what the
+//! night found (`experiment_results`), `analyse` computes the same results from a table of
+//! customers of one's own (the check against scipy and statsmodels uses it).
 
 use std::fmt;
 
+use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::commands::query::catalog;
+use crate::config::PipelineConfig;
+use crate::engine::session::{self, Engine};
+use crate::engine::storage::Root;
+use crate::engine::tables::register_parquet;
 use crate::error::{PipelineError, Result};
+use crate::models::experiments::analysis::{self, ResultRow};
 use crate::models::experiments::stats;
+use crate::stages::experiment_results::{self, CUSTOMERS};
+
+/// Results to print: readable, or as JSON lines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// The rows.
+    pub rows: Vec<ResultRow>,
+    /// Print one JSON object per row instead of the readable table.
+    #[serde(skip)]
+    pub json: bool,
+}
+
+impl fmt::Display for Results {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.json {
+            return write!(f, "{}", experiment_results::readable(&self.rows));
+        }
+        for row in &self.rows {
+            let line = serde_json::to_string(row).map_err(|_| fmt::Error)?;
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `persona experiment report KEY`: the published results of one experiment.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// The output root of `persona run`.
+    pub output: String,
+    /// The experiment.
+    pub key: String,
+    /// The night to read (the latest by default).
+    pub date: Option<NaiveDate>,
+    /// Storage settings.
+    pub config: PipelineConfig,
+    /// JSON lines instead of the readable table.
+    pub json: bool,
+}
+
+/// Reads experiment `key`'s rows of the latest (or the pinned) `experiment_results`; an
+/// experiment the table does not have is a bad input (exit 3) that lists the ones it has.
+pub async fn report(opts: &ReportOptions) -> Result<Results> {
+    let output = Root::parse(&opts.output, &opts.config.storage)?;
+    let ctx = session::new_context(&Engine::Local, &opts.config).await?;
+    let tables = catalog::register_outputs(&ctx, &output, opts.date).await?;
+    let Some(info) = tables.iter().find(|t| t.name == experiment_results::TABLE) else {
+        return Err(PipelineError::BadInput(format!(
+            "no night under {} published experiment_results{}: declare [[experiments]] in \
+             persona.toml and run the night",
+            output.display(),
+            opts.date.map(|d| format!(" on {d}")).unwrap_or_default()
+        )));
+    };
+    let batches = ctx
+        .sql(&format!(
+            "SELECT * FROM {} ORDER BY experiment, metric, is_control DESC, arm",
+            experiment_results::TABLE
+        ))
+        .await?
+        .collect()
+        .await?;
+    let all = analysis::from_batches(&batches)?;
+    let rows: Vec<ResultRow> = all
+        .iter()
+        .filter(|r| r.experiment == opts.key)
+        .cloned()
+        .collect();
+    if rows.is_empty() {
+        let mut keys: Vec<&str> = all.iter().map(|r| r.experiment.as_str()).collect();
+        keys.dedup();
+        return Err(PipelineError::BadInput(format!(
+            "experiment_results of {} has no experiment '{}' (it has: {})",
+            info.date,
+            opts.key,
+            if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.join(", ")
+            }
+        )));
+    }
+    Ok(Results {
+        rows: sort_for_reading(rows),
+        json: opts.json,
+    })
+}
+
+/// Rows in the order of the configuration's metrics as the night wrote them: by metric as
+/// listed in [`crate::config::METRICS`], the control first.
+fn sort_for_reading(mut rows: Vec<ResultRow>) -> Vec<ResultRow> {
+    let rank = |m: &str| crate::config::METRICS.iter().position(|x| *x == m);
+    rows.sort_by(|a, b| {
+        (&a.experiment, rank(&a.metric), !a.is_control, &a.arm).cmp(&(
+            &b.experiment,
+            rank(&b.metric),
+            !b.is_control,
+            &b.arm,
+        ))
+    });
+    rows
+}
+
+/// `persona experiment analyse`: the night's analysis on a table of one's own.
+#[derive(Debug, Clone)]
+pub struct AnalyseOptions {
+    /// A Parquet file or folder with the columns of `experiment_customers` (experiment,
+    /// customer_id, arm, conversion, revenue, orders, sessions and their pre_ values).
+    pub input: String,
+    /// The experiments (`[[experiments]]`) and storage settings.
+    pub config: PipelineConfig,
+    /// JSON lines instead of the readable table.
+    pub json: bool,
+}
+
+/// Analyses the input's experiments as the night would.
+pub async fn analyse(opts: &AnalyseOptions) -> Result<Results> {
+    if opts.config.experiments.is_empty() {
+        return Err(PipelineError::Config(
+            "persona experiment analyse needs --config with the [[experiments]] to analyse".into(),
+        ));
+    }
+    let input = Root::parse(&opts.input, &opts.config.storage)?;
+    let ctx = session::new_context(&Engine::Local, &opts.config).await?;
+    register_parquet(&ctx, CUSTOMERS, &input, &opts.input).await?;
+    let rows = experiment_results::analyse_table(&ctx, &opts.config.experiments).await?;
+    Ok(Results {
+        rows,
+        json: opts.json,
+    })
+}
 
 /// What to plan for.
 #[derive(Debug, Clone, PartialEq)]

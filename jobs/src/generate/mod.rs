@@ -8,6 +8,7 @@
 //! (each customer's type, and the week after the window) goes to `OUT/_truth/` for the
 //! benchmarks ([`truth`]); `persona run` never reads it.
 
+pub mod campaign;
 mod crm;
 pub mod family;
 mod rows;
@@ -34,7 +35,7 @@ use world::World;
 
 /// Changes whenever the same options start giving other data, so that cached demo data of an
 /// older generator is not reused.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// Dataset sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -95,6 +96,8 @@ pub struct GenerateOptions {
     pub anonymous_share: f64,
     /// What tells the hidden customer types apart (`--types-by`, `--type-strength`).
     pub types: family::TypeMix,
+    /// A campaign to plant for the A/B analysis to find (`--campaign-lift`; the demo's).
+    pub campaign: Option<campaign::Campaign>,
 }
 
 impl GenerateOptions {
@@ -209,6 +212,10 @@ fn write_events(
     let first = opts.end_date - chrono::Duration::days(i64::from(opts.days) - 1);
     let (mut late_web, mut late_app) = (WebRows::default(), AppRows::default());
     let (mut web_total, mut app_total) = (0, 0);
+    let mut planted = opts
+        .campaign
+        .as_ref()
+        .map(|c| campaign::Planted::new(c, world, opts.seed, first, opts.days));
     for day in 0..opts.days {
         let date = first + chrono::Duration::days(i64::from(day));
         let dt = format!("dt={date}");
@@ -226,8 +233,17 @@ fn write_events(
         web_sink.write(&late_web.take_batch(&web_schema)?)?;
         app_sink.write(&late_app.take_batch(&app_schema)?)?;
         let mut writer = DayWriter::new(world, date, day, opts.days);
-        for customer in &world.customers {
+        for (index, customer) in world.customers.iter().enumerate() {
+            let before = writer.purchases;
             writer.customer_day(rng, customer);
+            if let Some(p) = planted.as_mut() {
+                if writer.purchases > before {
+                    p.purchased(index, day);
+                }
+                if p.order_day[index] == Some(day) {
+                    writer.campaign_order(&mut p.rng, customer);
+                }
+            }
             writer.flush_if_full(rng, &mut web_sink, &mut app_sink, &web_schema, &app_schema)?;
         }
         writer.background_traffic(rng, opts.anonymous_share);
@@ -235,6 +251,9 @@ fn write_events(
         (late_web, late_app) = writer.into_late();
         web_total += web_sink.close()?;
         app_total += app_sink.close()?;
+    }
+    if let Some(p) = &planted {
+        p.write_truth(world, out)?;
     }
     Ok((web_total, app_total))
 }

@@ -53,6 +53,8 @@ pub struct DayWriter<'w> {
     web_rows_today: usize,
     /// When simulating the hidden next week: every customer's item interactions, clean.
     truth: Option<TruthRows>,
+    /// Purchases made so far (a planted campaign asks who purchased on their own).
+    pub purchases: u64,
 }
 
 impl<'w> DayWriter<'w> {
@@ -73,6 +75,7 @@ impl<'w> DayWriter<'w> {
             late_app: AppRows::default(),
             web_rows_today: 0,
             truth: None,
+            purchases: 0,
         }
     }
 
@@ -189,6 +192,7 @@ impl<'w> DayWriter<'w> {
                     ts += step(rng, 30, 300);
                     let (qty, price) = (rng.random_range(1..=2), self.world.items[item].price);
                     self.note(c, item, "purchase", ts);
+                    self.purchases += 1;
                     self.push_app(
                         rng,
                         ts,
@@ -275,6 +279,7 @@ impl<'w> DayWriter<'w> {
             let device = cookie.clone().unwrap_or_default();
             for item in bought {
                 self.note(c, item, "purchase", ts);
+                self.purchases += 1;
                 let (id, price) = (
                     self.world.items[item].id.clone(),
                     self.world.items[item].price,
@@ -293,6 +298,29 @@ impl<'w> DayWriter<'w> {
                 );
             }
         }
+    }
+
+    /// A planted campaign's extra order: an app purchase of an item the customer likes, at a
+    /// random time of the day, drawn from the campaign's own `rng`.
+    pub fn campaign_order(&mut self, rng: &mut ChaCha8Rng, c: &Customer) {
+        let ts = self.day_start + rng.random_range(8 * 3600..22 * 3600) * MICROS_PER_SECOND;
+        let item = self.world.pick_item(rng, c);
+        let (id, price) = (
+            self.world.items[item].id.clone(),
+            self.world.items[item].price,
+        );
+        self.note(c, item, "purchase", ts);
+        self.push_app(
+            rng,
+            ts,
+            Some(c.id.clone()),
+            &c.device_id,
+            c.mobile,
+            "purchase",
+            Some(id),
+            Some(1),
+            Some(price),
+        );
     }
 
     /// Crawlers and visitors who never log in, until they make `anonymous_share` of the day's

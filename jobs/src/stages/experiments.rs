@@ -8,6 +8,11 @@
 //! assignments are carried over unchanged, so changing the weights (a ramp-up) or the
 //! predicate moves nobody already assigned, and `first_eligible_date` is the night a customer
 //! entered. An experiment no longer configured is dropped from the table.
+//!
+//! The first night that assigns an experiment whose `start` is already past (it was declared
+//! late, or Persona was down) backdates its customers' entry to the start: the campaign, which
+//! recomputes the hash, has treated them since then. A key whose earlier assignments name an
+//! arm the configuration no longer has is refused: a new test needs a new key.
 
 use std::sync::Arc;
 
@@ -28,6 +33,9 @@ use crate::engine::storage::Root;
 use crate::engine::tables::register_parquet;
 use crate::error::{PipelineError, Result};
 
+/// Days before a customer's entry whose behaviour is the covariate of CUPED
+/// (`sql/27_experiment_customers.sql`).
+pub const PRE_DAYS: u32 = 14;
 /// The table every night's assignments are read from and written to.
 pub const TABLE: &str = "experiment_assignments";
 /// The previous night's assignments, registered for the stage's SQL (and the alias of the
@@ -92,11 +100,14 @@ impl Unit for Assignment {
 
     async fn run(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
         let previous = register_previous(night.ctx, night.roots.output, night.window.last).await?;
+        let earlier = earlier_arms(night.ctx, &previous).await?;
+        check_arms_unchanged(&night.config.experiments, &earlier)?;
         let sql = assignment_sql(
             night.ctx,
             &night.config.experiments,
             night.window.last,
             &previous,
+            &earlier,
         )
         .await?;
         let df = night.ctx.sql(&sql).await?;
@@ -104,9 +115,11 @@ impl Unit for Assignment {
         let counts = night
             .ctx
             .sql(&format!(
-                "SELECT experiment, arm, COUNT(*), SUM(CASE WHEN first_eligible_date = DATE '{}' \
-                 THEN 1 ELSE 0 END) FROM {TABLE} GROUP BY experiment, arm",
-                night.window.last
+                "SELECT a.experiment, a.arm, COUNT(*), \
+                 SUM(CASE WHEN p.customer_id IS NULL THEN 1 ELSE 0 END) \
+                 FROM {TABLE} a LEFT JOIN {previous} p \
+                 ON p.experiment = a.experiment AND p.customer_id = a.customer_id \
+                 GROUP BY a.experiment, a.arm"
             ))
             .await?
             .collect()
@@ -129,6 +142,7 @@ impl Unit for Assignment {
             &night.config.experiments,
             night.window.last,
             NONE_BEFORE,
+            &[],
         )
         .await?;
         night.ctx.sql(&sql).await?;
@@ -163,13 +177,63 @@ async fn register_previous(ctx: &SessionContext, output: &Root, date: NaiveDate)
     }
 }
 
+/// `(experiment, arm)` of every arm with customers in `previous`.
+async fn earlier_arms(ctx: &SessionContext, previous: &str) -> Result<Vec<(String, String)>> {
+    use arrow::array::AsArray;
+    let batches = ctx
+        .sql(&format!(
+            "SELECT DISTINCT CAST(experiment AS VARCHAR), CAST(arm AS VARCHAR) \
+             FROM {previous} {PREVIOUS}"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let text = |i: usize| arrow::compute::cast(b.column(i), &DataType::Utf8);
+        let (e, a) = (text(0)?, text(1)?);
+        let (e, a) = (e.as_string::<i32>(), a.as_string::<i32>());
+        for r in 0..b.num_rows() {
+            out.push((e.value(r).to_string(), a.value(r).to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses (exit 4) an experiment whose earlier assignments name an arm it no longer has:
+/// its key was reused for another test, or an arm was renamed, and either would mix two
+/// tests' customers in one analysis.
+fn check_arms_unchanged(
+    experiments: &[ExperimentConfig],
+    earlier: &[(String, String)],
+) -> Result<()> {
+    for e in experiments {
+        let gone: Vec<&str> = earlier
+            .iter()
+            .filter(|(key, arm)| *key == e.key && !e.arms.iter().any(|a| a.name == *arm))
+            .map(|(_, arm)| arm.as_str())
+            .collect();
+        if !gone.is_empty() {
+            let arms: Vec<&str> = e.arms.iter().map(|a| a.name.as_str()).collect();
+            return Err(PipelineError::Config(format!(
+                "experiments: experiment '{}': earlier nights assigned customers to arm(s) {} \
+                 that its arms ({}) no longer include; a different test needs a new key",
+                e.key,
+                gone.join(", "),
+                arms.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// No assignments before tonight, as a relation.
 const NONE_BEFORE: &str = "(SELECT CAST(NULL AS VARCHAR) AS experiment, \
      CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) AS arm, \
      CAST(NULL AS DATE) AS first_eligible_date WHERE false)";
 
 /// The SQL of tonight's (`date`) assignments, given the relation of the previous night's
-/// (`previous`). The customers are the profiles, with the propensity columns when that stage
+/// (`previous`) and its `(experiment, arm)` pairs (`earlier`). The customers are the profiles, with the propensity columns when that stage
 /// ran. An eligibility predicate that does not plan over those columns is a configuration
 /// error (exit 4) naming its experiment.
 async fn assignment_sql(
@@ -177,6 +241,7 @@ async fn assignment_sql(
     experiments: &[ExperimentConfig],
     date: NaiveDate,
     previous: &str,
+    earlier: &[(String, String)],
 ) -> Result<String> {
     let customers = if ctx.table_exist("propensity")? {
         "(SELECT p.*, q.probability, q.decile FROM user_profiles p \
@@ -202,20 +267,28 @@ async fn assignment_sql(
                 e.key, e.eligible
             )));
         }
-        parts.push(new_customers_sql(e, date, customers, previous));
+        // Assigned before: tonight's newly eligible enter tonight. Never assigned: backdated
+        // to the start (see the module's comment).
+        let entry = match e.start_date() {
+            Some(start) if !earlier.iter().any(|(key, _)| *key == e.key) => start.min(date),
+            _ => date,
+        };
+        parts.push(new_customers_sql(e, date, entry, customers, previous));
     }
     Ok(parts.join("\nUNION ALL\n"))
 }
 
-/// The customers of `e` eligible on `date` who have no arm yet, with their arm; nothing when
-/// `date` is outside the experiment's dates.
+/// The customers of `e` eligible on `date` who have no arm yet, with their arm and `entry` as
+/// their first eligible date; nothing when `date` is outside the experiment's dates.
 fn new_customers_sql(
     e: &ExperimentConfig,
     date: NaiveDate,
+    entry: NaiveDate,
     customers: &str,
     previous: &str,
 ) -> String {
     let total: f64 = e.arms.iter().map(|a| a.weight).sum();
+    // Weights sum to 1 (checked); dividing by their sum keeps the last cut at exactly 1.
     let mut cumulative = 0.0;
     let mut arms = Vec::new();
     for (i, arm) in e.arms.iter().enumerate() {
@@ -232,7 +305,7 @@ fn new_customers_sql(
     let open = e.open_on(date);
     format!(
         "SELECT '{key}' AS experiment, c.customer_id, CASE {arms} END AS arm, \
-         DATE '{date}' AS first_eligible_date \
+         DATE '{entry}' AS first_eligible_date \
          FROM (SELECT CAST(customer_id AS VARCHAR) AS customer_id, \
                experiment_bucket('{key}', CAST(customer_id AS VARCHAR)) AS __bucket \
                FROM {customers} {CUSTOMERS} WHERE ({eligible})) c \

@@ -6,6 +6,7 @@
 pub mod continuity;
 pub mod dry_run;
 pub mod evaluation;
+pub mod experiment_results;
 pub mod experiments;
 pub mod gates;
 pub mod inputs;

@@ -269,5 +269,10 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
         ("propensity_feature_days", feature_days.to_string()),
         ("propensity_cutoff", format!("{cutoff}T00:00:00Z")),
         ("propensity_score_start", format!("{score_start}T00:00:00Z")),
+        ("lookback_days", config.window.lookback_days.to_string()),
+        (
+            "experiment_pre_days",
+            crate::stages::experiments::PRE_DAYS.to_string(),
+        ),
     ])
 }

@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::StageMetrics;
 use super::night::Night;
-use super::registry::{Mode, Stage};
+use super::registry::{Mode, Part, Stage};
 use super::unit::Unit;
 use crate::engine::commit;
 use crate::engine::fault;
@@ -37,7 +37,13 @@ impl Unit for Publish {
 
     async fn plan(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         let mut text = String::from("would write, each into this run's folder:\n");
-        for s in night.stages.iter().filter(|s| night.mode.publishes(s)) {
+        // Without [[experiments]] their stages are skipped and publish nothing.
+        let no_experiments = night.config.experiments.is_empty();
+        for s in night
+            .stages
+            .iter()
+            .filter(|s| night.mode.publishes(s) && !(no_experiments && s.part == Part::Experiments))
+        {
             let _ = writeln!(
                 text,
                 "  {}",

@@ -108,6 +108,7 @@ mod tests {
             days: 28,
             anonymous_share: GenerateOptions::ANONYMOUS_SHARE,
             types: Default::default(),
+            campaign: None,
         })
         .await
         .unwrap();

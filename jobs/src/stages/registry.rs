@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::evaluation::{EvaluationFit, EvaluationScores};
+use super::experiment_results::{ExperimentSql, Results};
 use super::experiments::Assignment;
 use super::gates::Gates;
 use super::inputs::Inputs;
@@ -380,6 +381,26 @@ pub const NIGHT: &[Stage] = &[
         unit: &Assignment,
         reads: &["user_profiles", "propensity"],
         writes: &["experiment_assignments"],
+        published: true,
+    },
+    Stage {
+        name: "experiment_customers",
+        part: Part::Experiments,
+        sql: Some(sql_file!("27_experiment_customers.sql")),
+        with: &[],
+        unit: &ExperimentSql,
+        reads: &["experiment_assignments", "events"],
+        writes: &["experiment_customers"],
+        published: false,
+    },
+    Stage {
+        name: "experiment_results",
+        part: Part::Experiments,
+        sql: None,
+        with: &[],
+        unit: &Results,
+        reads: &["experiment_customers"],
+        writes: &["experiment_results"],
         published: true,
     },
     Stage {

@@ -135,6 +135,102 @@ pub fn two_proportions(control: &Summary, treatment: &Summary, alpha: f64) -> Co
     }
 }
 
+/// The z-test of two arms' means whose variances are estimated well (large samples, or the
+/// delta method's for a ratio): the lift's normal interval and the relative lift's.
+pub fn z_means(control: &Summary, treatment: &Summary, alpha: f64) -> Comparison {
+    let se = (control.variance / control.n + treatment.variance / treatment.n).sqrt();
+    let lift = treatment.mean - control.mean;
+    let z = z_critical(alpha);
+    let (statistic, p_value) = if se > 0.0 {
+        let statistic = lift / se;
+        (statistic, 2.0 * normal().cdf(-statistic.abs()))
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    let (relative_lift, relative_low, relative_high) = relative(control, treatment, z);
+    Comparison {
+        lift,
+        lift_low: lift - z * se,
+        lift_high: lift + z * se,
+        relative_lift,
+        relative_low,
+        relative_high,
+        statistic,
+        df: None,
+        p_value,
+    }
+}
+
+/// A ratio metric's summary, `R = mean(num) / mean(den)` over an arm's customers (average
+/// order value: revenue over orders), from the moments of its numerator (`y`) and
+/// denominator (`x`). The variance is `n` times the delta method's `Var(R)`:
+/// `(var_y / m_x² − 2 m_y cov_xy / m_x³ + m_y² var_x / m_x⁴) / n`, so that
+/// `variance / n` is the estimate's variance, as for a mean. NaN when no customer ordered.
+pub fn ratio(arm: &Moments) -> Summary {
+    let (my, mx) = (arm.mean_y, arm.mean_x);
+    if mx == 0.0 {
+        return Summary {
+            n: arm.n,
+            mean: f64::NAN,
+            variance: f64::NAN,
+        };
+    }
+    let variance = arm.var_y / (mx * mx) - 2.0 * my * arm.cov_xy / mx.powi(3)
+        + my * my * arm.var_x / mx.powi(4);
+    Summary {
+        n: arm.n,
+        mean: my / mx,
+        variance: variance.max(0.0),
+    }
+}
+
+/// The moments of several arms taken together (exactly: the between-arm spread of the means
+/// is added back), for CUPED's θ and x̄ over the whole experiment.
+pub fn pooled(arms: &[Moments]) -> Moments {
+    let n: f64 = arms.iter().map(|a| a.n).sum();
+    if n < 2.0 {
+        return arms.first().copied().unwrap_or(Moments {
+            n,
+            mean_y: f64::NAN,
+            var_y: 0.0,
+            mean_x: f64::NAN,
+            var_x: 0.0,
+            cov_xy: 0.0,
+        });
+    }
+    let mean_y = arms.iter().map(|a| a.n * a.mean_y).sum::<f64>() / n;
+    let mean_x = arms.iter().map(|a| a.n * a.mean_x).sum::<f64>() / n;
+    // Sums of squares and cross-products about the pooled means, from each arm's own.
+    let within = |f: &dyn Fn(&Moments) -> f64| -> f64 {
+        arms.iter()
+            .map(|a| if a.n > 1.0 { (a.n - 1.0) * f(a) } else { 0.0 })
+            .sum()
+    };
+    let ss_y = within(&|a| a.var_y)
+        + arms
+            .iter()
+            .map(|a| a.n * (a.mean_y - mean_y).powi(2))
+            .sum::<f64>();
+    let ss_x = within(&|a| a.var_x)
+        + arms
+            .iter()
+            .map(|a| a.n * (a.mean_x - mean_x).powi(2))
+            .sum::<f64>();
+    let sp_xy = within(&|a| a.cov_xy)
+        + arms
+            .iter()
+            .map(|a| a.n * (a.mean_x - mean_x) * (a.mean_y - mean_y))
+            .sum::<f64>();
+    Moments {
+        n,
+        mean_y,
+        var_y: ss_y / (n - 1.0),
+        mean_x,
+        var_x: ss_x / (n - 1.0),
+        cov_xy: sp_xy / (n - 1.0),
+    }
+}
+
 /// The relative lift `m_t / m_c − 1` and its interval by the delta method:
 /// `Var ≈ v_t / (n_t m_c²) + m_t² v_c / (n_c m_c⁴)`.
 fn relative(control: &Summary, treatment: &Summary, z: f64) -> (f64, f64, f64) {
@@ -323,6 +419,66 @@ mod tests {
         // power): the two agree to 3e-6, the same whole number of customers.
         assert!(close(n, 31_217.423_430_777_748, 1e-5), "{n}");
         assert_eq!(n.ceil(), 31_218.0);
+    }
+
+    /// Two arms pooled give the moments of all their customers at once.
+    #[test]
+    fn pooled_moments_are_those_of_every_customer() {
+        let moments = |xs: &[f64], ys: &[f64]| {
+            let n = xs.len() as f64;
+            let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+            let s = |a: &[f64], ma: f64, b: &[f64], mb: f64| {
+                a.iter()
+                    .zip(b)
+                    .map(|(a, b)| (a - ma) * (b - mb))
+                    .sum::<f64>()
+                    / (n - 1.0)
+            };
+            Moments {
+                n,
+                mean_y: my,
+                var_y: s(ys, my, ys, my),
+                mean_x: mx,
+                var_x: s(xs, mx, xs, mx),
+                cov_xy: s(xs, mx, ys, my),
+            }
+        };
+        let (x1, y1) = ([1.0, 2.0, 4.0], [2.0, 2.5, 7.0]);
+        let (x2, y2) = ([0.0, 3.0, 5.0, 6.0], [1.0, 4.0, 4.5, 9.0]);
+        let all = moments(
+            &[x1.as_slice(), &x2].concat(),
+            &[y1.as_slice(), &y2].concat(),
+        );
+        let p = pooled(&[moments(&x1, &y1), moments(&x2, &y2)]);
+        for (a, b) in [
+            (p.mean_y, all.mean_y),
+            (p.var_y, all.var_y),
+            (p.var_x, all.var_x),
+            (p.cov_xy, all.cov_xy),
+        ] {
+            assert!(close(a, b, 1e-12), "{p:?} {all:?}");
+        }
+    }
+
+    /// Revenue over orders: the delta method's variance, and the z-test on it.
+    #[test]
+    fn a_ratio_is_summarised_by_the_delta_method() {
+        let arm = Moments {
+            n: 400.0,
+            mean_y: 50.0,
+            var_y: 900.0,
+            mean_x: 2.0,
+            var_x: 1.0,
+            cov_xy: 20.0,
+        };
+        let r = ratio(&arm);
+        assert!(close(r.mean, 25.0, 1e-12));
+        // 900/4 − 2·50·20/8 + 2500·1/16 = 225 − 250 + 156.25.
+        assert!(close(r.variance, 131.25, 1e-12), "{r:?}");
+        let c = z_means(&r, &Summary { mean: 27.0, ..r }, 0.05);
+        let se = (2.0 * 131.25f64 / 400.0).sqrt();
+        assert!(close(c.statistic, 2.0 / se, 1e-12));
+        assert!(ratio(&Moments { mean_x: 0.0, ..arm }).mean.is_nan());
     }
 
     #[test]
