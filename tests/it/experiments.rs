@@ -492,3 +492,88 @@ fn the_statistics_match_scipy_and_statsmodels() {
         "{stdout}"
     );
 }
+
+#[test]
+fn assign_declares_an_experiment_and_previews_its_arms() {
+    let (out, conf) = (temp(), temp());
+    ok(&run_at(
+        tiny_input().to_str().unwrap(),
+        out.path().to_str().unwrap(),
+        DATE,
+        &[],
+        &[],
+    ));
+    let config = conf.path().join("persona.toml");
+    std::fs::write(&config, "[segments]\nk = 4\n").unwrap();
+    let assign = |key: &str, arms: &str, eligible: &str| {
+        crate::support::persona(
+            &[
+                "experiment",
+                "assign",
+                "--config",
+                config.to_str().unwrap(),
+                "--key",
+                key,
+                "--arms",
+                arms,
+                "--eligible",
+                eligible,
+                "--start",
+                "2026-12-01",
+                "--output",
+                out.path().to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let said = ok(&assign(
+        "spring_sale",
+        "control=0.5,sale=0.5",
+        "marketing_opt_in",
+    ));
+    assert!(
+        said.contains("its first night would assign: control "),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("[segments]\nk = 4\n") && text.contains("key = \"spring_sale\""));
+    // The preview counts the opted-in profiles, every one in an arm.
+    let ctx = SessionContext::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opted_in = rt.block_on(async {
+        register_partition(&ctx, "p", out.path(), "user_profiles", DATE).await;
+        scalar_i64(&ctx, "SELECT COUNT(*) FROM p WHERE marketing_opt_in").await
+    });
+    let counts: u64 = said
+        .split("would assign: ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .split(", ")
+        .map(|arm| {
+            arm.rsplit(' ')
+                .next()
+                .unwrap()
+                .trim_end_matches('.')
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(counts as i64, opted_in);
+    // A key used twice, weights that do not sum to 1, a predicate that is not SQL over the
+    // profiles: refused (exit 4) and the file unchanged.
+    for (key, arms, eligible, says) in [
+        ("spring_sale", "control=0.5,sale=0.5", "true", "used twice"),
+        ("other", "control=0.5,sale=0.6", "true", "sum to 1.1"),
+        (
+            "other",
+            "control=0.5,sale=0.5",
+            "no_such_column",
+            "no_such_column",
+        ),
+    ] {
+        let line = error_line(&assign(key, arms, eligible), 4);
+        assert!(line.contains(says), "{line}");
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    }
+}

@@ -62,11 +62,57 @@ pub enum Command {
 pub enum ExperimentCommand {
     /// Customers needed per arm to detect a relative lift of a conversion rate.
     Plan(PlanArgs),
+    /// Declare an experiment: validate it and add its [[experiments]] block to persona.toml
+    /// (with --output, first say how many customers each arm would get).
+    Assign(AssignArgs),
     /// Print an experiment's published results (experiment_results of the latest night).
     Report(ExperimentReportArgs),
     /// Analyse a table of customers of your own (the columns of experiment_customers) as the
     /// night would.
     Analyse(AnalyseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The configuration file to add the experiment to (created when missing).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: PathBuf,
+    /// The experiment's key, [a-z0-9_]+.
+    #[arg(long)]
+    pub key: String,
+    /// The arms with their weights, the control first: control=0.5,email=0.5.
+    #[arg(long, value_delimiter = ',', required = true, value_parser = parse_arm)]
+    pub arms: Vec<(String, f64)>,
+    /// Who takes part: SQL over user_profiles (and probability, decile); everyone by default.
+    #[arg(long)]
+    pub eligible: Option<String>,
+    /// The first night that assigns customers (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    pub start: NaiveDate,
+    /// The last night that assigns new customers.
+    #[arg(long, value_parser = parse_date)]
+    pub end: Option<NaiveDate>,
+    /// What to compare, comma-separated (all by default).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
+    /// Cap revenue, orders and sessions at this percentile (e.g. 0.99).
+    #[arg(long)]
+    pub winsorize: Option<f64>,
+    /// Output root of `persona run`: preview the arms over its latest profiles.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    pub output: Option<String>,
+}
+
+/// `name=weight`.
+fn parse_arm(s: &str) -> Result<(String, f64), String> {
+    let (name, weight) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not name=weight (e.g. control=0.5)"))?;
+    let weight = weight
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{weight}' is not a weight (e.g. 0.5)"))?;
+    Ok((name.trim().to_string(), weight))
 }
 
 #[derive(Debug, Args)]

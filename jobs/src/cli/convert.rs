@@ -5,7 +5,9 @@
 use persona_jobs::PipelineError;
 use persona_jobs::commands::als::AlsOptions;
 use persona_jobs::commands::demo::DemoOptions;
-use persona_jobs::commands::experiment::{AnalyseOptions, PlanOptions, ReportOptions};
+use persona_jobs::commands::experiment::{
+    AnalyseOptions, AssignOptions, PlanOptions, ReportOptions, experiment_block,
+};
 use persona_jobs::commands::kmeans::KMeansOptions;
 use persona_jobs::commands::pipeline::{CheckOptions, RunOptions};
 use persona_jobs::commands::propensity::PropensityOptions;
@@ -19,8 +21,9 @@ use persona_jobs::generate::campaign::Campaign;
 use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{
-    AlsArgs, AnalyseArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs, ExperimentReportArgs,
-    GenerateArgs, KMeansArgs, PlanArgs, PropensityArgs, RunArgs, SchedulerArgs, SqlArgs,
+    AlsArgs, AnalyseArgs, AssignArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs,
+    ExperimentReportArgs, GenerateArgs, KMeansArgs, PlanArgs, PropensityArgs, RunArgs,
+    SchedulerArgs, SqlArgs,
 };
 
 impl TryFrom<RunArgs> for RunOptions {
@@ -291,5 +294,23 @@ impl TryFrom<AnalyseArgs> for AnalyseOptions {
             config: PipelineConfig::load(Some(&args.config))?,
             json: args.json,
         })
+    }
+}
+
+impl From<AssignArgs> for AssignOptions {
+    fn from(args: AssignArgs) -> Self {
+        Self {
+            block: experiment_block(
+                &args.key,
+                &args.arms,
+                args.eligible.as_deref(),
+                args.start,
+                args.end,
+                &args.metrics,
+                args.winsorize,
+            ),
+            config: args.config,
+            output: args.output,
+        }
     }
 }

@@ -52,6 +52,9 @@ pub fn dispatch(command: Command) -> Result<()> {
         Command::Experiment(ExperimentCommand::Plan(args)) => {
             print(&experiment::plan(&args.into())?)?;
         }
+        Command::Experiment(ExperimentCommand::Assign(args)) => {
+            print(&runtime.block_on(experiment::assign(&args.into()))?)?;
+        }
         Command::Experiment(ExperimentCommand::Report(args)) => {
             print(&runtime.block_on(experiment::report(&args.try_into()?))?)?;
         }

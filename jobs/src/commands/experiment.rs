@@ -118,6 +118,139 @@ fn sort_for_reading(mut rows: Vec<ResultRow>) -> Vec<ResultRow> {
     rows
 }
 
+/// `persona experiment assign`: declares an experiment in persona.toml.
+#[derive(Debug, Clone)]
+pub struct AssignOptions {
+    /// The configuration file to add it to (created when missing).
+    pub config: std::path::PathBuf,
+    /// The `[[experiments]]` block, as TOML.
+    pub block: String,
+    /// An output root whose latest profiles preview the arms' sizes.
+    pub output: Option<String>,
+}
+
+/// What `assign` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Assigned {
+    /// The file written.
+    pub config: String,
+    /// The block added.
+    pub block: String,
+    /// Customers per arm the first night would assign, over the latest published profiles.
+    pub preview: Option<(NaiveDate, Vec<(String, u64)>)>,
+}
+
+impl fmt::Display for Assigned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Added to {}:\n\n{}", self.config, self.block)?;
+        if let Some((date, arms)) = &self.preview {
+            let arms: Vec<String> = arms.iter().map(|(a, n)| format!("{a} {n}")).collect();
+            writeln!(
+                f,
+                "Over the profiles of {date}, its first night would assign: {}.",
+                arms.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "Every night from its start assigns the newly eligible; `persona experiment report` \
+             shows the results."
+        )
+    }
+}
+
+/// Validates the experiment with the file's others (a reused key, weights that do not sum to
+/// 1, an unknown metric: exit 4), previews its arms over the latest published profiles when
+/// `output` is given (a predicate that is not SQL over them: exit 4), then appends the block
+/// to the file, replacing it whole (a reader never sees half a file).
+pub async fn assign(opts: &AssignOptions) -> Result<Assigned> {
+    let before = match std::fs::read_to_string(&opts.config) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(PipelineError::io(&opts.config, e)),
+    };
+    let after = if before.trim().is_empty() {
+        opts.block.clone()
+    } else if before.ends_with('\n') {
+        format!("{before}\n{}", opts.block)
+    } else {
+        format!("{before}\n\n{}", opts.block)
+    };
+    let parsed = PipelineConfig::parse(&after)
+        .map_err(|e| PipelineError::Config(format!("{}: {e}", opts.config.display())))?;
+    let Some(experiment) = parsed.experiments.last() else {
+        return Err(PipelineError::Internal(
+            "the block declares no experiment".into(),
+        ));
+    };
+    let preview = match &opts.output {
+        None => None,
+        Some(output) => {
+            let root = Root::parse(output, &parsed.storage)?;
+            let ctx = session::new_context(&Engine::Local, &parsed).await?;
+            let tables = catalog::register_outputs(&ctx, &root, None).await?;
+            let date = tables
+                .iter()
+                .find(|t| t.name == "user_profiles")
+                .map(|t| t.date)
+                .ok_or_else(|| {
+                    PipelineError::BadInput(format!(
+                        "no night under {} published user_profiles",
+                        root.display()
+                    ))
+                })?;
+            Some((
+                date,
+                crate::stages::experiments::preview(&ctx, experiment).await?,
+            ))
+        }
+    };
+    let tmp = opts.config.with_extension("toml.tmp");
+    std::fs::write(&tmp, &after).map_err(|e| PipelineError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &opts.config).map_err(|e| PipelineError::io(&opts.config, e))?;
+    Ok(Assigned {
+        config: opts.config.display().to_string(),
+        block: opts.block.clone(),
+        preview,
+    })
+}
+
+/// The `[[experiments]]` block of these settings, as TOML (strings quoted by TOML's rules).
+pub fn experiment_block(
+    key: &str,
+    arms: &[(String, f64)],
+    eligible: Option<&str>,
+    start: NaiveDate,
+    end: Option<NaiveDate>,
+    metrics: &[String],
+    winsorize: Option<f64>,
+) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let arms: Vec<String> = arms
+        .iter()
+        .map(|(name, weight)| format!("{{ name = {}, weight = {weight:?} }}", quote(name)))
+        .collect();
+    let mut out = format!(
+        "[[experiments]]\nkey = {}\narms = [{}]\nstart = \"{start}\"\n",
+        quote(key),
+        arms.join(", ")
+    );
+    if let Some(eligible) = eligible {
+        out.push_str(&format!("eligible = {}\n", quote(eligible)));
+    }
+    if let Some(end) = end {
+        out.push_str(&format!("end = \"{end}\"\n"));
+    }
+    if !metrics.is_empty() {
+        let m: Vec<String> = metrics.iter().map(|m| quote(m)).collect();
+        out.push_str(&format!("metrics = [{}]\n", m.join(", ")));
+    }
+    if let Some(p) = winsorize {
+        out.push_str(&format!("winsorize = {p:?}\n"));
+    }
+    out
+}
+
 /// `persona experiment analyse`: the night's analysis on a table of one's own.
 #[derive(Debug, Clone)]
 pub struct AnalyseOptions {

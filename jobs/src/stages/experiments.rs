@@ -177,6 +177,37 @@ async fn register_previous(ctx: &SessionContext, output: &Root, date: NaiveDate)
     }
 }
 
+/// How many of the customers registered on `ctx` (`user_profiles`, and `propensity` when there
+/// is one) experiment `e` would take in, per arm, in the configured order: what its first night
+/// would assign. A predicate that does not plan is a configuration error, as on the night.
+pub async fn preview(ctx: &SessionContext, e: &ExperimentConfig) -> Result<Vec<(String, u64)>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    let start = e
+        .start_date()
+        .ok_or_else(|| PipelineError::Config(format!("experiment '{}': no start", e.key)))?;
+    let sql = assignment_sql(ctx, std::slice::from_ref(e), start, NONE_BEFORE, &[]).await?;
+    let batches = ctx
+        .sql(&format!(
+            "SELECT CAST(arm AS VARCHAR), COUNT(*) FROM ({sql}) GROUP BY arm"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut counts: Vec<(String, u64)> = e.arms.iter().map(|a| (a.name.clone(), 0)).collect();
+    for b in &batches {
+        let arm = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let n = arrow::compute::cast(b.column(1), &DataType::Int64)?;
+        let (arm, n) = (arm.as_string::<i32>(), n.as_primitive::<Int64Type>());
+        for r in 0..b.num_rows() {
+            if let Some(c) = counts.iter_mut().find(|(a, _)| a == arm.value(r)) {
+                c.1 = n.value(r) as u64;
+            }
+        }
+    }
+    Ok(counts)
+}
+
 /// `(experiment, arm)` of every arm with customers in `previous`.
 async fn earlier_arms(ctx: &SessionContext, previous: &str) -> Result<Vec<(String, String)>> {
     use arrow::array::AsArray;
