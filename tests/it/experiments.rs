@@ -179,22 +179,7 @@ fn campaign_input() -> &'static Path {
             .unwrap()
             .keep();
         let out = dir.join("input");
-        ok(&crate::support::persona(
-            &[
-                "generate",
-                "--scale",
-                "tiny",
-                "--seed",
-                "42",
-                "--out",
-                out.to_str().unwrap(),
-                "--end-date",
-                DATE,
-                "--campaign-lift",
-                "0.3",
-            ],
-            &[],
-        ));
+        crate::support::generate_tiny_with(out.to_str().unwrap(), &["--campaign-lift", "0.3"]);
         out
     })
 }

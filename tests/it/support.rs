@@ -89,20 +89,24 @@ pub fn tiny_input() -> &'static Path {
 
 /// Generates the tiny dataset (seed 42, ending on [`DATE`]) into `out`: a folder or `s3://`.
 pub fn generate_tiny(out: &str) {
-    ok(&persona(
-        &[
-            "generate",
-            "--scale",
-            "tiny",
-            "--seed",
-            "42",
-            "--out",
-            out,
-            "--end-date",
-            DATE,
-        ],
-        &[],
-    ));
+    generate_tiny_with(out, &[]);
+}
+
+/// [`generate_tiny`] with more `persona generate` flags (`--campaign-lift`, …).
+pub fn generate_tiny_with(out: &str, extra: &[&str]) {
+    let mut args = vec![
+        "generate",
+        "--scale",
+        "tiny",
+        "--seed",
+        "42",
+        "--out",
+        out,
+        "--end-date",
+        DATE,
+    ];
+    args.extend_from_slice(extra);
+    ok(&persona(&args, &[]));
 }
 
 /// A fresh temporary folder, removed when dropped.

@@ -119,9 +119,22 @@ pub fn two_proportions(control: &Summary, treatment: &Summary, alpha: f64) -> Co
         ..*s
     };
     let (c, t) = (bernoulli(control), bernoulli(treatment));
-    let se = (c.variance / c.n + t.variance / t.n).sqrt();
+    normal_comparison(&c, &t, alpha, statistic, p_value)
+}
+
+/// A comparison whose lift has the normal interval `lift ± z se`, `se` from the arms'
+/// variances, with the test's statistic and p-value.
+fn normal_comparison(
+    control: &Summary,
+    treatment: &Summary,
+    alpha: f64,
+    statistic: f64,
+    p_value: f64,
+) -> Comparison {
+    let se = (control.variance / control.n + treatment.variance / treatment.n).sqrt();
+    let lift = treatment.mean - control.mean;
     let z = z_critical(alpha);
-    let (relative_lift, relative_low, relative_high) = relative(&c, &t, z);
+    let (relative_lift, relative_low, relative_high) = relative(control, treatment, z);
     Comparison {
         lift,
         lift_low: lift - z * se,
@@ -139,26 +152,13 @@ pub fn two_proportions(control: &Summary, treatment: &Summary, alpha: f64) -> Co
 /// delta method's for a ratio): the lift's normal interval and the relative lift's.
 pub fn z_means(control: &Summary, treatment: &Summary, alpha: f64) -> Comparison {
     let se = (control.variance / control.n + treatment.variance / treatment.n).sqrt();
-    let lift = treatment.mean - control.mean;
-    let z = z_critical(alpha);
     let (statistic, p_value) = if se > 0.0 {
-        let statistic = lift / se;
+        let statistic = (treatment.mean - control.mean) / se;
         (statistic, 2.0 * normal().cdf(-statistic.abs()))
     } else {
         (f64::NAN, f64::NAN)
     };
-    let (relative_lift, relative_low, relative_high) = relative(control, treatment, z);
-    Comparison {
-        lift,
-        lift_low: lift - z * se,
-        lift_high: lift + z * se,
-        relative_lift,
-        relative_low,
-        relative_high,
-        statistic,
-        df: None,
-        p_value,
-    }
+    normal_comparison(control, treatment, alpha, statistic, p_value)
 }
 
 /// A ratio metric's summary, `R = mean(num) / mean(den)` over an arm's customers (average
