@@ -619,6 +619,55 @@ pub struct RecommendationsConfig {
     /// Time decay: an event's weight halves for every this many days of age at the end of the
     /// window (0: no decay).
     pub half_life_days: f64,
+    /// The item-to-item neighbourhood model (`[recommendations.item_knn]`).
+    pub item_knn: ItemKnnConfig,
+}
+
+/// The item-to-item model: each item's most similar items by co-interaction, as `implicit`'s
+/// `CosineRecommender` and `BM25Recommender` compute them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ItemKnnConfig {
+    /// `"bm25"` (the default: customers who touch many items count less) or `"cosine"`.
+    pub similarity: KnnSimilarity,
+    /// Neighbours kept per item.
+    pub neighbours: usize,
+    /// BM25's K1: how fast a customer's weight for an item saturates.
+    pub bm25_k1: f64,
+    /// BM25's B: how much an item's total weight normalises its column (0 to 1).
+    pub bm25_b: f64,
+}
+
+impl Default for ItemKnnConfig {
+    fn default() -> Self {
+        Self {
+            similarity: KnnSimilarity::Bm25,
+            neighbours: 50,
+            bm25_k1: 1.2,
+            bm25_b: 0.75,
+        }
+    }
+}
+
+/// How two items' similarity is measured.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KnnSimilarity {
+    /// BM25-weighted dot product.
+    #[default]
+    Bm25,
+    /// Cosine of the weight columns.
+    Cosine,
+}
+
+impl KnnSimilarity {
+    /// The name the SQL takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bm25 => "bm25",
+            Self::Cosine => "cosine",
+        }
+    }
 }
 
 impl Default for RecommendationsConfig {
@@ -641,6 +690,7 @@ impl Default for RecommendationsConfig {
             max_weight: 50.0,
             half_life_days: 0.0,
             explicit: false,
+            item_knn: ItemKnnConfig::default(),
         }
     }
 }
@@ -1132,6 +1182,28 @@ impl PipelineConfig {
             (
                 self.recommendations.top_n >= 1,
                 format!("{} must be at least 1", n("recommendations.top_n")),
+            ),
+            (
+                self.recommendations.item_knn.neighbours >= 1,
+                format!(
+                    "{} must be at least 1",
+                    n("recommendations.item_knn.neighbours")
+                ),
+            ),
+            (
+                self.recommendations.item_knn.bm25_k1 >= 0.0
+                    && self.recommendations.item_knn.bm25_k1.is_finite(),
+                format!(
+                    "{} must be a finite number >= 0",
+                    n("recommendations.item_knn.bm25_k1")
+                ),
+            ),
+            (
+                (0.0..=1.0).contains(&self.recommendations.item_knn.bm25_b),
+                format!(
+                    "{} must be between 0 and 1",
+                    n("recommendations.item_knn.bm25_b")
+                ),
             ),
             (
                 self.recommendations.alpha >= 0.0 && self.recommendations.alpha.is_finite(),

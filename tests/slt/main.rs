@@ -4,7 +4,8 @@
 //!
 //! Besides SQL, a file may say `STAGE <name>`: the SQL stage `sql/NN_<name>.sql`, rendered with
 //! the parameters of a default night ending on 2026-11-22 (28-day window), is materialised as
-//! the in-memory table `<name>`, over whatever tables the file created before.
+//! the in-memory table `<name>`, over whatever tables the file created before. `STAGE <name>
+//! WITH <param>=<value>, …` changes some of those parameters first.
 //!
 //! `ITEM FACTORS <n>: <row>; <row>; …` (each row the factors of one `item_idx`, from 0, values
 //! separated by spaces) registers `als_top_n` and `als_similar` over those item factors,
@@ -61,8 +62,11 @@ impl PersonaDb {
         Ok(Self { ctx })
     }
 
-    /// `STAGE <name>`: materialises the SQL stage `<name>` in memory.
-    async fn stage(&self, name: &str) -> Result<u64, DataFusionError> {
+    /// `STAGE <name> [WITH <param>=<value>, …]`: materialises the SQL stage `<name>` in
+    /// memory, with these `{{parameters}}` changed.
+    async fn stage(&self, spec: &str) -> Result<u64, DataFusionError> {
+        let (name, overrides) = spec.split_once(" WITH ").unwrap_or((spec, ""));
+        let name = name.trim();
         let external = |e: persona_jobs::PipelineError| DataFusionError::External(Box::new(e));
         let config = PipelineConfig::default();
         let (y, m, d) = DATE;
@@ -77,6 +81,17 @@ impl PersonaDb {
                 .await
                 .map_err(external)?,
         );
+        for pair in overrides.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| DataFusionError::Plan(format!("WITH {pair}: not name=value")))?;
+            let key = params
+                .keys()
+                .copied()
+                .find(|k| *k == key.trim())
+                .ok_or_else(|| DataFusionError::Plan(format!("no parameter {key}")))?;
+            params.insert(key, value.trim().to_string());
+        }
         let stage = persona_jobs::stages::registry::find(name)
             .ok_or_else(|| DataFusionError::Plan(format!("no stage {name}")))?;
         let text = stage.render(&params).map_err(external)?;

@@ -8,7 +8,7 @@
 //!   excluding the items the user interacted with unless `--keep-seen`;
 //! - `OUTPUT/report/report.json`: the fit (seconds and loss per iteration) and, with
 //!   `--holdout`, precision, recall, NDCG and MAP@k of the model and of popularity on the
-//!   held-out pairs, computed by the same `sql/14_evaluation.sql` as the nightly evaluation.
+//!   held-out pairs, computed by the same `sql/16_evaluation.sql` as the nightly evaluation.
 //!
 //! With `--explicit` the weights are ratings (averaged per pair, any value): the fit minimises
 //! the squared error on the rated pairs only, and the report adds the RMSE on the training

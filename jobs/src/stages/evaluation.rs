@@ -1,6 +1,6 @@
 //! The nightly offline evaluation as stages of the night ([`crate::models::als::evaluate`]): ALS fitted
 //! on the days before the holdout and popularity recommend to the holdout's customers
-//! (`eval_fit`), then `sql/14_evaluation.sql` scores both (`evaluation`). The fit's item
+//! (`eval_fit`), then `sql/16_evaluation.sql` scores both (`evaluation`). The fit's item
 //! factors are left for the published ALS fit, which continues them.
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use crate::models::als::evaluate::{self, EvaluationReport};
 /// The evaluation fit's item factors: the published fit's warm start.
 pub struct WarmStart(pub Factors);
 
-/// The `{{parameters}}` the evaluation fit adds for `sql/14_evaluation.sql`.
+/// The `{{parameters}}` the evaluation fit adds for `sql/16_evaluation.sql`.
 struct ScoreParams(BTreeMap<&'static str, String>);
 
 /// The evaluation's own ALS fit on `eval_train` and the top-N of ALS and of popularity for
@@ -88,7 +88,7 @@ impl Unit for EvaluationFit {
     }
 }
 
-/// `sql/14_evaluation.sql` over the evaluation fit's recommendations, then its scores read
+/// `sql/16_evaluation.sql` over the evaluation fit's recommendations, then its scores read
 /// back into the report. Skipped when the fit found nothing to score.
 #[derive(Debug)]
 pub struct EvaluationScores;
@@ -100,11 +100,7 @@ impl Unit for EvaluationScores {
     }
 
     fn skips(&self, night: &Night<'_>) -> bool {
-        night
-            .record
-            .reports
-            .get::<EvaluationReport>()
-            .is_none_or(|e| e.skipped.is_some())
+        nothing_to_score(night)
     }
 
     async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
@@ -124,6 +120,64 @@ impl Unit for EvaluationScores {
         params.extend(evaluate::params(&night.config.evaluation, 1));
         night.plan_sql(stage, &params).await
     }
+}
+
+/// Whether the evaluation fit found nothing to score (or did not run).
+fn nothing_to_score(night: &Night<'_>) -> bool {
+    night
+        .record
+        .reports
+        .get::<EvaluationReport>()
+        .is_none_or(|e| e.skipped.is_some())
+}
+
+/// The item-to-item model in the evaluation: its neighbours from `eval_train`
+/// (`sql/14_item_neighbour_rows.sql`), then its top-k for `eval_holdout`'s customers
+/// (`sql/15_item_knn_recommendations.sql`), added to `eval_recommendations` as model
+/// `item_knn` so that `evaluation` scores it beside ALS and popularity on the same holdout.
+#[derive(Debug)]
+pub struct EvaluationItemKnn;
+
+#[async_trait(?Send)]
+impl Unit for EvaluationItemKnn {
+    fn code(&self) -> &'static str {
+        "jobs/src/stages/evaluation.rs"
+    }
+
+    fn skips(&self, night: &Night<'_>) -> bool {
+        nothing_to_score(night)
+    }
+
+    async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
+        let rows = night.run_sql(stage, &night.params).await?;
+        if stage.name == EVAL_ITEM_KNN {
+            add_to_recommendations(night).await?;
+        }
+        Ok(rows)
+    }
+
+    async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
+        night.plan_sql(stage, &night.params).await
+    }
+}
+
+/// The evaluation's item-to-item recommendations.
+const EVAL_ITEM_KNN: &str = "eval_item_knn";
+
+/// `eval_recommendations` with the item-to-item model's rows: materialised under another name,
+/// then registered as `eval_recommendations` (a table is not rewritten while it is read).
+async fn add_to_recommendations(night: &mut Night<'_>) -> Result<()> {
+    let union = format!(
+        "SELECT model, user_idx, rank, item_idx FROM eval_recommendations \
+         UNION ALL SELECT 'item_knn' AS model, user_idx, rank, item_idx FROM {EVAL_ITEM_KNN}"
+    );
+    let all = "eval_recommendations_all";
+    let df = night.ctx.sql(&union).await?;
+    night.work.materialize(night.ctx, all, df).await?;
+    let table = night.ctx.table_provider(all).await?;
+    night.ctx.deregister_table("eval_recommendations")?;
+    night.ctx.register_table("eval_recommendations", table)?;
+    Ok(())
 }
 
 impl Report for EvaluationReport {

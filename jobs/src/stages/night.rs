@@ -270,6 +270,23 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
         ("propensity_cutoff", format!("{cutoff}T00:00:00Z")),
         ("propensity_score_start", format!("{score_start}T00:00:00Z")),
         ("lookback_days", config.window.lookback_days.to_string()),
+        // The item-to-item model (sql/14, sql/15), and what its night and evaluation stages
+        // hand it through their registry entries' `with`.
+        ("knn_similarity", rec.item_knn.similarity.name().to_string()),
+        ("knn_neighbours", rec.item_knn.neighbours.to_string()),
+        ("bm25_k1", format!("{:?}", rec.item_knn.bm25_k1)),
+        ("bm25_b", format!("{:?}", rec.item_knn.bm25_b)),
+        ("night_interactions", "interactions".to_string()),
+        ("night_neighbours", "item_neighbour_rows".to_string()),
+        ("every_customer", "true".to_string()),
+        ("eval_interactions", "eval_train".to_string()),
+        ("eval_neighbours", "eval_item_neighbours".to_string()),
+        (
+            "eval_customers",
+            "x.user_idx IN (SELECT user_idx FROM eval_holdout)".to_string(),
+        ),
+        ("every_item", "true".to_string()),
+        ("eval_k", config.evaluation.k.to_string()),
         (
             "experiment_pre_days",
             crate::stages::experiments::PRE_DAYS.to_string(),

@@ -1,7 +1,7 @@
 //! The purchase-propensity model as stages of the night ([`crate::models::propensity`]):
-//! `sql/23_propensity_snapshots.sql` makes the training and scoring rows, `propensity_fit`
-//! fits, calibrates and scores, `sql/24` and `sql/25` publish the scores and the model, and
-//! `propensity_evaluation` (`sql/26`) measures it on the held-out customers.
+//! `sql/26_propensity_snapshots.sql` makes the training and scoring rows, `propensity_fit`
+//! fits, calibrates and scores, `sql/27` and `sql/28` publish the scores and the model, and
+//! `propensity_evaluation` (`sql/29`) measures it on the held-out customers.
 
 use std::fmt;
 
@@ -63,7 +63,7 @@ impl Unit for PropensityFit {
     }
 }
 
-/// `sql/26_propensity_evaluation.sql` on the held-out customers, then its metrics read back
+/// `sql/29_propensity_evaluation.sql` on the held-out customers, then its metrics read back
 /// into the report.
 #[derive(Debug)]
 pub struct PropensityEvaluation;

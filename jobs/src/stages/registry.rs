@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::evaluation::{EvaluationFit, EvaluationScores};
+use super::evaluation::{EvaluationFit, EvaluationItemKnn, EvaluationScores};
 use super::experiment_results::{ExperimentSql, Results};
 use super::experiments::Assignment;
 use super::gates::Gates;
@@ -234,6 +234,40 @@ pub const NIGHT: &[Stage] = &[
         writes: &["eval_user_factor_rows", "eval_recommendations"],
         published: false,
     },
+    // The item-to-item model on the same training days, scored beside ALS.
+    Stage {
+        name: "eval_item_neighbours",
+        part: Part::Evaluation,
+        sql: Some(sql_file!("14_item_neighbour_rows.sql")),
+        with: &[("knn_interactions", "eval_interactions")],
+        unit: &EvaluationItemKnn,
+        reads: &["eval_train"],
+        writes: &["eval_item_neighbours"],
+        published: false,
+    },
+    Stage {
+        name: "eval_item_knn",
+        part: Part::Evaluation,
+        sql: Some(sql_file!("15_item_knn_recommendations.sql")),
+        with: &[
+            ("knn_interactions", "eval_interactions"),
+            ("knn_neighbour_table", "eval_neighbours"),
+            ("knn_customers", "eval_customers"),
+            ("knn_exclude", "every_item"),
+            ("knn_top_n", "eval_k"),
+        ],
+        unit: &EvaluationItemKnn,
+        // Its unit also adds its rows to eval_fit's `eval_recommendations` (rewritten, not
+        // read by the SQL, so not among the reads).
+        reads: &[
+            "eval_train",
+            "eval_item_neighbours",
+            "eval_holdout",
+            "item_index",
+        ],
+        writes: &["eval_item_knn", "eval_recommendations"],
+        published: false,
+    },
     Stage {
         name: "evaluation",
         part: Part::Evaluation,
@@ -264,30 +298,41 @@ pub const NIGHT: &[Stage] = &[
         writes: &["user_factor_rows", "item_factor_rows"],
         published: false,
     },
+    // The item-to-item model over the whole window: its neighbours, published by item id.
+    Stage {
+        name: "item_neighbour_rows",
+        part: Part::Models,
+        sql: Some(sql_file!("14_item_neighbour_rows.sql")),
+        with: &[("knn_interactions", "night_interactions")],
+        unit: &SqlQuery,
+        reads: &["interactions"],
+        writes: &["item_neighbour_rows"],
+        published: false,
+    },
     sql!(
         "als_recommendations",
-        "15_als_recommendations.sql",
+        "17_als_recommendations.sql",
         Part::Outputs,
         ["user_factor_rows", "interactions"],
         false,
     ),
     sql!(
         "user_profiles",
-        "16_user_profiles.sql",
+        "18_user_profiles.sql",
         Part::Outputs,
         ["user_features", "segment_assignments", "segment_labels"],
         true,
     ),
     sql!(
         "segments",
-        "17_segments.sql",
+        "19_segments.sql",
         Part::Outputs,
         ["user_profiles", "segment_labels"],
         true
     ),
     sql!(
         "recommendations",
-        "18_recommendations.sql",
+        "20_recommendations.sql",
         Part::Outputs,
         [
             "als_recommendations",
@@ -301,35 +346,42 @@ pub const NIGHT: &[Stage] = &[
     ),
     sql!(
         "user_factors",
-        "19_user_factors.sql",
+        "21_user_factors.sql",
         Part::Outputs,
         ["user_factor_rows", "user_index"],
         true
     ),
     sql!(
         "item_factors",
-        "20_item_factors.sql",
+        "22_item_factors.sql",
         Part::Outputs,
         ["item_factor_rows", "item_index"],
         true
     ),
     sql!(
         "similar_items",
-        "21_similar_items.sql",
+        "23_similar_items.sql",
         Part::Outputs,
         ["item_factor_rows", "item_index"],
         true
     ),
     sql!(
+        "item_neighbours",
+        "24_item_neighbours.sql",
+        Part::Outputs,
+        ["item_neighbour_rows", "item_index"],
+        true
+    ),
+    sql!(
         "data_quality",
-        "22_data_quality.sql",
+        "25_data_quality.sql",
         Part::Outputs,
         ["event_drops"],
         true
     ),
     sql!(
         "propensity_snapshots",
-        "23_propensity_snapshots.sql",
+        "26_propensity_snapshots.sql",
         Part::Propensity,
         ["events", "customers"],
         false,
@@ -351,14 +403,14 @@ pub const NIGHT: &[Stage] = &[
     },
     sql!(
         "propensity",
-        "24_propensity.sql",
+        "27_propensity.sql",
         Part::Propensity,
         ["propensity_scores"],
         true
     ),
     sql!(
         "propensity_model",
-        "25_propensity_model.sql",
+        "28_propensity_model.sql",
         Part::Propensity,
         ["propensity_coefficients"],
         true,
@@ -366,7 +418,7 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "propensity_evaluation",
         part: Part::Propensity,
-        sql: Some(sql_file!("26_propensity_evaluation.sql")),
+        sql: Some(sql_file!("29_propensity_evaluation.sql")),
         with: &[],
         unit: &PropensityEvaluation,
         reads: &["propensity_holdout"],
@@ -386,7 +438,7 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "experiment_customers",
         part: Part::Experiments,
-        sql: Some(sql_file!("27_experiment_customers.sql")),
+        sql: Some(sql_file!("30_experiment_customers.sql")),
         with: &[],
         unit: &ExperimentSql,
         reads: &["experiment_assignments", "events"],

@@ -1,6 +1,6 @@
 //! The nightly offline evaluation: hold out the last days of the window, fit ALS on the days
 //! before, and score ALS and a popularity baseline on what customers did in the holdout days
-//! (`eval_train`, which is `sql/10` over the days before the holdout, then `sql/13`–`14`). The result is the `evaluation` table and the manifest's `evaluation`.
+//! (`eval_train`, which is `sql/10` over the days before the holdout, then `sql/13`–`16`). The result is the `evaluation` table and the manifest's `evaluation`.
 
 use std::collections::BTreeMap;
 
@@ -74,7 +74,7 @@ impl EvaluationReport {
 
 /// The SQL that scores the recommendations against the holdout: the night's `evaluation`
 /// stage, and `persona als`'s evaluation.
-pub const SCORES_SQL: SqlFile = sql_file!("14_evaluation.sql");
+pub const SCORES_SQL: SqlFile = sql_file!("16_evaluation.sql");
 
 /// Fits on `eval_train`, recommends to the customers of `eval_holdout` with ALS and with
 /// popularity (both excluding what the customer saw in training, both over the catalog items
@@ -210,7 +210,7 @@ async fn popularity(ctx: &SessionContext, items: usize) -> Result<Factors> {
     Factors::new(items, 1, values).ok_or_else(|| PipelineError::Internal("popularity".into()))
 }
 
-/// The `{{parameters}}` of `14_evaluation.sql`.
+/// The `{{parameters}}` of `16_evaluation.sql`.
 pub fn params(eval: &EvaluationConfig, candidate_items: u64) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("k", eval.k.to_string()),
