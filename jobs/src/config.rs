@@ -628,6 +628,10 @@ pub struct RecommendationsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ItemKnnConfig {
+    /// Whether the night computes the model: publishes `item_neighbours` and scores `item_knn`
+    /// in the evaluation. Off by default: its SQL is 7–10× slower than `implicit`, and on the
+    /// medium data it would add about 4 minutes to a 34-second night (docs/benchmarks.md).
+    pub enabled: bool,
     /// `"bm25"` (the default: customers who touch many items count less) or `"cosine"`.
     pub similarity: KnnSimilarity,
     /// Neighbours kept per item.
@@ -641,6 +645,7 @@ pub struct ItemKnnConfig {
 impl Default for ItemKnnConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
             similarity: KnnSimilarity::Bm25,
             neighbours: 50,
             bm25_k1: 1.2,

@@ -21,7 +21,7 @@ fn config() -> &'static Path {
         // cluster.
         std::fs::write(
             &path,
-            "[recommendations]\niterations = 3\n\
+            "[recommendations]\niterations = 3\n[recommendations.item_knn]\nenabled = true\n\
              [[experiments]]\nkey = \"winback\"\nstart = \"2026-11-01\"\n\
              eligible = \"marketing_opt_in\"\nwinsorize = 0.99\n\
              arms = [{ name = \"control\", weight = 0.5 }, { name = \"offer\", weight = 0.5 }]\n",
@@ -68,6 +68,10 @@ async fn standalone_ballista_matches_local() {
         results(standalone.path()).await,
         results(local.path()).await
     );
+    assert_eq!(
+        neighbours(standalone.path()).await,
+        neighbours(local.path()).await
+    );
 }
 
 /// The night's experiment assignments, sorted, as text.
@@ -87,6 +91,20 @@ async fn assignments(output: &Path) -> Vec<String> {
     )
     .await;
     assert!(rows.len() > 10, "customers assigned: {rows:?}");
+    rows
+}
+
+/// The night's item-to-item neighbours, sorted, as text (exact: sums of whole numbers).
+async fn neighbours(output: &Path) -> Vec<String> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    crate::support::register_partition(&ctx, "n", output, "item_neighbours", crate::support::DATE)
+        .await;
+    let rows = crate::support::rows_as_text(
+        &ctx,
+        "SELECT item_id, rank, neighbour_id, similarity FROM n",
+    )
+    .await;
+    assert!(rows.len() > 100, "neighbours: {}", rows.len());
     rows
 }
 
@@ -133,6 +151,10 @@ async fn cluster_of_real_processes_matches_local() {
     assert_eq!(
         results(distributed.path()).await,
         results(local.path()).await
+    );
+    assert_eq!(
+        neighbours(distributed.path()).await,
+        neighbours(local.path()).await
     );
 }
 

@@ -145,7 +145,7 @@ impl Unit for EvaluationItemKnn {
     }
 
     fn skips(&self, night: &Night<'_>) -> bool {
-        nothing_to_score(night)
+        !night.config.recommendations.item_knn.enabled || nothing_to_score(night)
     }
 
     async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
@@ -154,6 +154,30 @@ impl Unit for EvaluationItemKnn {
             add_to_recommendations(night).await?;
         }
         Ok(rows)
+    }
+
+    async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
+        night.plan_sql(stage, &night.params).await
+    }
+}
+
+/// The night's item-to-item neighbours (`item_neighbour_rows`, `item_neighbours`): an SQL
+/// stage that runs when `[recommendations.item_knn] enabled`.
+#[derive(Debug)]
+pub struct ItemKnnSql;
+
+#[async_trait(?Send)]
+impl Unit for ItemKnnSql {
+    fn code(&self) -> &'static str {
+        "jobs/src/stages/evaluation.rs"
+    }
+
+    fn skips(&self, night: &Night<'_>) -> bool {
+        !night.config.recommendations.item_knn.enabled
+    }
+
+    async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
+        night.run_sql(stage, &night.params).await
     }
 
     async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {

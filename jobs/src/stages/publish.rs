@@ -37,13 +37,15 @@ impl Unit for Publish {
 
     async fn plan(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         let mut text = String::from("would write, each into this run's folder:\n");
-        // Without [[experiments]] their stages are skipped and publish nothing.
+        // Without [[experiments]] their stages are skipped and publish nothing; so is the
+        // item-to-item model when it is off.
         let no_experiments = night.config.experiments.is_empty();
-        for s in night
-            .stages
-            .iter()
-            .filter(|s| night.mode.publishes(s) && !(no_experiments && s.part == Part::Experiments))
-        {
+        let no_item_knn = !night.config.recommendations.item_knn.enabled;
+        for s in night.stages.iter().filter(|s| {
+            night.mode.publishes(s)
+                && !(no_experiments && s.part == Part::Experiments)
+                && !(no_item_knn && s.name == "item_neighbours")
+        }) {
             let _ = writeln!(
                 text,
                 "  {}",

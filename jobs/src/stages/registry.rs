@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::evaluation::{EvaluationFit, EvaluationItemKnn, EvaluationScores};
+use super::evaluation::{EvaluationFit, EvaluationItemKnn, EvaluationScores, ItemKnnSql};
 use super::experiment_results::{ExperimentSql, Results};
 use super::experiments::Assignment;
 use super::gates::Gates;
@@ -304,7 +304,7 @@ pub const NIGHT: &[Stage] = &[
         part: Part::Models,
         sql: Some(sql_file!("14_item_neighbour_rows.sql")),
         with: &[("knn_interactions", "night_interactions")],
-        unit: &SqlQuery,
+        unit: &ItemKnnSql,
         reads: &["interactions"],
         writes: &["item_neighbour_rows"],
         published: false,
@@ -365,13 +365,16 @@ pub const NIGHT: &[Stage] = &[
         ["item_factor_rows", "item_index"],
         true
     ),
-    sql!(
-        "item_neighbours",
-        "24_item_neighbours.sql",
-        Part::Outputs,
-        ["item_neighbour_rows", "item_index"],
-        true
-    ),
+    Stage {
+        name: "item_neighbours",
+        part: Part::Outputs,
+        sql: Some(sql_file!("24_item_neighbours.sql")),
+        with: &[],
+        unit: &ItemKnnSql,
+        reads: &["item_neighbour_rows", "item_index"],
+        writes: &["item_neighbours"],
+        published: true,
+    },
     sql!(
         "data_quality",
         "25_data_quality.sql",
