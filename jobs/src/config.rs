@@ -1523,6 +1523,18 @@ mod tests {
         for (toml, key) in [
             ("[recommendations]\nlambda = inf", "recommendations.lambda"),
             ("[recommendations]\nalpha = inf", "recommendations.alpha"),
+            (
+                "[recommendations.item_knn]\nneighbours = 0",
+                "recommendations.item_knn.neighbours",
+            ),
+            (
+                "[recommendations.item_knn]\nbm25_b = 2.0",
+                "recommendations.item_knn.bm25_b",
+            ),
+            (
+                "[recommendations.item_knn]\nbm25_k1 = -1.0",
+                "recommendations.item_knn.bm25_k1",
+            ),
             ("[recommendations]\nlambda = nan", "recommendations.lambda"),
             (
                 "[recommendations]\nmax_weight = inf",

@@ -60,75 +60,48 @@ async fn standalone_ballista_matches_local() {
         &snapshot(local.path(), tiny_input()).await,
         "standalone Ballista differs from local",
     );
-    assert_eq!(
-        assignments(standalone.path()).await,
-        assignments(local.path()).await
-    );
-    assert_eq!(
-        results(standalone.path()).await,
-        results(local.path()).await
-    );
-    assert_eq!(
-        neighbours(standalone.path()).await,
-        neighbours(local.path()).await
-    );
+    assert_configured_tables_match(standalone.path(), local.path()).await;
 }
 
-/// The night's experiment assignments, sorted, as text.
-async fn assignments(output: &Path) -> Vec<String> {
-    let ctx = datafusion::prelude::SessionContext::new();
-    crate::support::register_partition(
-        &ctx,
-        "a",
-        output,
+/// The tables a night publishes only when its configuration asks (the experiment's, the
+/// item-to-item model's), outside `snapshot`: each with the query that reads it as `t`, and the
+/// rows it must at least have. Results' figures are compared to 6 decimals (sums of
+/// floating-point numbers in another order differ in the last bits); the neighbours' are exact
+/// (sums of whole numbers).
+const CONFIGURED_TABLES: [(&str, &str, usize); 3] = [
+    (
         "experiment_assignments",
-        crate::support::DATE,
-    )
-    .await;
-    let rows = crate::support::rows_as_text(
-        &ctx,
-        "SELECT experiment, customer_id, arm, first_eligible_date FROM a ORDER BY customer_id",
-    )
-    .await;
-    assert!(rows.len() > 10, "customers assigned: {rows:?}");
-    rows
-}
-
-/// The night's item-to-item neighbours, sorted, as text (exact: sums of whole numbers).
-async fn neighbours(output: &Path) -> Vec<String> {
-    let ctx = datafusion::prelude::SessionContext::new();
-    crate::support::register_partition(&ctx, "n", output, "item_neighbours", crate::support::DATE)
-        .await;
-    let rows = crate::support::rows_as_text(
-        &ctx,
-        "SELECT item_id, rank, neighbour_id, similarity FROM n",
-    )
-    .await;
-    assert!(rows.len() > 100, "neighbours: {}", rows.len());
-    rows
-}
-
-/// The night's experiment results, sorted, as text: figures to 6 decimals (sums of
-/// floating-point numbers in another order differ in the last bits).
-async fn results(output: &Path) -> Vec<String> {
-    let ctx = datafusion::prelude::SessionContext::new();
-    crate::support::register_partition(
-        &ctx,
-        "r",
-        output,
+        "SELECT experiment, customer_id, arm, first_eligible_date FROM t",
+        10,
+    ),
+    (
         "experiment_results",
-        crate::support::DATE,
-    )
-    .await;
-    let rows = crate::support::rows_as_text(
-        &ctx,
         "SELECT experiment, metric, arm, customers, ROUND(mean, 6), ROUND(lift_low, 6), \
          ROUND(p_value, 6), ROUND(cuped_theta, 6), ROUND(cuped_lift_high, 6), \
-         ROUND(cuped_p_adjusted, 6), ROUND(winsorized_at, 6), ROUND(srm_p_value, 6) FROM r",
-    )
-    .await;
-    assert!(rows.len() > 10, "results: {rows:?}");
-    rows
+         ROUND(cuped_p_adjusted, 6), ROUND(winsorized_at, 6), ROUND(srm_p_value, 6) FROM t",
+        10,
+    ),
+    (
+        "item_neighbours",
+        "SELECT item_id, rank, neighbour_id, similarity FROM t",
+        100,
+    ),
+];
+
+/// Asserts that the configured tables of the night under `cluster` are those under `local`.
+async fn assert_configured_tables_match(cluster: &Path, local: &Path) {
+    for (table, sql, at_least) in CONFIGURED_TABLES {
+        let mut sides = Vec::new();
+        for output in [cluster, local] {
+            let ctx = datafusion::prelude::SessionContext::new();
+            crate::support::register_partition(&ctx, "t", output, table, crate::support::DATE)
+                .await;
+            let rows = crate::support::rows_as_text(&ctx, sql).await;
+            assert!(rows.len() > at_least, "{table}: {} rows", rows.len());
+            sides.push(rows);
+        }
+        assert_eq!(sides[0], sides[1], "{table} differs from the local run's");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,18 +117,7 @@ async fn cluster_of_real_processes_matches_local() {
         &snapshot(local.path(), tiny_input()).await,
         "a scheduler with two executors differs from local",
     );
-    assert_eq!(
-        assignments(distributed.path()).await,
-        assignments(local.path()).await
-    );
-    assert_eq!(
-        results(distributed.path()).await,
-        results(local.path()).await
-    );
-    assert_eq!(
-        neighbours(distributed.path()).await,
-        neighbours(local.path()).await
-    );
+    assert_configured_tables_match(distributed.path(), local.path()).await;
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::commands::query::catalog;
 use crate::config::PipelineConfig;
+use crate::engine::commit::committed_nights;
 use crate::engine::session::{self, Engine};
 use crate::engine::storage::Root;
 use crate::engine::tables::register_parquet;
@@ -60,8 +60,8 @@ pub struct ReportOptions {
 pub async fn report(opts: &ReportOptions) -> Result<Results> {
     let output = Root::parse(&opts.output, &opts.config.storage)?;
     let ctx = session::new_context(&Engine::Local, &opts.config).await?;
-    let tables = catalog::register_outputs(&ctx, &output, opts.date).await?;
-    let Some(info) = tables.iter().find(|t| t.name == experiment_results::TABLE) else {
+    let registered = register_night(&ctx, &output, &[experiment_results::TABLE], opts.date).await?;
+    let Some(date) = registered else {
         return Err(PipelineError::BadInput(format!(
             "no night under {} published experiment_results{}: declare [[experiments]] in \
              persona.toml and run the night",
@@ -88,7 +88,7 @@ pub async fn report(opts: &ReportOptions) -> Result<Results> {
         keys.dedup();
         return Err(PipelineError::BadInput(format!(
             "experiment_results of {} has no experiment '{}' (it has: {})",
-            info.date,
+            date,
             opts.key,
             if keys.is_empty() {
                 "none".to_string()
@@ -101,6 +101,31 @@ pub async fn report(opts: &ReportOptions) -> Result<Results> {
         rows: sort_for_reading(rows),
         json: opts.json,
     })
+}
+
+/// Registers `tables` of one committed night under `output`, by name: the night of `date`, or
+/// the latest that published the first of them; returns its date (None when no such night).
+/// Only these tables' files are read, not every night's every table as `persona sql`'s
+/// catalog reads them.
+async fn register_night(
+    ctx: &datafusion::prelude::SessionContext,
+    output: &Root,
+    tables: &[&str],
+    date: Option<NaiveDate>,
+) -> Result<Option<NaiveDate>> {
+    let nights = committed_nights(output).await?;
+    let Some(night) = nights.iter().rev().find(|n| {
+        date.is_none_or(|d| n.date == d)
+            && tables.first().is_some_and(|t| n.tables.contains_key(*t))
+    }) else {
+        return Ok(None);
+    };
+    for table in tables {
+        if let Some(folder) = night.tables.get(*table) {
+            register_parquet(ctx, table, &output.child(folder), "").await?;
+        }
+    }
+    Ok(Some(night.date))
 }
 
 /// Rows in the order of the configuration's metrics as the night wrote them: by metric as
@@ -188,11 +213,8 @@ pub async fn assign(opts: &AssignOptions) -> Result<Assigned> {
         Some(output) => {
             let root = Root::parse(output, &parsed.storage)?;
             let ctx = session::new_context(&Engine::Local, &parsed).await?;
-            let tables = catalog::register_outputs(&ctx, &root, None).await?;
-            let date = tables
-                .iter()
-                .find(|t| t.name == "user_profiles")
-                .map(|t| t.date)
+            let date = register_night(&ctx, &root, &["user_profiles", "propensity"], None)
+                .await?
                 .ok_or_else(|| {
                     PipelineError::BadInput(format!(
                         "no night under {} published user_profiles",

@@ -161,30 +161,6 @@ impl Unit for EvaluationItemKnn {
     }
 }
 
-/// The night's item-to-item neighbours (`item_neighbour_rows`, `item_neighbours`): an SQL
-/// stage that runs when `[recommendations.item_knn] enabled`.
-#[derive(Debug)]
-pub struct ItemKnnSql;
-
-#[async_trait(?Send)]
-impl Unit for ItemKnnSql {
-    fn code(&self) -> &'static str {
-        "jobs/src/stages/evaluation.rs"
-    }
-
-    fn skips(&self, night: &Night<'_>) -> bool {
-        !night.config.recommendations.item_knn.enabled
-    }
-
-    async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
-        night.run_sql(stage, &night.params).await
-    }
-
-    async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
-        night.plan_sql(stage, &night.params).await
-    }
-}
-
 /// The evaluation's item-to-item recommendations.
 const EVAL_ITEM_KNN: &str = "eval_item_knn";
 

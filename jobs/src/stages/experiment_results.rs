@@ -53,32 +53,6 @@ const CAPPED: [&str; 6] = [
 #[derive(Debug)]
 pub struct Results;
 
-/// A stage of the experiments' SQL: runs only when experiments are declared.
-#[derive(Debug)]
-pub struct ExperimentSql;
-
-#[async_trait(?Send)]
-impl Unit for ExperimentSql {
-    fn code(&self) -> &'static str {
-        "jobs/src/stages/experiment_results.rs"
-    }
-
-    fn skips(&self, night: &Night<'_>) -> bool {
-        night.config.experiments.is_empty()
-    }
-
-    async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
-        night.run_sql(stage, &night.params).await
-    }
-
-    async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
-        if night.config.experiments.is_empty() {
-            return Ok("no [[experiments]] declared: nothing to measure\n".into());
-        }
-        night.plan_sql(stage, &night.params).await
-    }
-}
-
 /// What the analysis found, for the manifest (in short: the table has every figure) and the
 /// run summary.
 #[derive(Debug, Clone, Serialize, Default)]

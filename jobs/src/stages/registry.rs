@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::evaluation::{EvaluationFit, EvaluationItemKnn, EvaluationScores, ItemKnnSql};
-use super::experiment_results::{ExperimentSql, Results};
+use super::evaluation::{EvaluationFit, EvaluationItemKnn, EvaluationScores};
+use super::experiment_results::Results;
 use super::experiments::Assignment;
 use super::gates::Gates;
 use super::inputs::Inputs;
@@ -20,7 +20,7 @@ use super::propensity::{PropensityEvaluation, PropensityFit};
 use super::publish::Publish;
 use super::recommendations::AlsFit;
 use super::segments::Segmentation;
-use super::unit::{SqlQuery, Unit};
+use super::unit::{SqlQuery, SqlWhen, Unit};
 use crate::engine::sql::{SqlFile, sql_file};
 use crate::error::{PipelineError, Result};
 
@@ -94,6 +94,18 @@ macro_rules! sql {
         }
     };
 }
+
+/// The item-to-item model's night stages: only with `[recommendations.item_knn] enabled`.
+const ITEM_KNN_SQL: SqlWhen = SqlWhen {
+    runs: |c| c.recommendations.item_knn.enabled,
+    off: "[recommendations.item_knn] enabled = false",
+};
+
+/// The experiments' SQL stage: only with `[[experiments]]` declared.
+const EXPERIMENT_SQL: SqlWhen = SqlWhen {
+    runs: |c| !c.experiments.is_empty(),
+    off: "no [[experiments]] declared",
+};
 
 /// The night, in run order.
 pub const NIGHT: &[Stage] = &[
@@ -304,7 +316,7 @@ pub const NIGHT: &[Stage] = &[
         part: Part::Models,
         sql: Some(sql_file!("14_item_neighbour_rows.sql")),
         with: &[("knn_interactions", "night_interactions")],
-        unit: &ItemKnnSql,
+        unit: &ITEM_KNN_SQL,
         reads: &["interactions"],
         writes: &["item_neighbour_rows"],
         published: false,
@@ -370,7 +382,7 @@ pub const NIGHT: &[Stage] = &[
         part: Part::Outputs,
         sql: Some(sql_file!("24_item_neighbours.sql")),
         with: &[],
-        unit: &ItemKnnSql,
+        unit: &ITEM_KNN_SQL,
         reads: &["item_neighbour_rows", "item_index"],
         writes: &["item_neighbours"],
         published: true,
@@ -443,7 +455,7 @@ pub const NIGHT: &[Stage] = &[
         part: Part::Experiments,
         sql: Some(sql_file!("30_experiment_customers.sql")),
         with: &[],
-        unit: &ExperimentSql,
+        unit: &EXPERIMENT_SQL,
         reads: &["experiment_assignments", "events"],
         writes: &["experiment_customers"],
         published: false,

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::night::Night;
 use super::registry::Stage;
+use crate::config::PipelineConfig;
 use crate::error::Result;
 
 /// How a stage runs and how it is planned. The night awaits its stages one by one on the
@@ -54,5 +55,45 @@ impl Unit for SqlQuery {
 
     async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         night.plan_sql(stage, &night.params).await
+    }
+}
+
+/// A plain SQL stage that runs only on nights whose configuration asks for it
+/// (`[[experiments]]` declared, `[recommendations.item_knn] enabled`). `--dry-run` plans it
+/// either way, so that the stages after it can be planned against its table, and says when it
+/// is off.
+#[derive(Debug)]
+pub struct SqlWhen {
+    /// Whether the configuration asks for the stage.
+    pub runs: fn(&PipelineConfig) -> bool,
+    /// What `--dry-run` says when it does not.
+    pub off: &'static str,
+}
+
+#[async_trait(?Send)]
+impl Unit for SqlWhen {
+    fn code(&self) -> &'static str {
+        "jobs/src/stages/unit.rs"
+    }
+
+    fn skips(&self, night: &Night<'_>) -> bool {
+        !(self.runs)(night.config)
+    }
+
+    async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
+        night.run_sql(stage, &night.params).await
+    }
+
+    async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
+        let plan = night.plan_sql(stage, &night.params).await?;
+        Ok(if (self.runs)(night.config) {
+            plan
+        } else {
+            format!(
+                "off tonight: {}
+{plan}",
+                self.off
+            )
+        })
     }
 }
