@@ -1,7 +1,7 @@
 -- input: interactions, item_index                     output: popular_items
 --
 -- The most popular catalog items by total interaction weight: the last-resort fallback of
--- 20_recommendations.sql (a customer the model does not know gets their segment's favourites
+-- 22_recommendations.sql (a customer the model does not know gets their segment's favourites
 -- first).
 SELECT item_idx, item_id, popularity, CAST(place AS INT) AS place
 FROM (

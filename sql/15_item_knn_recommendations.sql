@@ -1,4 +1,4 @@
--- input: eval_train, eval_item_neighbours, eval_holdout, item_index   output: item_knn_recommendations (eval_item_knn)
+-- input: interactions, item_neighbour_rows, item_index (the evaluation's: eval_train, eval_item_neighbours, eval_holdout)   output: item_knn_recommendations (eval_item_knn)
 --
 -- The evaluation's recommendations of the item-to-item model (over {{knn_interactions}} and
 -- {{knn_neighbour_table}}, for the customers {{knn_customers}} selects).

@@ -621,6 +621,110 @@ pub struct RecommendationsConfig {
     pub half_life_days: f64,
     /// The item-to-item neighbourhood model (`[recommendations.item_knn]`).
     pub item_knn: ItemKnnConfig,
+    /// The customer-to-customer neighbourhood model (`[recommendations.user_knn]`).
+    pub user_knn: UserKnnConfig,
+    /// Which model's top-N the night publishes in `recommendations`: `"als"` (the default),
+    /// `"item_knn"`, `"user_knn"` (each turns its model on), or `"auto"`: the model with the best
+    /// NDCG@k in tonight's evaluation among ALS and the neighbourhood models enabled.
+    pub model: RecommendationModel,
+}
+
+impl RecommendationsConfig {
+    /// Whether the night computes the item-to-item model (enabled, or the published model).
+    pub fn item_knn_on(&self) -> bool {
+        self.item_knn.enabled || self.model == RecommendationModel::ItemKnn
+    }
+
+    /// Whether the night computes the customer-to-customer model (enabled, or the published
+    /// model).
+    pub fn user_knn_on(&self) -> bool {
+        self.user_knn.enabled || self.model == RecommendationModel::UserKnn
+    }
+}
+
+/// Which model's recommendations are published ([`RecommendationsConfig::model`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RecommendationModel {
+    /// Implicit ALS.
+    #[default]
+    Als,
+    /// The item-to-item neighbourhood model.
+    ItemKnn,
+    /// The customer-to-customer neighbourhood model.
+    UserKnn,
+    /// The best of the enabled models by NDCG@k in tonight's evaluation.
+    Auto,
+}
+
+impl RecommendationModel {
+    /// Its name in the configuration, the evaluation and the `source` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Als => "als",
+            Self::ItemKnn => "item_knn",
+            Self::UserKnn => "user_knn",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// The customer-to-customer model: each customer's most similar customers by the Pearson
+/// correlation of their interaction weights (every item a column, as scikit-learn's
+/// `NearestNeighbors(metric="correlation")` compares them), found without comparing every pair.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserKnnConfig {
+    /// Whether the night computes the model: publishes `similar_customers` and scores `user_knn`
+    /// in the evaluation. Off by default (docs/benchmarks.md gives its cost).
+    pub enabled: bool,
+    /// Similar customers kept per customer.
+    pub neighbours: usize,
+    /// Candidate pairs come from customers who share an item; an item's customers are cut
+    /// into blocks of this many (by a hash) and only customers in the same block are paired,
+    /// so that a popular item costs its customers x this, not its customers squared.
+    pub block: usize,
+    /// Candidates per customer whose exact similarity is computed (the best by the blocks'
+    /// estimate).
+    pub candidates: usize,
+    /// How the neighbours' interactions become a score: `"weighted_sum"` (Σ similarity ×
+    /// weight: the default, best on implicit feedback) or `"mean_centred"` (r̄_u + Σ sim (r_vi −
+    /// r̄_v) / Σ |sim|, the textbook formula for ratings).
+    pub prediction: UserKnnPrediction,
+}
+
+impl Default for UserKnnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            neighbours: 50,
+            block: 25,
+            candidates: 400,
+            prediction: UserKnnPrediction::WeightedSum,
+        }
+    }
+}
+
+/// How the customer-to-customer model scores an item ([`UserKnnConfig::prediction`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UserKnnPrediction {
+    /// Σ over the neighbours who have the item of similarity × their weight for it.
+    #[default]
+    WeightedSum,
+    /// The customer's mean weight plus the neighbours' similarity-weighted deviations from
+    /// their own means, over the sum of the similarities' magnitudes.
+    MeanCentred,
+}
+
+impl UserKnnPrediction {
+    /// The name the SQL takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WeightedSum => "weighted_sum",
+            Self::MeanCentred => "mean_centred",
+        }
+    }
 }
 
 /// The item-to-item model: each item's most similar items by co-interaction, as `implicit`'s
@@ -696,6 +800,8 @@ impl Default for RecommendationsConfig {
             half_life_days: 0.0,
             explicit: false,
             item_knn: ItemKnnConfig::default(),
+            user_knn: UserKnnConfig::default(),
+            model: RecommendationModel::Als,
         }
     }
 }
@@ -1193,6 +1299,35 @@ impl PipelineConfig {
                 format!(
                     "{} must be at least 1",
                     n("recommendations.item_knn.neighbours")
+                ),
+            ),
+            (
+                self.recommendations.user_knn.neighbours >= 1,
+                format!(
+                    "{} must be at least 1",
+                    n("recommendations.user_knn.neighbours")
+                ),
+            ),
+            (
+                self.recommendations.user_knn.block >= 2,
+                format!(
+                    "{} must be at least 2 (a block of one customer pairs no one)",
+                    n("recommendations.user_knn.block")
+                ),
+            ),
+            (
+                self.recommendations.user_knn.candidates
+                    >= self.recommendations.user_knn.neighbours,
+                format!(
+                    "{} must be at least recommendations.user_knn.neighbours",
+                    n("recommendations.user_knn.candidates")
+                ),
+            ),
+            (
+                self.recommendations.model != RecommendationModel::Auto || self.evaluation.enabled,
+                format!(
+                    "{} = \"auto\" chooses by tonight's evaluation: it needs [evaluation] enabled = true",
+                    n("recommendations.model")
                 ),
             ),
             (

@@ -10,7 +10,7 @@ The model is the same: Persona's confidence is c = 1 + alpha * weight; implicit 
 matrix values as c directly (its `alpha` only scales them), so it is given 1 + alpha * weight
 with alpha = 1. Conjugate gradient, `cg_steps` steps, float32, 2 threads, the same lambda.
 
-Metrics are those of sql/16_evaluation.sql: for every user with training history and holdout
+Metrics are those of sql/18_evaluation.sql: for every user with training history and holdout
 items not seen in training, the top k of the items seen in training (excluding the user's own
 training items); precision@k, recall@k, NDCG@k, MAP@k (AP normalised by min(|holdout|, k)).
 `score` recomputes them here from Persona's own factors, a check that both sides are scored

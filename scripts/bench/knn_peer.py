@@ -5,7 +5,7 @@ train/holdout split as Persona's nightly evaluation.
 
 DIR holds train.parquet (user_idx, item_idx, weight) and holdout.parquet (user_idx, item_idx),
 as `persona evaluate --export-split` writes them. Prints one JSON line: the seconds of fit()
-and of recommend() for the holdout's customers, and the metrics of sql/16_evaluation.sql
+and of recommend() for the holdout's customers, and the metrics of sql/18_evaluation.sql
 (those of als_peer.py, from the recommended lists): every customer with training history and
 holdout items not seen in training, the top k excluding the customer's training items.
 """

@@ -18,7 +18,7 @@ const ITEMS_PER_GROUP: usize = 20;
 
 /// Customers in taste groups: each interacts with 8 of its group's 20 items in training
 /// (weights 1–5) and with 2 others of them in the holdout. String ids, as real data has.
-fn planted() -> (RecordBatch, RecordBatch) {
+pub(crate) fn planted() -> (RecordBatch, RecordBatch) {
     let (mut tu, mut ti, mut tw, mut hu, mut hi) = (vec![], vec![], vec![], vec![], vec![]);
     for g in 0..GROUPS {
         for u in 0..USERS_PER_GROUP {
@@ -64,9 +64,8 @@ fn planted() -> (RecordBatch, RecordBatch) {
     )
 }
 
-/// Writes the planted data and runs `persona als` with `extra`; returns the folder, the
-/// output folder and the process output.
-fn fit(extra: &[&str]) -> (tempfile::TempDir, PathBuf, std::process::Output) {
+/// Writes the planted data into a new folder: the folder, the training and the holdout file.
+pub(crate) fn write_planted() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = temp();
     let (train, holdout) = planted();
     let (t, h) = (
@@ -75,6 +74,13 @@ fn fit(extra: &[&str]) -> (tempfile::TempDir, PathBuf, std::process::Output) {
     );
     write_parquet(&t, &train);
     write_parquet(&h, &holdout);
+    (dir, t, h)
+}
+
+/// Writes the planted data and runs `persona als` with `extra`; returns the folder, the
+/// output folder and the process output.
+fn fit(extra: &[&str]) -> (tempfile::TempDir, PathBuf, std::process::Output) {
+    let (dir, t, h) = write_planted();
     let out = dir.path().join("out");
     let mut args = vec![
         "als",
@@ -98,12 +104,12 @@ fn fit(extra: &[&str]) -> (tempfile::TempDir, PathBuf, std::process::Output) {
     (dir, out, result)
 }
 
-fn report(output: &Path) -> serde_json::Value {
+pub(crate) fn report(output: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(output.join("report/report.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-fn score(report: &serde_json::Value, model: &str, metric: &str) -> f64 {
+pub(crate) fn score(report: &serde_json::Value, model: &str, metric: &str) -> f64 {
     report["holdout"]
         .as_array()
         .unwrap()
@@ -129,7 +135,7 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
     out
 }
 
-async fn table(output: &Path, name: &str, sql: &str) -> Vec<String> {
+pub(crate) async fn table(output: &Path, name: &str, sql: &str) -> Vec<String> {
     let ctx = SessionContext::new();
     ctx.register_parquet(
         name,

@@ -18,10 +18,13 @@ fn config() -> &'static Path {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         let path = dir.join("persona.toml");
         // An experiment too, winsorised: its assignments and results must be the same on the
-        // cluster.
+        // cluster; and both neighbourhood models, the published one chosen by the evaluation
+        // (the item-to-item model on the tiny data), so the choice must be the same too.
         std::fs::write(
             &path,
-            "[recommendations]\niterations = 3\n[recommendations.item_knn]\nenabled = true\n\
+            "[recommendations]\niterations = 3\nmodel = \"auto\"\n\
+             [recommendations.item_knn]\nenabled = true\n\
+             [recommendations.user_knn]\nenabled = true\n\
              [[experiments]]\nkey = \"winback\"\nstart = \"2026-11-01\"\n\
              eligible = \"marketing_opt_in\"\nwinsorize = 0.99\n\
              arms = [{ name = \"control\", weight = 0.5 }, { name = \"offer\", weight = 0.5 }]\n",
@@ -55,6 +58,9 @@ async fn standalone_ballista_matches_local() {
     run_on("local", local.path());
     run_on("standalone", standalone.path());
     assert_eq!(exchange(standalone.path()), "tables");
+    let published = |output: &Path| manifest(output)["recommendation_model"]["published"].clone();
+    assert_eq!(published(local.path()), "item_knn");
+    assert_eq!(published(standalone.path()), "item_knn");
     assert_same(
         &snapshot(standalone.path(), tiny_input()).await,
         &snapshot(local.path(), tiny_input()).await,
@@ -64,11 +70,11 @@ async fn standalone_ballista_matches_local() {
 }
 
 /// The tables a night publishes only when its configuration asks (the experiment's, the
-/// item-to-item model's), outside `snapshot`: each with the query that reads it as `t`, and the
+/// neighbourhood models'), outside `snapshot`: each with the query that reads it as `t`, and the
 /// rows it must at least have. Results' figures are compared to 6 decimals (sums of
 /// floating-point numbers in another order differ in the last bits); the neighbours' are exact
 /// (sums of whole numbers).
-const CONFIGURED_TABLES: [(&str, &str, usize); 3] = [
+const CONFIGURED_TABLES: [(&str, &str, usize); 4] = [
     (
         "experiment_assignments",
         "SELECT experiment, customer_id, arm, first_eligible_date FROM t",
@@ -84,6 +90,11 @@ const CONFIGURED_TABLES: [(&str, &str, usize); 3] = [
     (
         "item_neighbours",
         "SELECT item_id, rank, neighbour_id, similarity FROM t",
+        100,
+    ),
+    (
+        "similar_customers",
+        "SELECT customer_id, rank, similar_customer_id, similarity FROM t",
         100,
     ),
 ];

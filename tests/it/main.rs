@@ -18,6 +18,7 @@ mod gates;
 mod generate;
 mod kmeans;
 mod propensity;
+mod recommenders;
 mod s3;
 mod segments;
 mod signals;

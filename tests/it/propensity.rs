@@ -1,7 +1,7 @@
 //! The purchase-propensity model: published by the night, measured on its holdout, beating
 //! its baseline; a night whose horizon has no purchase stops with one message; `persona
 //! propensity` recovers a known model from any table. (Leakage is tested in SQL:
-//! tests/slt/26_propensity_snapshots.slt; Ballista against local in distributed.rs, whose
+//! tests/slt/29_propensity_snapshots.slt; Ballista against local in distributed.rs, whose
 //! snapshot includes the propensity tables.)
 
 use std::path::Path;

@@ -186,13 +186,17 @@ pub fn list_files(root: &Path) -> Vec<String> {
 
 /// Every table a run on the tiny data publishes: the stage registry's published tables (the
 /// tiny data's evaluation scores, so `evaluation` is among them), but for the experiments'
-/// tables, which a night publishes only with `[[experiments]]` declared, and
-/// `item_neighbours`, only with `[recommendations.item_knn] enabled`.
+/// tables, which a night publishes only with `[[experiments]]` declared, and the neighbourhood
+/// models' `item_neighbours` and `similar_customers`, only when they are on.
 pub fn published_tables() -> Vec<&'static str> {
     use persona_jobs::stages::registry::{NIGHT, Part};
     NIGHT
         .iter()
-        .filter(|s| s.published && s.part != Part::Experiments && s.name != "item_neighbours")
+        .filter(|s| {
+            s.published
+                && s.part != Part::Experiments
+                && !["item_neighbours", "similar_customers"].contains(&s.name)
+        })
         .map(|s| s.name)
         .collect()
 }

@@ -74,6 +74,7 @@ impl PersonaDb {
         let mut params = sql_params(&config, Window::ending(date, config.window.lookback_days));
         params.extend(persona_jobs::models::als::evaluate::params(
             &config.evaluation,
+            config.recommendations.model,
             1,
         ));
         params.extend(

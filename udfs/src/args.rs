@@ -121,6 +121,21 @@ pub(crate) fn float32_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
     }
 }
 
+/// Reads a `List<Float64>` argument (casting other numeric lists).
+pub(crate) fn float64_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
+    let target = DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
+        DataType::Float64,
+        true,
+    )));
+    match cast(arg, &target) {
+        Ok(a) => Ok(a.as_list::<i32>().clone()),
+        Err(e) => exec_err!(
+            "{func}: expected a list of numbers, found {}: {e}",
+            arg.data_type()
+        ),
+    }
+}
+
 /// Reads a factor-vector argument: a `List<Float32>`, or the result struct of `als_solve`
 /// (its `factors` field, with the struct's nulls), so that a fit can keep that struct in a work
 /// table and pass it on whole. (Reading the field in SQL instead, `solved['factors']`, makes

@@ -105,6 +105,7 @@ mod tests {
                 "looks_like_personal_data",
                 "row_digest",
                 "session_stats",
+                "sparse_dot",
                 "top_contributions",
                 "unit_hash",
                 "url_item_id",

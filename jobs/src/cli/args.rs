@@ -36,6 +36,9 @@ pub enum Command {
     /// Fit implicit ALS on any Parquet table of interactions (the engine behind the nightly
     /// recommendations).
     Als(AlsArgs),
+    /// Recommend with any of the night's models (ALS, item-to-item or customer-to-customer
+    /// neighbours) on any Parquet table of interactions: `persona als`'s flags plus --model.
+    Recommend(RecommendArgs),
     /// Fit a logistic regression on any Parquet table with a 0/1 label and score every row
     /// (the engine behind the nightly propensity model).
     Propensity(PropensityArgs),
@@ -381,6 +384,46 @@ pub struct AlsArgs {
     /// Where queries run: local, standalone or ballista://HOST:PORT.
     #[arg(long, env = "PERSONA_ENGINE", default_value = "local")]
     pub engine: Engine,
+}
+
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    /// The model: als (matrix factorisation), item_knn (items the same users interacted with,
+    /// BM25 or cosine; publishes item_neighbours/ and the item that explains each
+    /// recommendation) or user_knn (the most correlated users' items; publishes
+    /// similar_users/).
+    #[arg(long, value_enum, default_value = "als")]
+    pub model: ModelArg,
+    /// Neighbours kept per item (item_knn) or per user (user_knn).
+    #[arg(long, default_value_t = 50)]
+    pub neighbours: usize,
+    /// item_knn's similarity.
+    #[arg(long, value_enum, default_value = "bm25")]
+    pub similarity: SimilarityArg,
+    #[command(flatten)]
+    pub als: AlsArgs,
+}
+
+/// `persona recommend --model`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModelArg {
+    /// Implicit ALS.
+    Als,
+    /// The item-to-item model.
+    #[value(name = "item_knn")]
+    ItemKnn,
+    /// The customer-to-customer model.
+    #[value(name = "user_knn")]
+    UserKnn,
+}
+
+/// `persona recommend --similarity`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SimilarityArg {
+    /// BM25-weighted co-interaction.
+    Bm25,
+    /// Cosine of the item columns.
+    Cosine,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,8 @@ use persona_jobs::commands::pipeline::{CheckOptions, RunOptions};
 use persona_jobs::commands::propensity::PropensityOptions;
 use persona_jobs::commands::query::SqlOptions;
 use persona_jobs::config::{
-    PipelineConfig, PropensityConfig, RecommendationsConfig, SegmentsConfig, SettingNames,
+    KnnSimilarity, PipelineConfig, PropensityConfig, RecommendationModel, RecommendationsConfig,
+    SegmentsConfig, SettingNames,
 };
 use persona_jobs::engine::servers::{ExecutorOptions, SchedulerOptions};
 use persona_jobs::generate::GenerateOptions;
@@ -22,8 +23,8 @@ use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{
     AlsArgs, AnalyseArgs, AssignArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs,
-    ExperimentReportArgs, GenerateArgs, KMeansArgs, PlanArgs, PropensityArgs, RunArgs,
-    SchedulerArgs, SqlArgs,
+    ExperimentReportArgs, GenerateArgs, KMeansArgs, ModelArg, PlanArgs, PropensityArgs,
+    RecommendArgs, RunArgs, SchedulerArgs, SimilarityArg, SqlArgs,
 };
 
 impl TryFrom<RunArgs> for RunOptions {
@@ -198,6 +199,37 @@ impl TryFrom<AlsArgs> for AlsOptions {
             pipeline,
             engine: args.engine,
         })
+    }
+}
+
+impl TryFrom<RecommendArgs> for AlsOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: RecommendArgs) -> Result<Self, Self::Error> {
+        let model = match args.model {
+            ModelArg::Als => RecommendationModel::Als,
+            ModelArg::ItemKnn => RecommendationModel::ItemKnn,
+            ModelArg::UserKnn => RecommendationModel::UserKnn,
+        };
+        if args.als.explicit && model != RecommendationModel::Als {
+            return Err(PipelineError::Config(
+                "--explicit: only --model als fits explicit ratings".to_string(),
+            ));
+        }
+        let mut opts = AlsOptions::try_from(args.als)?;
+        opts.als.model = model;
+        opts.als.item_knn.neighbours = args.neighbours;
+        opts.als.user_knn.neighbours = args.neighbours;
+        opts.als.user_knn.candidates = opts.als.user_knn.candidates.max(args.neighbours);
+        opts.als.item_knn.similarity = match args.similarity {
+            SimilarityArg::Bm25 => KnnSimilarity::Bm25,
+            SimilarityArg::Cosine => KnnSimilarity::Cosine,
+        };
+        validate_flags(&PipelineConfig {
+            recommendations: opts.als.clone(),
+            ..PipelineConfig::default()
+        })?;
+        Ok(opts)
     }
 }
 

@@ -71,6 +71,10 @@ pub fn dispatch(command: Command) -> Result<()> {
             let report = runtime.block_on(als::run(&args.try_into()?))?;
             print(&report)?;
         }
+        Command::Recommend(args) => {
+            let report = runtime.block_on(als::run(&args.try_into()?))?;
+            print(&report)?;
+        }
         Command::Propensity(args) => {
             let report = runtime.block_on(propensity::run(&args.try_into()?))?;
             print(&report)?;

@@ -8,7 +8,12 @@
 //!   excluding the items the user interacted with unless `--keep-seen`;
 //! - `OUTPUT/report/report.json`: the fit (seconds and loss per iteration) and, with
 //!   `--holdout`, precision, recall, NDCG and MAP@k of the model and of popularity on the
-//!   held-out pairs, computed by the same `sql/16_evaluation.sql` as the nightly evaluation.
+//!   held-out pairs, computed by the same `sql/18_evaluation.sql` as the nightly evaluation.
+//!
+//! `persona recommend --model item_knn | user_knn` runs the night's neighbourhood models over
+//! the same input instead: it publishes their recommendations (with the item that explains
+//! each, for the item-to-item model) and their neighbours (`item_neighbours/`,
+//! `similar_users/`), and scores them on `--holdout` beside popularity.
 //!
 //! With `--explicit` the weights are ratings (averaged per pair, any value): the fit minimises
 //! the squared error on the rated pairs only, and the report adds the RMSE on the training
@@ -21,7 +26,7 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use super::on_table::TableCommand;
-use crate::config::{EvaluationConfig, PipelineConfig, RecommendationsConfig};
+use crate::config::{EvaluationConfig, PipelineConfig, RecommendationModel, RecommendationsConfig};
 use crate::engine::progress::Progress;
 use crate::engine::publish::Publisher;
 use crate::engine::session::Engine;
@@ -68,8 +73,12 @@ pub struct AlsCommandReport {
     pub input: String,
     /// Input rows dropped: null user or item, or a weight that is null or not positive.
     pub dropped_rows: u64,
-    /// The fit.
-    pub fit: AlsReport,
+    /// The model: `als`, `item_knn` or `user_knn` (`persona recommend --model`).
+    pub model: &'static str,
+    /// The ALS fit (none for the neighbourhood models).
+    pub fit: Option<AlsReport>,
+    /// The (user, item) pairs of the matrix, and its users and items.
+    pub matrix: Matrix,
     /// Scores on `--holdout`, for the model (`als`) and for popularity (`popular`).
     pub holdout: Option<Vec<ModelScores>>,
     /// With `--explicit`: root-mean-square error of the predicted ratings.
@@ -81,6 +90,17 @@ pub struct AlsCommandReport {
     /// Where the outputs were published (not in `report.json`, which lives there).
     #[serde(skip)]
     pub output: String,
+}
+
+/// The size of the interaction matrix a model was fitted on.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Matrix {
+    /// Users with at least one usable row.
+    pub users: u64,
+    /// Items with at least one usable row.
+    pub items: u64,
+    /// Distinct (user, item) pairs.
+    pub pairs: u64,
 }
 
 /// Root-mean-square error of `--explicit` predictions (`x_u · y_i` against the rating).
@@ -286,6 +306,9 @@ async fn fit_and_publish(
         recommendations: opts.als.clone(),
         ..opts.pipeline.clone()
     };
+    if opts.als.model != RecommendationModel::Als {
+        return neighbours_and_publish(ctx, opts, roots, work, &config, started, rows - kept).await;
+    }
     let mut progress = Progress::new();
     let mut night = short_night(ctx, work, &config, roots, &STAGES, opts.keep_seen)?;
     night.run(&mut progress).await?;
@@ -358,13 +381,24 @@ async fn fit_and_publish(
     let report = AlsCommandReport {
         input: opts.input.clone(),
         dropped_rows: rows - kept,
-        fit: model.report,
+        model: "als",
+        matrix: Matrix {
+            users: model.report.users as u64,
+            items: model.report.items as u64,
+            pairs: model.report.interactions,
+        },
+        fit: Some(model.report),
         holdout,
         rmse,
         seconds: started.elapsed().as_secs_f64(),
         config: opts.als.clone(),
         output: opts.output.clone(),
     };
+    commit(publisher, report).await
+}
+
+/// Stages `report.json` beside the staged tables and commits them all at once.
+async fn commit(mut publisher: Publisher, report: AlsCommandReport) -> Result<AlsCommandReport> {
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| PipelineError::Internal(format!("report: {e}")))?;
     publisher.stage_manifest(&json, &Default::default()).await?;
@@ -394,6 +428,28 @@ async fn score_holdout(
     model: &AlsModel,
     progress: &mut Progress,
 ) -> Result<Vec<ModelScores>> {
+    let eval = holdout_pairs(ctx, opts, path, roots, work, progress).await?;
+    let candidates = item_mask(
+        ctx,
+        "SELECT DISTINCT item_idx FROM interactions",
+        model.items.rows(),
+    )
+    .await?;
+    let candidate_items = candidates.iter().filter(|c| **c).count() as u64;
+    evaluate::recommend_models(ctx, work, eval.k, &model.users, &model.items, candidates).await?;
+    scores(ctx, work, &eval, RecommendationModel::Als, candidate_items).await
+}
+
+/// The `--holdout` rows as the night's `eval_holdout` (the pairs of known users and items
+/// that the user did not interact with in the input), and the evaluation's settings.
+async fn holdout_pairs(
+    ctx: &SessionContext,
+    opts: &AlsOptions,
+    path: &str,
+    roots: Roots<'_>,
+    work: &WorkArea,
+    progress: &mut Progress,
+) -> Result<EvaluationConfig> {
     let root = Root::parse(path, &opts.pipeline.storage)?;
     register_parquet(ctx, "als_holdout_input", &root, path).await?;
     check_columns(ctx, "als_holdout_input", path, opts, opts.als.explicit).await?;
@@ -418,25 +474,122 @@ async fn score_holdout(
     )?
     .run(progress)
     .await?;
-    let eval = EvaluationConfig {
+    Ok(EvaluationConfig {
         k: opts.als.top_n,
         ..EvaluationConfig::default()
-    };
-    let candidates = item_mask(
-        ctx,
-        "SELECT DISTINCT item_idx FROM interactions",
-        model.items.rows(),
-    )
-    .await?;
-    let candidate_items = candidates.iter().filter(|c| **c).count() as u64;
-    evaluate::recommend_models(ctx, work, eval.k, &model.users, &model.items, candidates).await?;
+    })
+}
+
+/// The nightly evaluation's SQL over `eval_recommendations` and `eval_holdout`.
+async fn scores(
+    ctx: &SessionContext,
+    work: &WorkArea,
+    eval: &EvaluationConfig,
+    model: RecommendationModel,
+    candidate_items: u64,
+) -> Result<Vec<ModelScores>> {
     let sql = sql::render(
         &evaluate::SCORES_SQL,
-        &evaluate::params(&eval, candidate_items),
+        &evaluate::params(eval, model, candidate_items),
     )?;
     work.materialize(ctx, "evaluation", ctx.sql(&sql).await?)
         .await?;
-    let mut report = EvaluationReport::empty(&eval);
+    let mut report = EvaluationReport::empty(eval);
     evaluate::read_scores(ctx, &mut report).await?;
     Ok(report.models)
+}
+
+/// `persona recommend --model item_knn | user_knn`: the night's stages of the neighbourhood
+/// model over the input, then its recommendations and its neighbours under the input's column
+/// names, and with `--holdout` its scores beside popularity's.
+async fn neighbours_and_publish(
+    ctx: &SessionContext,
+    opts: &AlsOptions,
+    roots: Roots<'_>,
+    work: &WorkArea,
+    config: &PipelineConfig,
+    started: Instant,
+    dropped_rows: u64,
+) -> Result<AlsCommandReport> {
+    let (user, item) = (quote(&opts.user), quote(&opts.item));
+    let model = opts.als.model;
+    let (neighbour_stage, table, neighbours) = if model == RecommendationModel::ItemKnn {
+        let other = quote(&format!("neighbour_{}", opts.item));
+        (
+            "item_neighbour_rows",
+            "item_neighbours",
+            format!(
+                "SELECT a.item_id AS {item}, n.rank, b.item_id AS {other}, n.similarity \
+                 FROM item_neighbour_rows n JOIN item_index a ON n.item_idx = a.item_idx \
+                 JOIN item_index b ON n.neighbour_idx = b.item_idx"
+            ),
+        )
+    } else {
+        let other = quote(&format!("similar_{}", opts.user));
+        (
+            "customer_neighbour_rows",
+            "similar_users",
+            format!(
+                "SELECT a.customer_id AS {user}, n.rank, b.customer_id AS {other}, n.similarity \
+                 FROM customer_neighbour_rows n JOIN user_index a ON n.user_idx = a.user_idx \
+                 JOIN user_index b ON n.neighbour_idx = b.user_idx"
+            ),
+        )
+    };
+    let recommendations_stage = format!("{}_recommendations", model.name());
+    let stages = [
+        "item_index",
+        "user_index",
+        "interactions",
+        neighbour_stage,
+        recommendations_stage.as_str(),
+        "model_recommendations",
+    ];
+    let mut progress = Progress::new();
+    short_night(ctx, work, config, roots, &stages, opts.keep_seen)?
+        .run(&mut progress)
+        .await?;
+    let matrix = Matrix {
+        users: count(ctx, "SELECT COUNT(*) FROM user_index").await?,
+        items: count(ctx, "SELECT COUNT(*) FROM item_index").await?,
+        pairs: count(ctx, "SELECT COUNT(*) FROM interactions").await?,
+    };
+    let because = quote(&format!("because_{}", opts.item));
+    let recommendations = format!(
+        "SELECT u.customer_id AS {user}, r.rank, i.item_id AS {item}, r.score, b.item_id AS {because} \
+         FROM model_recommendations r JOIN user_index u ON r.user_idx = u.user_idx \
+         JOIN item_index i ON r.item_idx = i.item_idx \
+         LEFT JOIN item_index b ON r.because_item_idx = b.item_idx"
+    );
+    let holdout = match &opts.holdout {
+        Some(path) => {
+            let eval = holdout_pairs(ctx, opts, path, roots, work, &mut progress).await?;
+            let params = BTreeMap::from([
+                ("model", model.name().to_string()),
+                ("k", eval.k.to_string()),
+            ]);
+            let sql = sql::template("als/neighbour_holdout", &params)?;
+            work.materialize(ctx, "eval_recommendations", ctx.sql(&sql).await?)
+                .await?;
+            Some(scores(ctx, work, &eval, model, matrix.items).await?)
+        }
+        None => None,
+    };
+    let mut publisher = Publisher::unpartitioned(roots.output, work, "report", "report.json");
+    for (name, sql) in [("recommendations", recommendations), (table, neighbours)] {
+        publisher.stage_query(name, ctx.sql(&sql).await?).await?;
+    }
+    let report = AlsCommandReport {
+        input: opts.input.clone(),
+        dropped_rows,
+        model: model.name(),
+        fit: None,
+        matrix,
+        holdout,
+        rmse: None,
+        seconds: started.elapsed().as_secs_f64(),
+        config: opts.als.clone(),
+        output: opts.output.clone(),
+    };
+    commit(publisher, report).await
 }

@@ -30,19 +30,34 @@ fn mean(values: &[f64]) -> f64 {
 
 impl Display for AlsCommandReport {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        let fit = &self.fit;
-        writeln!(
-            f,
-            "\nALS on {} users x {} items ({} pairs): rank {}, {} iterations, {:.3}s per iteration, loss {:.6e}, {:.1}s in all",
-            group_digits(fit.users as u64),
-            group_digits(fit.items as u64),
-            group_digits(fit.interactions),
-            self.config.rank,
-            fit.iterations,
-            mean(&fit.seconds_per_iteration),
-            fit.loss.last().copied().unwrap_or(f64::NAN),
-            self.seconds
-        )?;
+        match &self.fit {
+            Some(fit) => writeln!(
+                f,
+                "\nALS on {} users x {} items ({} pairs): rank {}, {} iterations, {:.3}s per iteration, loss {:.6e}, {:.1}s in all",
+                group_digits(fit.users as u64),
+                group_digits(fit.items as u64),
+                group_digits(fit.interactions),
+                self.config.rank,
+                fit.iterations,
+                mean(&fit.seconds_per_iteration),
+                fit.loss.last().copied().unwrap_or(f64::NAN),
+                self.seconds
+            )?,
+            None => writeln!(
+                f,
+                "\n{} on {} users x {} items ({} pairs): {} neighbours each, {:.1}s in all",
+                self.model,
+                group_digits(self.matrix.users),
+                group_digits(self.matrix.items),
+                group_digits(self.matrix.pairs),
+                if self.model == "item_knn" {
+                    self.config.item_knn.neighbours
+                } else {
+                    self.config.user_knn.neighbours
+                },
+                self.seconds
+            )?,
+        }
         if let Some(rmse) = &self.rmse {
             match rmse.holdout {
                 Some(h) => writeln!(

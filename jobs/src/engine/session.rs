@@ -149,7 +149,7 @@ pub fn ballista_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<
     // A UNION ALL of inputs partitioned alike becomes an InterleaveExec, which the scheduler
     // cannot rebuild once their stages are resolved into shuffle readers ("Can not create
     // InterleaveExec: new children can not be interleaved"): the job then never finishes
-    // (sql/29_propensity_evaluation.sql hung so). Plain unions run the same rows.
+    // (sql/32_propensity_evaluation.sql hung so). Plain unions run the same rows.
     config.options_mut().optimizer.prefer_existing_union = true;
     with_functions(
         SessionStateBuilder::new()

@@ -37,6 +37,7 @@ pub const TEMPLATES: &[SqlFile] = &[
     sql_file!("als/recommendations.sql"),
     sql_file!("als/holdout_ratings.sql"),
     sql_file!("als/eval_top_n.sql"),
+    sql_file!("als/neighbour_holdout.sql"),
 ];
 
 /// The template `name` (`als/recommendations`) rendered with `params`.

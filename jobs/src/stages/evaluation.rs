@@ -1,6 +1,6 @@
 //! The nightly offline evaluation as stages of the night ([`crate::models::als::evaluate`]): ALS fitted
 //! on the days before the holdout and popularity recommend to the holdout's customers
-//! (`eval_fit`), then `sql/16_evaluation.sql` scores both (`evaluation`). The fit's item
+//! (`eval_fit`), then `sql/18_evaluation.sql` scores both (`evaluation`). The fit's item
 //! factors are left for the published ALS fit, which continues them.
 
 use std::collections::BTreeMap;
@@ -15,6 +15,7 @@ use super::night::{Night, export_table};
 use super::record::Report;
 use super::registry::{Mode, Stage};
 use super::unit::Unit;
+use crate::config::{PipelineConfig, RecommendationModel};
 use crate::engine::progress::group_digits;
 use crate::error::{PipelineError, Result};
 use crate::models::als::evaluate::{self, EvaluationReport};
@@ -22,7 +23,7 @@ use crate::models::als::evaluate::{self, EvaluationReport};
 /// The evaluation fit's item factors: the published fit's warm start.
 pub struct WarmStart(pub Factors);
 
-/// The `{{parameters}}` the evaluation fit adds for `sql/16_evaluation.sql`.
+/// The `{{parameters}}` the evaluation fit adds for `sql/18_evaluation.sql`.
 struct ScoreParams(BTreeMap<&'static str, String>);
 
 /// The evaluation's own ALS fit on `eval_train` and the top-N of ALS and of popularity for
@@ -61,7 +62,11 @@ impl Unit for EvaluationFit {
             )));
         }
         let handoffs = &mut night.record.handoffs;
-        handoffs.put(ScoreParams(evaluate::params(&cfg.evaluation, candidates)));
+        handoffs.put(ScoreParams(evaluate::params(
+            &cfg.evaluation,
+            cfg.recommendations.model,
+            candidates,
+        )));
         if let Some(items) = items {
             handoffs.put(WarmStart(items));
         }
@@ -88,7 +93,7 @@ impl Unit for EvaluationFit {
     }
 }
 
-/// `sql/16_evaluation.sql` over the evaluation fit's recommendations, then its scores read
+/// `sql/18_evaluation.sql` over the evaluation fit's recommendations, then its scores read
 /// back into the report. Skipped when the fit found nothing to score.
 #[derive(Debug)]
 pub struct EvaluationScores;
@@ -117,7 +122,11 @@ impl Unit for EvaluationScores {
 
     async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         let mut params = night.params.clone();
-        params.extend(evaluate::params(&night.config.evaluation, 1));
+        params.extend(evaluate::params(
+            &night.config.evaluation,
+            night.config.recommendations.model,
+            1,
+        ));
         night.plan_sql(stage, &params).await
     }
 }
@@ -131,27 +140,40 @@ fn nothing_to_score(night: &Night<'_>) -> bool {
         .is_none_or(|e| e.skipped.is_some())
 }
 
-/// The item-to-item model in the evaluation: its neighbours from `eval_train`
-/// (`sql/14_item_neighbour_rows.sql`), then its top-k for `eval_holdout`'s customers
-/// (`sql/15_item_knn_recommendations.sql`), added to `eval_recommendations` as model
-/// `item_knn` so that `evaluation` scores it beside ALS and popularity on the same holdout.
+/// A neighbourhood model in the evaluation: its neighbours from `eval_train` (the item-to-item
+/// model's `sql/14_item_neighbour_rows.sql`, the customer-to-customer model's
+/// `sql/16_customer_neighbour_rows.sql`), then its top-k for `eval_holdout`'s customers
+/// (`sql/15_…`, `sql/17_…`), added to `eval_recommendations` under the model's name so that
+/// `evaluation` scores it beside ALS and popularity on the same holdout. Runs when the model is
+/// on ([`crate::config::RecommendationsConfig::item_knn_on`], `user_knn_on`).
 #[derive(Debug)]
-pub struct EvaluationItemKnn;
+pub struct EvaluationKnn {
+    /// The model.
+    pub model: RecommendationModel,
+    /// The stage (and table) of its recommendations, the one whose rows are added.
+    pub recommendations: &'static str,
+    /// The file its neighbours are exported to with `persona evaluate --export-split`, for
+    /// the benchmarks' recall of the pruned neighbours.
+    pub export_as: &'static str,
+}
 
 #[async_trait(?Send)]
-impl Unit for EvaluationItemKnn {
+impl Unit for EvaluationKnn {
     fn code(&self) -> &'static str {
         "jobs/src/stages/evaluation.rs"
     }
 
     fn skips(&self, night: &Night<'_>) -> bool {
-        !night.config.recommendations.item_knn.enabled || nothing_to_score(night)
+        !model_on(night.config, self.model) || nothing_to_score(night)
     }
 
     async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
         let rows = night.run_sql(stage, &night.params).await?;
-        if stage.name == EVAL_ITEM_KNN {
-            add_to_recommendations(night).await?;
+        if stage.name == self.recommendations {
+            add_to_recommendations(night, self.model.name(), self.recommendations).await?;
+        } else if let Some(dir) = night.export_split {
+            let sql = format!("SELECT * FROM {}", stage.name);
+            export_table(night.ctx, &sql, &dir.join(self.export_as)).await?;
         }
         Ok(rows)
     }
@@ -161,20 +183,27 @@ impl Unit for EvaluationItemKnn {
     }
 }
 
-/// The evaluation's item-to-item recommendations.
-const EVAL_ITEM_KNN: &str = "eval_item_knn";
+/// Whether the night computes `model` (ALS always does).
+pub fn model_on(config: &PipelineConfig, model: RecommendationModel) -> bool {
+    let rec = &config.recommendations;
+    match model {
+        RecommendationModel::ItemKnn => rec.item_knn_on(),
+        RecommendationModel::UserKnn => rec.user_knn_on(),
+        RecommendationModel::Als | RecommendationModel::Auto => true,
+    }
+}
 
-/// `eval_recommendations` with the item-to-item model's rows: materialised under another name,
-/// then registered as `eval_recommendations` (a table is not rewritten while it is read).
-async fn add_to_recommendations(night: &mut Night<'_>) -> Result<()> {
+/// `eval_recommendations` with `table`'s rows as model `model`: materialised under another
+/// name, then registered as `eval_recommendations` (a table is not rewritten while it is read).
+async fn add_to_recommendations(night: &mut Night<'_>, model: &str, table: &str) -> Result<()> {
     let union = format!(
         "SELECT model, user_idx, rank, item_idx FROM eval_recommendations \
-         UNION ALL SELECT 'item_knn' AS model, user_idx, rank, item_idx FROM {EVAL_ITEM_KNN}"
+         UNION ALL SELECT '{model}' AS model, user_idx, rank, item_idx FROM {table}"
     );
-    let all = "eval_recommendations_all";
+    let all = format!("eval_recommendations_with_{model}");
     let df = night.ctx.sql(&union).await?;
-    night.work.materialize(night.ctx, all, df).await?;
-    let table = night.ctx.table_provider(all).await?;
+    night.work.materialize(night.ctx, &all, df).await?;
+    let table = night.ctx.table_provider(all.as_str()).await?;
     night.ctx.deregister_table("eval_recommendations")?;
     night.ctx.register_table("eval_recommendations", table)?;
     Ok(())
@@ -195,14 +224,15 @@ impl Report for EvaluationReport {
         for s in &self.models {
             writeln!(
                 f,
-                "  {:<8} precision {:.4}  recall {:.4}  ndcg {:.4}  map {:.4}  coverage {:.3}  ({} customers)",
+                "  {:<8} precision {:.4}  recall {:.4}  ndcg {:.4}  map {:.4}  coverage {:.3}  ({} customers){}",
                 s.model,
                 s.precision_at_k,
                 s.recall_at_k,
                 s.ndcg_at_k,
                 s.map_at_k,
                 s.coverage,
-                group_digits(s.users)
+                group_digits(s.users),
+                if s.published { "  <- published" } else { "" }
             )?;
         }
         Ok(())

@@ -34,7 +34,7 @@ use crate::engine::tables::register_parquet;
 use crate::error::{PipelineError, Result};
 
 /// Days before a customer's entry whose behaviour is the covariate of CUPED
-/// (`sql/30_experiment_customers.sql`).
+/// (`sql/33_experiment_customers.sql`).
 pub const PRE_DAYS: u32 = 14;
 /// The table every night's assignments are read from and written to.
 pub const TABLE: &str = "experiment_assignments";

@@ -11,6 +11,7 @@ pub mod experiments;
 pub mod gates;
 pub mod inputs;
 pub mod interests;
+pub mod model_choice;
 pub mod night;
 pub mod propensity;
 pub mod publish;

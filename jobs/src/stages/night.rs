@@ -286,6 +286,23 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
             "x.user_idx IN (SELECT user_idx FROM eval_holdout)".to_string(),
         ),
         ("every_item", "true".to_string()),
+        // The customer-to-customer model (sql/16, sql/17), through the same `knn_` names.
+        ("uknn_neighbours", rec.user_knn.neighbours.to_string()),
+        ("uknn_block", rec.user_knn.block.to_string()),
+        ("uknn_candidates", rec.user_knn.candidates.to_string()),
+        (
+            "uknn_prediction",
+            rec.user_knn.prediction.name().to_string(),
+        ),
+        (
+            "night_customer_neighbours",
+            "customer_neighbour_rows".to_string(),
+        ),
+        (
+            "eval_customer_neighbours",
+            "eval_customer_neighbours".to_string(),
+        ),
+        ("recommendation_model", rec.model.name().to_string()),
         ("eval_k", config.evaluation.k.to_string()),
         (
             "experiment_pre_days",

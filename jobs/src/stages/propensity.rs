@@ -1,5 +1,5 @@
 //! The purchase-propensity model as stages of the night ([`crate::models::propensity`]):
-//! `sql/26_propensity_snapshots.sql` makes the training and scoring rows, `propensity_fit`
+//! `sql/29_propensity_snapshots.sql` makes the training and scoring rows, `propensity_fit`
 //! fits, calibrates and scores, `sql/27` and `sql/28` publish the scores and the model, and
 //! `propensity_evaluation` (`sql/29`) measures it on the held-out customers.
 
@@ -63,7 +63,7 @@ impl Unit for PropensityFit {
     }
 }
 
-/// `sql/29_propensity_evaluation.sql` on the held-out customers, then its metrics read back
+/// `sql/32_propensity_evaluation.sql` on the held-out customers, then its metrics read back
 /// into the report.
 #[derive(Debug)]
 pub struct PropensityEvaluation;

@@ -37,14 +37,19 @@ impl Unit for Publish {
 
     async fn plan(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         let mut text = String::from("would write, each into this run's folder:\n");
-        // Without [[experiments]] their stages are skipped and publish nothing; so is the
-        // item-to-item model when it is off.
+        // Without [[experiments]] their stages are skipped and publish nothing; so are the
+        // neighbourhood models when they are off.
         let no_experiments = night.config.experiments.is_empty();
-        let no_item_knn = !night.config.recommendations.item_knn.enabled;
+        let rec = &night.config.recommendations;
+        let off = |name: &str| match name {
+            "item_neighbours" => !rec.item_knn_on(),
+            "similar_customers" => !rec.user_knn_on(),
+            _ => false,
+        };
         for s in night.stages.iter().filter(|s| {
             night.mode.publishes(s)
                 && !(no_experiments && s.part == Part::Experiments)
-                && !(no_item_knn && s.name == "item_neighbours")
+                && !off(s.name)
         }) {
             let _ = writeln!(
                 text,

@@ -11,16 +11,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::evaluation::{EvaluationFit, EvaluationItemKnn, EvaluationScores};
+use super::evaluation::{EvaluationFit, EvaluationKnn, EvaluationScores};
 use super::experiment_results::Results;
 use super::experiments::Assignment;
 use super::gates::Gates;
 use super::inputs::Inputs;
+use super::model_choice::{ModelRecommendations, WhenPublished};
 use super::propensity::{PropensityEvaluation, PropensityFit};
 use super::publish::Publish;
 use super::recommendations::AlsFit;
 use super::segments::Segmentation;
 use super::unit::{SqlQuery, SqlWhen, Unit};
+use crate::config::RecommendationModel;
 use crate::engine::sql::{SqlFile, sql_file};
 use crate::error::{PipelineError, Result};
 
@@ -97,8 +99,29 @@ macro_rules! sql {
 
 /// The item-to-item model's night stages: only with `[recommendations.item_knn] enabled`.
 const ITEM_KNN_SQL: SqlWhen = SqlWhen {
-    runs: |c| c.recommendations.item_knn.enabled,
+    runs: |c| c.recommendations.item_knn_on(),
     off: "[recommendations.item_knn] enabled = false",
+};
+
+/// The customer-to-customer model's night stages: only with `[recommendations.user_knn]
+/// enabled`.
+const USER_KNN_SQL: SqlWhen = SqlWhen {
+    runs: |c| c.recommendations.user_knn_on(),
+    off: "[recommendations.user_knn] enabled = false",
+};
+
+/// The item-to-item model in the evaluation.
+const EVAL_ITEM_KNN: EvaluationKnn = EvaluationKnn {
+    model: RecommendationModel::ItemKnn,
+    recommendations: "eval_item_knn",
+    export_as: "item_neighbours.parquet",
+};
+
+/// The customer-to-customer model in the evaluation.
+const EVAL_USER_KNN: EvaluationKnn = EvaluationKnn {
+    model: RecommendationModel::UserKnn,
+    recommendations: "eval_user_knn",
+    export_as: "customer_neighbours.parquet",
 };
 
 /// The experiments' SQL stage: only with `[[experiments]]` declared.
@@ -252,7 +275,7 @@ pub const NIGHT: &[Stage] = &[
         part: Part::Evaluation,
         sql: Some(sql_file!("14_item_neighbour_rows.sql")),
         with: &[("knn_interactions", "eval_interactions")],
-        unit: &EvaluationItemKnn,
+        unit: &EVAL_ITEM_KNN,
         reads: &["eval_train"],
         writes: &["eval_item_neighbours"],
         published: false,
@@ -268,7 +291,7 @@ pub const NIGHT: &[Stage] = &[
             ("knn_exclude", "every_item"),
             ("knn_top_n", "eval_k"),
         ],
-        unit: &EvaluationItemKnn,
+        unit: &EVAL_ITEM_KNN,
         // Its unit also adds its rows to eval_fit's `eval_recommendations` (rewritten, not
         // read by the SQL, so not among the reads).
         reads: &[
@@ -278,6 +301,39 @@ pub const NIGHT: &[Stage] = &[
             "item_index",
         ],
         writes: &["eval_item_knn", "eval_recommendations"],
+        published: false,
+    },
+    // The customer-to-customer model on the same training days, scored beside ALS.
+    Stage {
+        name: "eval_customer_neighbours",
+        part: Part::Evaluation,
+        sql: Some(sql_file!("16_customer_neighbour_rows.sql")),
+        with: &[("knn_interactions", "eval_interactions")],
+        unit: &EVAL_USER_KNN,
+        reads: &["eval_train"],
+        writes: &["eval_customer_neighbours"],
+        published: false,
+    },
+    Stage {
+        name: "eval_user_knn",
+        part: Part::Evaluation,
+        sql: Some(sql_file!("17_user_knn_recommendations.sql")),
+        with: &[
+            ("knn_interactions", "eval_interactions"),
+            ("knn_neighbour_table", "eval_customer_neighbours"),
+            ("knn_customers", "eval_customers"),
+            ("knn_exclude", "every_item"),
+            ("knn_top_n", "eval_k"),
+        ],
+        unit: &EVAL_USER_KNN,
+        // Its unit also adds its rows to `eval_recommendations`, as eval_item_knn's does.
+        reads: &[
+            "eval_train",
+            "eval_customer_neighbours",
+            "eval_holdout",
+            "item_index",
+        ],
+        writes: &["eval_user_knn", "eval_recommendations"],
         published: false,
     },
     Stage {
@@ -321,33 +377,92 @@ pub const NIGHT: &[Stage] = &[
         writes: &["item_neighbour_rows"],
         published: false,
     },
+    // The customer-to-customer model over the whole window: published by customer id.
+    Stage {
+        name: "customer_neighbour_rows",
+        part: Part::Models,
+        sql: Some(sql_file!("16_customer_neighbour_rows.sql")),
+        with: &[("knn_interactions", "night_interactions")],
+        unit: &USER_KNN_SQL,
+        reads: &["interactions"],
+        writes: &["customer_neighbour_rows"],
+        published: false,
+    },
     sql!(
         "als_recommendations",
-        "17_als_recommendations.sql",
+        "19_als_recommendations.sql",
         Part::Outputs,
         ["user_factor_rows", "interactions"],
         false,
     ),
+    // The neighbourhood models' top-N for every customer, on the nights that publish them.
+    Stage {
+        name: "item_knn_recommendations",
+        part: Part::Outputs,
+        sql: Some(sql_file!("15_item_knn_recommendations.sql")),
+        with: &[
+            ("knn_interactions", "night_interactions"),
+            ("knn_neighbour_table", "night_neighbours"),
+            ("knn_customers", "every_customer"),
+            ("knn_exclude", "exclude_rule"),
+            ("knn_top_n", "top_n"),
+        ],
+        unit: &WhenPublished(RecommendationModel::ItemKnn),
+        reads: &["interactions", "item_neighbour_rows", "item_index"],
+        writes: &["item_knn_recommendations"],
+        published: false,
+    },
+    Stage {
+        name: "user_knn_recommendations",
+        part: Part::Outputs,
+        sql: Some(sql_file!("17_user_knn_recommendations.sql")),
+        with: &[
+            ("knn_interactions", "night_interactions"),
+            ("knn_neighbour_table", "night_customer_neighbours"),
+            ("knn_customers", "every_customer"),
+            ("knn_exclude", "exclude_rule"),
+            ("knn_top_n", "top_n"),
+        ],
+        unit: &WhenPublished(RecommendationModel::UserKnn),
+        reads: &["interactions", "customer_neighbour_rows", "item_index"],
+        writes: &["user_knn_recommendations"],
+        published: false,
+    },
+    // The published model's top-N ([recommendations] model).
+    Stage {
+        name: "model_recommendations",
+        part: Part::Outputs,
+        sql: None,
+        with: &[],
+        unit: &ModelRecommendations,
+        reads: &[
+            "als_recommendations",
+            "item_knn_recommendations",
+            "user_knn_recommendations",
+        ],
+        writes: &["model_recommendations"],
+        published: false,
+    },
     sql!(
         "user_profiles",
-        "18_user_profiles.sql",
+        "20_user_profiles.sql",
         Part::Outputs,
         ["user_features", "segment_assignments", "segment_labels"],
         true,
     ),
     sql!(
         "segments",
-        "19_segments.sql",
+        "21_segments.sql",
         Part::Outputs,
         ["user_profiles", "segment_labels"],
         true
     ),
     sql!(
         "recommendations",
-        "20_recommendations.sql",
+        "22_recommendations.sql",
         Part::Outputs,
         [
-            "als_recommendations",
+            "model_recommendations",
             "interactions",
             "user_index",
             "item_index",
@@ -358,21 +473,21 @@ pub const NIGHT: &[Stage] = &[
     ),
     sql!(
         "user_factors",
-        "21_user_factors.sql",
+        "23_user_factors.sql",
         Part::Outputs,
         ["user_factor_rows", "user_index"],
         true
     ),
     sql!(
         "item_factors",
-        "22_item_factors.sql",
+        "24_item_factors.sql",
         Part::Outputs,
         ["item_factor_rows", "item_index"],
         true
     ),
     sql!(
         "similar_items",
-        "23_similar_items.sql",
+        "25_similar_items.sql",
         Part::Outputs,
         ["item_factor_rows", "item_index"],
         true
@@ -380,23 +495,33 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "item_neighbours",
         part: Part::Outputs,
-        sql: Some(sql_file!("24_item_neighbours.sql")),
+        sql: Some(sql_file!("26_item_neighbours.sql")),
         with: &[],
         unit: &ITEM_KNN_SQL,
         reads: &["item_neighbour_rows", "item_index"],
         writes: &["item_neighbours"],
         published: true,
     },
+    Stage {
+        name: "similar_customers",
+        part: Part::Outputs,
+        sql: Some(sql_file!("27_similar_customers.sql")),
+        with: &[],
+        unit: &USER_KNN_SQL,
+        reads: &["customer_neighbour_rows", "user_index"],
+        writes: &["similar_customers"],
+        published: true,
+    },
     sql!(
         "data_quality",
-        "25_data_quality.sql",
+        "28_data_quality.sql",
         Part::Outputs,
         ["event_drops"],
         true
     ),
     sql!(
         "propensity_snapshots",
-        "26_propensity_snapshots.sql",
+        "29_propensity_snapshots.sql",
         Part::Propensity,
         ["events", "customers"],
         false,
@@ -418,14 +543,14 @@ pub const NIGHT: &[Stage] = &[
     },
     sql!(
         "propensity",
-        "27_propensity.sql",
+        "30_propensity.sql",
         Part::Propensity,
         ["propensity_scores"],
         true
     ),
     sql!(
         "propensity_model",
-        "28_propensity_model.sql",
+        "31_propensity_model.sql",
         Part::Propensity,
         ["propensity_coefficients"],
         true,
@@ -433,7 +558,7 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "propensity_evaluation",
         part: Part::Propensity,
-        sql: Some(sql_file!("29_propensity_evaluation.sql")),
+        sql: Some(sql_file!("32_propensity_evaluation.sql")),
         with: &[],
         unit: &PropensityEvaluation,
         reads: &["propensity_holdout"],
@@ -453,7 +578,7 @@ pub const NIGHT: &[Stage] = &[
     Stage {
         name: "experiment_customers",
         part: Part::Experiments,
-        sql: Some(sql_file!("30_experiment_customers.sql")),
+        sql: Some(sql_file!("33_experiment_customers.sql")),
         with: &[],
         unit: &EXPERIMENT_SQL,
         reads: &["experiment_assignments", "events"],
@@ -690,7 +815,11 @@ mod tests {
         let config = PipelineConfig::default();
         let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
         let mut params = sql_params(&config, Window::ending(date, 28));
-        params.extend(crate::models::als::evaluate::params(&config.evaluation, 1));
+        params.extend(crate::models::als::evaluate::params(
+            &config.evaluation,
+            config.recommendations.model,
+            1,
+        ));
         params.extend(crate::stages::interests::params(&ctx).await.unwrap());
         for stage in NIGHT.iter().filter(|s| s.sql.is_some()) {
             let sql = stage.sql_file().unwrap();

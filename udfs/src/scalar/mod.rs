@@ -7,6 +7,7 @@ mod is_crawler;
 mod kmeans_assign;
 mod personal_data;
 mod row_digest;
+mod sparse_dot;
 mod top_contributions;
 mod unit_hash;
 mod url_item_id;
@@ -24,6 +25,7 @@ pub use is_crawler::IsCrawler;
 pub use kmeans_assign::KMeansAssign;
 pub use personal_data::{LooksLikePersonalData, is_personal_data};
 pub use row_digest::{RowDigest, row_digests};
+pub use sparse_dot::{SparseDot, sparse_dot};
 pub use top_contributions::TopContributions;
 pub use unit_hash::{UnitHash, unit_hashes};
 pub use url_item_id::UrlItemId;
@@ -42,6 +44,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(ExperimentBucket::new())),
         Arc::new(ScalarUDF::from(RowDigest::new())),
         Arc::new(ScalarUDF::from(TopContributions::new())),
+        Arc::new(ScalarUDF::from(SparseDot::new())),
         Arc::new(ScalarUDF::from(AlsTopN::default())),
         Arc::new(ScalarUDF::from(AlsTopN::similar(TopNModel::default()))),
         Arc::new(ScalarUDF::from(AlsSolve::default())),

@@ -11,7 +11,7 @@ use persona_udfs::ml::Factors;
 use serde::Serialize;
 
 use super::AlsReport;
-use crate::config::{EvaluationConfig, RecommendationsConfig};
+use crate::config::{EvaluationConfig, RecommendationModel, RecommendationsConfig};
 use crate::engine::sql::{SqlFile, sql_file};
 use crate::engine::work::WorkArea;
 use crate::error::{PipelineError, Result};
@@ -19,7 +19,7 @@ use crate::error::{PipelineError, Result};
 /// One model's scores.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ModelScores {
-    /// `als` or `popular`.
+    /// `als`, `popular`, `item_knn` or `user_knn`.
     pub model: String,
     /// Customers scored.
     pub users: u64,
@@ -33,6 +33,8 @@ pub struct ModelScores {
     pub map_at_k: f64,
     /// Share of the candidate catalog items recommended to anyone.
     pub coverage: f64,
+    /// Whether the night publishes this model's recommendations.
+    pub published: bool,
 }
 
 /// What the evaluation did, for the manifest.
@@ -74,7 +76,7 @@ impl EvaluationReport {
 
 /// The SQL that scores the recommendations against the holdout: the night's `evaluation`
 /// stage, and `persona als`'s evaluation.
-pub const SCORES_SQL: SqlFile = sql_file!("16_evaluation.sql");
+pub const SCORES_SQL: SqlFile = sql_file!("18_evaluation.sql");
 
 /// Fits on `eval_train`, recommends to the customers of `eval_holdout` with ALS and with
 /// popularity (both excluding what the customer saw in training, both over the catalog items
@@ -210,10 +212,16 @@ async fn popularity(ctx: &SessionContext, items: usize) -> Result<Factors> {
     Factors::new(items, 1, values).ok_or_else(|| PipelineError::Internal("popularity".into()))
 }
 
-/// The `{{parameters}}` of `16_evaluation.sql`.
-pub fn params(eval: &EvaluationConfig, candidate_items: u64) -> BTreeMap<&'static str, String> {
+/// The `{{parameters}}` of `18_evaluation.sql`.
+/// `model` is the configured `[recommendations] model`, which the `published` column reflects.
+pub fn params(
+    eval: &EvaluationConfig,
+    model: RecommendationModel,
+    candidate_items: u64,
+) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("k", eval.k.to_string()),
+        ("recommendation_model", model.name().to_string()),
         ("candidate_items", candidate_items.max(1).to_string()),
     ])
 }
@@ -221,7 +229,7 @@ pub fn params(eval: &EvaluationConfig, candidate_items: u64) -> BTreeMap<&'stati
 /// Reads the materialised `evaluation` table into the report.
 pub async fn read_scores(ctx: &SessionContext, report: &mut EvaluationReport) -> Result<()> {
     let batches = ctx
-        .sql("SELECT model, users, precision_at_k, recall_at_k, ndcg_at_k, map_at_k, coverage FROM evaluation ORDER BY model")
+        .sql("SELECT model, users, precision_at_k, recall_at_k, ndcg_at_k, map_at_k, coverage, published FROM evaluation ORDER BY model")
         .await?
         .collect()
         .await?;
@@ -238,6 +246,7 @@ pub async fn read_scores(ctx: &SessionContext, report: &mut EvaluationReport) ->
                 ndcg_at_k: f(4, r),
                 map_at_k: f(5, r),
                 coverage: f(6, r),
+                published: b.column(7).as_boolean().value(r),
             });
         }
     }

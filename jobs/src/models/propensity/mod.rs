@@ -1,6 +1,6 @@
 //! Purchase propensity: the probability that a customer buys in the next `horizon_days`.
 //!
-//! `sql/26_propensity_snapshots.sql` computes every customer's features twice with the same
+//! `sql/29_propensity_snapshots.sql` computes every customer's features twice with the same
 //! expressions: up to the cutoff (`date − horizon_days`, with the label "bought after the
 //! cutoff") and up to tonight. This stage then
 //!
@@ -11,9 +11,9 @@
 //!    training customers, one `logistic_step` aggregation per step ([`fit`]);
 //! 3. calibrates it on the `calibrate` split (Platt scaling: a one-feature logistic regression
 //!    on the model's logit, fitted the same way);
-//! 4. scores the `test` split for `sql/29_propensity_evaluation.sql` and tonight's customers
-//!    for `sql/27_propensity.sql`, with each customer's three largest contributions;
-//! 5. writes the coefficients for `sql/28_propensity_model.sql`.
+//! 4. scores the `test` split for `sql/32_propensity_evaluation.sql` and tonight's customers
+//!    for `sql/30_propensity.sql`, with each customer's three largest contributions;
+//! 5. writes the coefficients for `sql/31_propensity_model.sql`.
 //!
 //! Every pass is SQL over work tables, so the stage runs unchanged on Ballista, and the
 //! order-independent sums of `logistic_step` make the cluster's model the local one, bit for

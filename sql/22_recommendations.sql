@@ -1,10 +1,13 @@
--- input: als_recommendations, interactions, user_index, item_index, user_profiles, popular_items
+-- input: model_recommendations, interactions, user_index, item_index, user_profiles, popular_items
 -- output: recommendations
 --
 -- The published recommendations, {{top_n}} per active customer who agreed to marketing
 -- (marketing_opt_in; everyone when [privacy] recommend_without_opt_in = true), never empty:
---   'als'              the model's top-N, for customers with at least {{min_interactions}}
---                      items in the window (the model knows them well enough);
+--   the model's name   the published model's top-N ([recommendations] model: 'als',
+--                      'item_knn' or 'user_knn'), for customers with at least
+--                      {{min_interactions}} items in the window (the model knows them well
+--                      enough); an item-to-item recommendation names in because_item_id the
+--                      customer's item that contributed most to it ("because you ...");
 --   'segment_popular'  otherwise (cold start): the items most popular among the customer's
 --                      segment, skipping what the model would have excluded ({{exclude_rule}});
 --   'popular'          the overall most popular items, filling in when the segment itself has
@@ -13,11 +16,12 @@ WITH known AS (
   SELECT user_idx FROM interactions GROUP BY user_idx HAVING COUNT(*) >= {{min_interactions}}
 ),
 modelled AS (
-  SELECT u.customer_id, r.rank, i.item_id, r.score
-  FROM als_recommendations r
+  SELECT u.customer_id, r.rank, i.item_id, r.score, r.model, b.item_id AS because_item_id
+  FROM model_recommendations r
   JOIN known k ON r.user_idx = k.user_idx
   JOIN user_index u ON r.user_idx = u.user_idx
   JOIN item_index i ON r.item_idx = i.item_idx
+  LEFT JOIN item_index b ON r.because_item_idx = b.item_idx
 ),
 cold AS (
   SELECT p.customer_id, p.segment_id
@@ -64,10 +68,11 @@ ranked AS (
 )
 SELECT r.*
 FROM (
-  SELECT customer_id, rank, item_id, score, 'als' AS source FROM modelled
+  SELECT customer_id, rank, item_id, score, model AS source, because_item_id FROM modelled
   UNION ALL
   SELECT customer_id, CAST(place AS INT) AS rank, item_id, CAST(popularity AS FLOAT) AS score,
-         CASE tier WHEN 0 THEN 'segment_popular' ELSE 'popular' END AS source
+         CASE tier WHEN 0 THEN 'segment_popular' ELSE 'popular' END AS source,
+         CAST(NULL AS VARCHAR) AS because_item_id
   FROM ranked
   WHERE place <= {{top_n}}
 ) r

@@ -1,11 +1,15 @@
 -- input: eval_recommendations, eval_holdout           output: evaluation
 --
--- Offline quality of each model on the holdout days, one row per model (als, popular):
+-- Offline quality of each model on the holdout days, one row per model (als, popular, and
+-- item_knn and user_knn when they are on):
 --   precision_at_k  hits in the top k / k
 --   recall_at_k     hits in the top k / the customer's holdout items
 --   ndcg_at_k       DCG of the hits (1 / log2(rank + 1)) / the best possible DCG
 --   map_at_k        mean over hits of precision at the hit's rank / min(holdout items, k)
 --   coverage        distinct items recommended / catalog items that could be recommended
+--   published       whether the night publishes this model's recommendations
+--                   ([recommendations] model = {{recommendation_model}}; "auto" picks the best
+--                   NDCG@k among the models other than popular, ties to the first by name)
 -- averaged over the customers that have both training history and holdout items. Per-customer
 -- values are summed as decimals (18 digits after the point): exact, so the averages are the
 -- same to the last bit however the rows are partitioned.
@@ -39,17 +43,24 @@ coverage AS (
   WHERE rank <= {{k}}
   GROUP BY model
 )
-SELECT
-  p.model,
-  CAST({{k}} AS INT) AS k,
-  COUNT(*) AS users,
-  CAST(SUM(p.hits) AS DOUBLE) / ({{k}} * COUNT(*)) AS precision_at_k,
-  CAST(AVG(CAST(CAST(p.hits AS DOUBLE) / p.relevant AS DECIMAL(38, 18))) AS DOUBLE) AS recall_at_k,
-  CAST(AVG(CAST(p.dcg / i.idcg AS DECIMAL(38, 18))) AS DOUBLE) AS ndcg_at_k,
-  CAST(AVG(CAST(p.ap_sum / LEAST(p.relevant, {{k}}) AS DECIMAL(38, 18))) AS DOUBLE) AS map_at_k,
-  CAST(MAX(c.items_recommended) AS DOUBLE) / {{candidate_items}} AS coverage
-FROM per_user p
-JOIN ideal i ON i.n = LEAST(p.relevant, {{k}})
-JOIN coverage c ON c.model = p.model
-GROUP BY p.model
-ORDER BY p.model
+SELECT scores.*,
+       CASE WHEN '{{recommendation_model}}' = 'auto'
+         THEN model = FIRST_VALUE(model) OVER (ORDER BY model = 'popular', ndcg_at_k DESC, model)
+         ELSE model = '{{recommendation_model}}'
+       END AS published
+FROM (
+  SELECT
+    p.model,
+    CAST({{k}} AS INT) AS k,
+    COUNT(*) AS users,
+    CAST(SUM(p.hits) AS DOUBLE) / ({{k}} * COUNT(*)) AS precision_at_k,
+    CAST(AVG(CAST(CAST(p.hits AS DOUBLE) / p.relevant AS DECIMAL(38, 18))) AS DOUBLE) AS recall_at_k,
+    CAST(AVG(CAST(p.dcg / i.idcg AS DECIMAL(38, 18))) AS DOUBLE) AS ndcg_at_k,
+    CAST(AVG(CAST(p.ap_sum / LEAST(p.relevant, {{k}}) AS DECIMAL(38, 18))) AS DOUBLE) AS map_at_k,
+    CAST(MAX(c.items_recommended) AS DOUBLE) / {{candidate_items}} AS coverage
+  FROM per_user p
+  JOIN ideal i ON i.n = LEAST(p.relevant, {{k}})
+  JOIN coverage c ON c.model = p.model
+  GROUP BY p.model
+) scores
+ORDER BY model

@@ -6,7 +6,7 @@
 --   train  features from the events in [window_start, cutoff), cutoff = the night's end minus
 --          horizon_days; label = 1 when the customer purchased in [cutoff, window_end), the
 --          horizon, else 0. Nothing at or after the cutoff enters a feature, so the label
---          cannot leak into them (tests/slt/26_propensity_snapshots.slt changes the events
+--          cannot leak into them (tests/slt/29_propensity_snapshots.slt changes the events
 --          after the cutoff and checks that no training feature moves).
 --   score  features from the events in [window_end - feature_days, window_end): tonight's
 --          customers, whose horizon is the future; label NULL.
