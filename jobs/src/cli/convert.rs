@@ -181,6 +181,8 @@ impl TryFrom<AlsArgs> for AlsOptions {
             seed: args.seed,
             top_n: args.top_n,
             explicit: args.explicit,
+            // `persona als` is ALS whatever the file's `model` says (`persona recommend` sets it).
+            model: RecommendationModel::Als,
             ..pipeline.recommendations.clone()
         };
         validate_flags(&PipelineConfig {

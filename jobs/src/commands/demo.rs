@@ -67,13 +67,14 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
     pipeline::run(&run, &mut Progress::new()).await
 }
 
-/// The demo's configuration: the defaults with the item-to-item model on (the small data
-/// takes it in seconds), and the A/B test of the campaign planted in its data (`demo_email`,
+/// The demo's configuration: the defaults with both neighbourhood models on and the published
+/// model chosen by the evaluation (`auto`: the small data takes them in seconds), and the A/B test of the campaign planted in its data (`demo_email`,
 /// control and email half and half, everyone eligible, from the campaign's first day).
 fn demo_config(date: NaiveDate) -> Result<PipelineConfig> {
     let start = Campaign::demo(date).start;
     PipelineConfig::parse(&format!(
-        "[recommendations.item_knn]\nenabled = true\n\n[[experiments]]\nkey = \"{}\"\nstart = \"{start}\"\n\
+        "[recommendations]\nmodel = \"auto\"\n[recommendations.item_knn]\nenabled = true\n\
+         [recommendations.user_knn]\nenabled = true\n\n[[experiments]]\nkey = \"{}\"\nstart = \"{start}\"\n\
          arms = [{{ name = \"control\", weight = {w} }}, {{ name = \"email\", weight = {e} }}]\n",
         Campaign::KEY,
         w = Campaign::CONTROL_WEIGHT,
