@@ -108,9 +108,14 @@ impl Unit for WhenPublished {
 
     async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         let plan = night.plan_sql(stage, &night.params).await?;
-        let (published, _) = published_model(night);
-        Ok(if published == self.0 {
+        let configured = night.config.recommendations.model;
+        Ok(if configured == self.0 {
             plan
+        } else if configured == RecommendationModel::Auto {
+            format!(
+                "runs tonight if the evaluation picks {} ([recommendations] model = auto)\n{plan}",
+                self.0.name()
+            )
         } else {
             format!(
                 "off tonight unless [recommendations] model picks {} ({} now)\n{plan}",
@@ -165,7 +170,16 @@ impl Unit for ModelRecommendations {
     }
 
     async fn plan(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<String> {
-        let (model, why) = published_model(night);
+        // Nothing is evaluated in a dry run: `auto` is planned with ALS's table (every model's
+        // has the same columns) and said to be chosen at run time.
+        let (model, why) = match night.config.recommendations.model {
+            RecommendationModel::Auto => (
+                RecommendationModel::Als,
+                "auto: the model with the best NDCG@k in tonight's evaluation; planned with als"
+                    .to_string(),
+            ),
+            _ => published_model(night),
+        };
         let df = night.ctx.sql(&query(model)).await?;
         register_empty(
             night.ctx,
