@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from ranking import Ranking
+
 
 def load(directory):
     train = pq.read_table(os.path.join(directory, "train.parquet")).to_pandas()
@@ -48,33 +50,19 @@ def metrics(user_factors, item_factors, train, holdout, k):
         if u < users and i < items and seen[u, i] == 0:
             truth.setdefault(int(u), set()).add(int(i))
     asked = np.array(sorted(u for u in truth if seen.indptr[u + 1] > seen.indptr[u]))
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
-    precision = recall = ndcg = ap = 0.0
-    recommended = set()
+    scores = Ranking(k)
     for start in range(0, len(asked), 4096):
         block = asked[start : start + 4096]
-        scores = user_factors[block] @ item_factors.T
-        scores[:, ~candidate] = -np.inf
+        scored = user_factors[block] @ item_factors.T
+        scored[:, ~candidate] = -np.inf
         for row, u in enumerate(block):
-            s = scores[row]
+            s = scored[row]
             s[seen.indices[seen.indptr[u] : seen.indptr[u + 1]]] = -np.inf
             top = np.argpartition(-s, k)[:k]
-            top = top[np.lexsort((top, -s[top]))]
-            recommended.update(int(t) for t in top)
-            rel = truth[int(u)]
-            hits = [r for r, item in enumerate(top, start=1) if int(item) in rel]
-            precision += len(hits) / k
-            recall += len(hits) / len(rel)
-            ndcg += sum(1.0 / np.log2(r + 1) for r in hits) / ideal[min(len(rel), k) - 1]
-            ap += sum((n + 1) / r for n, r in enumerate(hits)) / min(len(rel), k)
-    n = max(len(asked), 1)
+            scores.add(top[np.lexsort((top, -s[top]))], truth[int(u)])
     return {
-        "users": int(len(asked)),
-        "precision_at_k": precision / n,
-        "recall_at_k": recall / n,
-        "ndcg_at_k": ndcg / n,
-        "map_at_k": ap / n,
-        "coverage": len(recommended) / max(int(candidate.sum()), 1),
+        **scores.result(),
+        "coverage": len(scores.recommended) / max(int(candidate.sum()), 1),
     }
 
 

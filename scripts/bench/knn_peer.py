@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from ranking import Ranking
+
 
 def main():
     parser = argparse.ArgumentParser()
@@ -58,25 +60,13 @@ def main():
         ids, _ = model.recommend(asked, user_items[asked], N=args.k, filter_already_liked_items=True)
         recommend = time.perf_counter() - started
 
-    k = args.k
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
-    precision = recall = ndcg = ap = 0.0
-    recommended = set()
+    scores = Ranking(args.k)
     for row, u in enumerate(asked):
-        top = [int(i) for i in ids[row] if i >= 0][:k]
-        recommended.update(top)
-        rel = truth[int(u)]
-        hits = [r for r, item in enumerate(top, start=1) if item in rel]
-        precision += len(hits) / k
-        recall += len(hits) / len(rel)
-        ndcg += sum(1.0 / np.log2(r + 1) for r in hits) / ideal[min(len(rel), k) - 1]
-        ap += sum((n + 1) / r for n, r in enumerate(hits)) / min(len(rel), k)
-    n = max(len(asked), 1)
+        scores.add([i for i in ids[row] if i >= 0], truth[int(u)])
     print(json.dumps({
         "model": args.model, "fit_seconds": fit, "recommend_seconds": recommend,
-        "users": int(len(asked)), "precision_at_k": precision / n, "recall_at_k": recall / n,
-        "ndcg_at_k": ndcg / n, "map_at_k": ap / n,
-        "coverage": len(recommended) / max(len(np.unique(train.item_idx)), 1),
+        **scores.result(),
+        "coverage": len(scores.recommended) / max(len(np.unique(train.item_idx)), 1),
     }))
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from ranking import Ranking
+
 
 def load(args):
     train = pq.read_table(os.path.join(args.dir, "train.parquet")).to_pandas()
@@ -48,7 +50,7 @@ def load(args):
             truth.setdefault(int(u), set()).add(c if c is not None else -1 - int(i))
     has = np.diff(x.indptr) > 0
     asked = np.array(sorted(u for u in truth if has[u]))
-    return x, truth, asked, items
+    return x, truth, asked
 
 
 def correlations(x, rows):
@@ -68,30 +70,17 @@ def correlations(x, rows):
 def metrics(x, truth, asked, neighbours, k):
     """sql/18_evaluation.sql's metrics for the weighted-sum recommendations of `neighbours`
     (a list, per asked customer, of (neighbour, similarity))."""
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
-    precision = recall = ndcg = ap = 0.0
+    scores = Ranking(k)
     for u, found in zip(asked, neighbours):
-        scores = {}
+        votes = {}
         for v, sim in found:
             lo, hi = x.indptr[v], x.indptr[v + 1]
             for c, w in zip(x.indices[lo:hi], x.data[lo:hi]):
-                scores[c] = scores.get(c, 0.0) + sim * w
+                votes[c] = votes.get(c, 0.0) + sim * w
         seen = set(x.indices[x.indptr[u] : x.indptr[u + 1]])
-        top = sorted((c for c in scores if c not in seen), key=lambda c: (-scores[c], c))[:k]
-        rel = truth[int(u)]
-        hits = [r for r, c in enumerate(top, start=1) if c in rel]
-        precision += len(hits) / k
-        recall += len(hits) / len(rel)
-        ndcg += sum(1.0 / np.log2(r + 1) for r in hits) / ideal[min(len(rel), k) - 1]
-        ap += sum((n + 1) / r for n, r in enumerate(hits)) / min(len(rel), k)
-    n = max(len(asked), 1)
-    return {
-        "users": int(len(asked)),
-        "precision_at_k": precision / n,
-        "recall_at_k": recall / n,
-        "ndcg_at_k": ndcg / n,
-        "map_at_k": ap / n,
-    }
+        top = sorted((c for c in votes if c not in seen), key=lambda c: (-votes[c], c))[:k]
+        scores.add(top, truth[int(u)])
+    return scores.result()
 
 
 def peer(x, truth, asked, args):
@@ -166,7 +155,7 @@ def main():
     parser.add_argument("--recall-sample", type=int, default=2000)
     parser.add_argument("--skip-peer", action="store_true")
     args = parser.parse_args()
-    x, truth, asked, _ = load(args)
+    x, truth, asked = load(args)
     result = {"customers": int(x.shape[0]), "items": int(x.shape[1])}
     result["peer"] = {"skipped": "--skip-peer"} if args.skip_peer else peer(x, truth, asked, args)
     result["pruning"] = pruning_recall(x, args)

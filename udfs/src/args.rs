@@ -1,7 +1,5 @@
 //! Small helpers to read UDF arguments with errors that name the function and argument.
 
-use std::sync::Arc;
-
 use arrow::array::{
     Array, ArrayRef, AsArray, Float32Array, Float64Array, Int32Array, ListArray, PrimitiveArray,
     StringArray,
@@ -106,34 +104,23 @@ pub(crate) fn utf8(func: &str, arg: &ArrayRef) -> Result<StringArray> {
     }
 }
 
+/// Casts a list argument to `List<item>` ([`crate::lists::list_type`]); `what` names the
+/// expected list in the error (`"a list of floats"`).
+fn list_of(func: &str, arg: &ArrayRef, item: DataType, what: &str) -> Result<ListArray> {
+    match cast(arg, &crate::lists::list_type(item)) {
+        Ok(a) => Ok(a.as_list::<i32>().clone()),
+        Err(e) => exec_err!("{func}: expected {what}, found {}: {e}", arg.data_type()),
+    }
+}
+
 /// Reads a `List<Float32>` argument (casting other float lists).
 pub(crate) fn float32_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
-    let target = DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
-        DataType::Float32,
-        true,
-    )));
-    match cast(arg, &target) {
-        Ok(a) => Ok(a.as_list::<i32>().clone()),
-        Err(e) => exec_err!(
-            "{func}: expected a list of floats, found {}: {e}",
-            arg.data_type()
-        ),
-    }
+    list_of(func, arg, DataType::Float32, "a list of floats")
 }
 
 /// Reads a `List<Float64>` argument (casting other numeric lists).
 pub(crate) fn float64_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
-    let target = DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
-        DataType::Float64,
-        true,
-    )));
-    match cast(arg, &target) {
-        Ok(a) => Ok(a.as_list::<i32>().clone()),
-        Err(e) => exec_err!(
-            "{func}: expected a list of numbers, found {}: {e}",
-            arg.data_type()
-        ),
-    }
+    list_of(func, arg, DataType::Float64, "a list of numbers")
 }
 
 /// Reads a factor-vector argument: a `List<Float32>`, or the result struct of `als_solve`
@@ -156,17 +143,7 @@ pub(crate) fn factor_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
 
 /// Reads a `List<Int32>` argument (casting other integer lists).
 pub(crate) fn int32_list(func: &str, arg: &ArrayRef) -> Result<ListArray> {
-    let target = DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
-        DataType::Int32,
-        true,
-    )));
-    match cast(arg, &target) {
-        Ok(a) => Ok(a.as_list::<i32>().clone()),
-        Err(e) => exec_err!(
-            "{func}: expected a list of integers, found {}: {e}",
-            arg.data_type()
-        ),
-    }
+    list_of(func, arg, DataType::Int32, "a list of integers")
 }
 
 /// The values of row `i` of a `List<Float32>` as a slice (empty when null).

@@ -163,8 +163,12 @@ impl Unit for EvaluationKnn {
         "jobs/src/stages/evaluation.rs"
     }
 
+    fn off_by_config(&self, config: &PipelineConfig) -> bool {
+        !model_on(config, self.model)
+    }
+
     fn skips(&self, night: &Night<'_>) -> bool {
-        !model_on(night.config, self.model) || nothing_to_score(night)
+        self.off_by_config(night.config) || nothing_to_score(night)
     }
 
     async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {

@@ -19,7 +19,7 @@ use super::night::Night;
 use super::record::Report;
 use super::registry::Stage;
 use super::unit::Unit;
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, PipelineConfig};
 use crate::error::{PipelineError, Result};
 use crate::models::experiments::analysis::{self, AnalysisError, ArmAggregate, ResultRow};
 use crate::models::experiments::stats::Moments;
@@ -156,8 +156,8 @@ impl Unit for Results {
         "jobs/src/stages/experiment_results.rs"
     }
 
-    fn skips(&self, night: &Night<'_>) -> bool {
-        night.config.experiments.is_empty()
+    fn off_by_config(&self, config: &PipelineConfig) -> bool {
+        config.experiments.is_empty()
     }
 
     async fn run(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<u64> {

@@ -27,7 +27,7 @@ use super::night::Night;
 use super::record::Report;
 use super::registry::Stage;
 use super::unit::Unit;
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, PipelineConfig};
 use crate::engine::commit::last_published_before;
 use crate::engine::storage::Root;
 use crate::engine::tables::register_parquet;
@@ -94,8 +94,8 @@ impl Unit for Assignment {
         "jobs/src/stages/experiments.rs"
     }
 
-    fn skips(&self, night: &Night<'_>) -> bool {
-        night.config.experiments.is_empty()
+    fn off_by_config(&self, config: &PipelineConfig) -> bool {
+        config.experiments.is_empty()
     }
 
     async fn run(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<u64> {

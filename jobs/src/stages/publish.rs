@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::StageMetrics;
 use super::night::Night;
-use super::registry::{Mode, Part, Stage};
+use super::registry::{Mode, Stage};
 use super::unit::Unit;
 use crate::engine::commit;
 use crate::engine::fault;
@@ -37,20 +37,13 @@ impl Unit for Publish {
 
     async fn plan(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         let mut text = String::from("would write, each into this run's folder:\n");
-        // Without [[experiments]] their stages are skipped and publish nothing; so are the
-        // neighbourhood models when they are off.
-        let no_experiments = night.config.experiments.is_empty();
-        let rec = &night.config.recommendations;
-        let off = |name: &str| match name {
-            "item_neighbours" => !rec.item_knn_on(),
-            "similar_customers" => !rec.user_knn_on(),
-            _ => false,
-        };
-        for s in night.stages.iter().filter(|s| {
-            night.mode.publishes(s)
-                && !(no_experiments && s.part == Part::Experiments)
-                && !off(s.name)
-        }) {
+        // A stage the configuration turns off (the experiments' without [[experiments]], a
+        // neighbourhood model's when it is off) publishes nothing.
+        for s in night
+            .stages
+            .iter()
+            .filter(|s| night.mode.publishes(s) && !s.unit.off_by_config(night.config))
+        {
             let _ = writeln!(
                 text,
                 "  {}",

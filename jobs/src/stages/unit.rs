@@ -22,10 +22,17 @@ pub trait Unit: Send + Sync {
     /// file instead).
     fn code(&self) -> &'static str;
 
-    /// Whether the stage does not run tonight, decided from what earlier stages reported.
-    /// Which parts of the night run at all is [`super::registry::Mode`]'s business.
-    fn skips(&self, _night: &Night<'_>) -> bool {
+    /// Whether the configuration turns the stage off (no `[[experiments]]`, a neighbourhood
+    /// model not enabled): it then never runs, and `--dry-run` plans no output for it.
+    fn off_by_config(&self, _config: &PipelineConfig) -> bool {
         false
+    }
+
+    /// Whether the stage does not run tonight: off by the configuration, or by what earlier
+    /// stages reported. Which parts of the night run at all is [`super::registry::Mode`]'s
+    /// business.
+    fn skips(&self, night: &Night<'_>) -> bool {
+        self.off_by_config(night.config)
     }
 
     /// Runs the stage: computes and registers the tables it writes; returns the rows (or
@@ -76,8 +83,8 @@ impl Unit for SqlWhen {
         "jobs/src/stages/unit.rs"
     }
 
-    fn skips(&self, night: &Night<'_>) -> bool {
-        !(self.runs)(night.config)
+    fn off_by_config(&self, config: &PipelineConfig) -> bool {
+        !(self.runs)(config)
     }
 
     async fn run(&self, stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
@@ -86,7 +93,7 @@ impl Unit for SqlWhen {
 
     async fn plan(&self, stage: &Stage, night: &mut Night<'_>) -> Result<String> {
         let plan = night.plan_sql(stage, &night.params).await?;
-        Ok(if (self.runs)(night.config) {
+        Ok(if !self.off_by_config(night.config) {
             plan
         } else {
             format!(
