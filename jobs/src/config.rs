@@ -1670,6 +1670,22 @@ mod tests {
                 "[recommendations.item_knn]\nbm25_k1 = -1.0",
                 "recommendations.item_knn.bm25_k1",
             ),
+            (
+                "[recommendations.user_knn]\nneighbours = 0",
+                "recommendations.user_knn.neighbours",
+            ),
+            (
+                "[recommendations.user_knn]\nblock = 1",
+                "recommendations.user_knn.block",
+            ),
+            (
+                "[recommendations.user_knn]\nneighbours = 50\ncandidates = 10",
+                "recommendations.user_knn.candidates",
+            ),
+            (
+                "[recommendations]\nmodel = \"auto\"\n[evaluation]\nenabled = false",
+                "recommendations.model",
+            ),
             ("[recommendations]\nlambda = nan", "recommendations.lambda"),
             (
                 "[recommendations]\nmax_weight = inf",
