@@ -37,6 +37,150 @@ pub struct PipelineConfig {
     pub output: OutputConfig,
     /// A/B tests whose customers the night assigns to arms (`[[experiments]]`).
     pub experiments: Vec<ExperimentConfig>,
+    /// The lists campaigns are sent to (`[[audiences]]`).
+    pub audiences: Vec<AudienceConfig>,
+}
+
+/// One campaign audience: `[[audiences]]` of persona.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceConfig {
+    /// The audience's name, `[a-z0-9_]+`, unique; with the customer id it decides the holdout.
+    pub name: String,
+    /// Who qualifies: an SQL predicate over the night's customer view `audience_customers`
+    /// (docs/contract-and-outputs.md), e.g. `lifecycle = 'dormant' AND loyalty_tier = 'gold'`.
+    #[serde(rename = "where")]
+    pub predicate: String,
+    /// The order of the audience's ranks (and what `limit` keeps), e.g. `probability DESC`;
+    /// customer id order when absent. Ties are broken by customer id.
+    #[serde(default)]
+    pub order_by: Option<String>,
+    /// At most this many customers (the first by `order_by`), holdout included.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// The share of the audience held out (not contacted), by a hash of (audience, customer
+    /// id); none by default. With `experiment`, the experiment's control arm is the holdout.
+    #[serde(default)]
+    pub holdout_share: Option<f64>,
+    /// How the campaign reaches them: `email`, `push`, `ads` or `any` (the default). A `push`
+    /// audience never gets an e-mail hash export.
+    #[serde(default)]
+    pub channel: Channel,
+    /// The `[[experiments]]` key whose customers are this audience: its arms split the
+    /// audience, its control arm is the holdout, and its analysis measures the campaign.
+    #[serde(default)]
+    pub experiment: Option<String>,
+}
+
+/// The channel of an audience.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// E-mail campaigns.
+    Email,
+    /// App push messages.
+    Push,
+    /// Ad platforms' customer lists.
+    Ads,
+    /// Any channel.
+    #[default]
+    Any,
+}
+
+impl Channel {
+    /// The name, as in persona.toml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Push => "push",
+            Channel::Ads => "ads",
+            Channel::Any => "any",
+        }
+    }
+}
+
+impl AudienceConfig {
+    /// The share held out: the experiment's control arm's weight when it names one.
+    pub fn holdout(&self, experiments: &[ExperimentConfig]) -> f64 {
+        match &self.experiment {
+            Some(key) => experiments
+                .iter()
+                .find(|e| e.key == *key)
+                .and_then(|e| {
+                    let total: f64 = e.arms.iter().map(|a| a.weight).sum();
+                    e.arms.first().map(|a| a.weight / total)
+                })
+                .unwrap_or(0.0),
+            None => self.holdout_share.unwrap_or(0.0),
+        }
+    }
+
+    /// The seed of the holdout's hash: the experiment's key (so that the holdout is its control
+    /// arm, as its assignment computes it), otherwise `audience_<name>`.
+    pub fn holdout_seed(&self) -> String {
+        match &self.experiment {
+            Some(key) => key.clone(),
+            None => format!("audience_{}", self.name),
+        }
+    }
+
+    /// Checks the name, the numbers and the experiment; the message names the audience.
+    fn check(&self, experiments: &[ExperimentConfig]) -> std::result::Result<(), String> {
+        let name_ok =
+            |s: &str| !s.is_empty() && s.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+        let linked = self
+            .experiment
+            .as_ref()
+            .map(|key| experiments.iter().find(|e| e.key == *key));
+        let problem = if !name_ok(&self.name) {
+            Some("the name must be [a-z0-9_]+".to_string())
+        } else if self.predicate.trim().is_empty() {
+            Some("where must be an SQL predicate (\"true\" for everyone)".to_string())
+        } else if self.order_by.as_ref().is_some_and(|o| o.trim().is_empty()) {
+            Some("order_by, when set, must name what to order by".to_string())
+        } else if self.limit == Some(0) {
+            Some("limit must be at least 1".to_string())
+        } else if self
+            .holdout_share
+            .is_some_and(|h| !(h.is_finite() && (0.0..1.0).contains(&h)))
+        {
+            Some("holdout_share must be at least 0 and less than 1".to_string())
+        } else if let Some(None) = linked {
+            Some(format!(
+                "experiment = \"{}\" names no [[experiments]] key",
+                self.experiment.as_deref().unwrap_or_default()
+            ))
+        } else if linked.is_some() && self.holdout_share.is_some() {
+            Some(
+                "set holdout_share or experiment, not both: the experiment's control arm is \
+                 the holdout"
+                    .to_string(),
+            )
+        } else if let Some(Some(e)) = linked
+            && e.eligible.trim() != "true"
+        {
+            Some(format!(
+                "experiment '{}' takes its customers from this audience: leave its eligible \
+                 out and put the condition in the audience's where",
+                e.key
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(format!("audiences: audience '{}': {p}", self.name)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The audience whose customers experiment `key` takes, if one names it.
+    pub fn audience_of_experiment(&self, key: &str) -> Option<&AudienceConfig> {
+        self.audiences
+            .iter()
+            .find(|a| a.experiment.as_deref() == Some(key))
+    }
 }
 
 /// One A/B test: `[[experiments]]` of persona.toml.
@@ -912,6 +1056,10 @@ pub struct PrivacyConfig {
     /// default: a probability is analysis (how many may buy), not a message to anyone; set it
     /// to false when your policy counts scoring as profiling that needs consent.
     pub score_without_opt_in: bool,
+    /// Write each audience's normalised e-mail addresses (trimmed, lower case) as SHA-256 hex
+    /// beside its customer ids in `exports/`, the format ad platforms' customer-list uploads
+    /// take. Off by default: no e-mail, hashed or not, leaves Persona.
+    pub export_hashed_emails: bool,
 }
 
 impl Default for PrivacyConfig {
@@ -919,6 +1067,7 @@ impl Default for PrivacyConfig {
         Self {
             recommend_without_opt_in: false,
             score_without_opt_in: true,
+            export_hashed_emails: false,
         }
     }
 }
@@ -1470,6 +1619,23 @@ impl PipelineConfig {
         ];
         if let Some((_, msg)) = checks.into_iter().find(|(ok, _)| !ok) {
             return Err(msg);
+        }
+        for (i, audience) in self.audiences.iter().enumerate() {
+            audience.check(&self.experiments)?;
+            if let Some(earlier) = self.audiences[..i].iter().find(|a| {
+                a.name == audience.name
+                    || (a.experiment.is_some() && a.experiment == audience.experiment)
+            }) {
+                return Err(if earlier.name == audience.name {
+                    format!("audiences: the name '{}' is used twice", audience.name)
+                } else {
+                    format!(
+                        "audiences: audiences '{}' and '{}' name the same experiment: an \
+                         experiment measures one audience",
+                        earlier.name, audience.name
+                    )
+                });
+            }
         }
         for (i, experiment) in self.experiments.iter().enumerate() {
             experiment.check()?;

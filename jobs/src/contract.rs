@@ -196,7 +196,24 @@ pub fn items() -> Source {
     }
 }
 
+/// `suppressions/`: the optional list of customer ids that no audience may contain (unsubscribes
+/// handled outside the CRM, complaints, legal holds), unpartitioned.
+pub fn suppressions() -> Source {
+    Source {
+        name: "suppressions",
+        partitioned: false,
+        required: false,
+        columns: vec![col("customer_id", Family::String, true)],
+    }
+}
+
 /// All sources, in the order they are validated.
 pub fn sources() -> Vec<Source> {
-    vec![web_logs(), app_events(), crm_customers(), items()]
+    vec![
+        web_logs(),
+        app_events(),
+        crm_customers(),
+        items(),
+        suppressions(),
+    ]
 }

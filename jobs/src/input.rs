@@ -256,15 +256,20 @@ async fn register_source(ctx: &SessionContext, root: &Root, source: &Source) -> 
 }
 
 /// Stand-ins for absent optional sources: without a catalog, every item seen in the app events
-/// counts as a catalog item with unknown category.
+/// counts as a catalog item with unknown category; without a suppression list, nobody is
+/// suppressed. Views, not in-memory tables, so that they travel to a Ballista cluster.
 async fn register_fallback(ctx: &SessionContext, source: &Source) -> Result<()> {
-    if source.name == "items" {
-        ctx.sql(
-            "CREATE VIEW items AS SELECT DISTINCT item_id, CAST(NULL AS VARCHAR) AS category, \
-             CAST(NULL AS VARCHAR) AS brand, CAST(NULL AS DOUBLE) AS price FROM app_events WHERE item_id IS NOT NULL",
-        )
-        .await?;
-    }
+    let view = match source.name {
+        "items" => {
+            "CREATE OR REPLACE VIEW items AS SELECT DISTINCT item_id, CAST(NULL AS VARCHAR) AS category, \
+             CAST(NULL AS VARCHAR) AS brand, CAST(NULL AS DOUBLE) AS price FROM app_events WHERE item_id IS NOT NULL"
+        }
+        "suppressions" => {
+            "CREATE OR REPLACE VIEW suppressions AS SELECT CAST(NULL AS VARCHAR) AS customer_id WHERE false"
+        }
+        _ => return Ok(()),
+    };
+    ctx.sql(view).await?;
     Ok(())
 }
 

@@ -18,7 +18,8 @@ fn config() -> &'static Path {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         let path = dir.join("persona.toml");
         // An experiment too, winsorised: its assignments and results must be the same on the
-        // cluster; and both neighbourhood models, the published one chosen by the evaluation
+        // cluster; two audiences, one splitting an experiment of its own, with their e-mail
+        // hashes exported; and both neighbourhood models, the published one chosen by the evaluation
         // (the item-to-item model on the tiny data), so the choice must be the same too.
         std::fs::write(
             &path,
@@ -27,7 +28,14 @@ fn config() -> &'static Path {
              [recommendations.user_knn]\nenabled = true\n\
              [[experiments]]\nkey = \"winback\"\nstart = \"2026-11-01\"\n\
              eligible = \"marketing_opt_in\"\nwinsorize = 0.99\n\
-             arms = [{ name = \"control\", weight = 0.5 }, { name = \"offer\", weight = 0.5 }]\n",
+             arms = [{ name = \"control\", weight = 0.5 }, { name = \"offer\", weight = 0.5 }]\n\
+             [[experiments]]\nkey = \"likely_test\"\nstart = \"2026-11-01\"\n\
+             arms = [{ name = \"control\", weight = 0.3 }, { name = \"email\", weight = 0.7 }]\n\
+             [privacy]\nexport_hashed_emails = true\n\
+             [[audiences]]\nname = \"likely\"\nwhere = \"decile <= 4 AND lifecycle <> 'dormant'\"\n\
+             order_by = \"probability DESC\"\nlimit = 60\nexperiment = \"likely_test\"\n\
+             [[audiences]]\nname = \"loyal\"\nwhere = \"loyalty_tier IN ('gold', 'platinum')\"\n\
+             holdout_share = 0.2\nchannel = \"ads\"\n",
         )
         .expect("config");
         path
@@ -74,7 +82,7 @@ async fn standalone_ballista_matches_local() {
 /// rows it must at least have. Results' figures are compared to 6 decimals (sums of
 /// floating-point numbers in another order differ in the last bits); the neighbours' are exact
 /// (sums of whole numbers).
-const CONFIGURED_TABLES: [(&str, &str, usize); 4] = [
+const CONFIGURED_TABLES: [(&str, &str, usize); 7] = [
     (
         "experiment_assignments",
         "SELECT experiment, customer_id, arm, first_eligible_date FROM t",
@@ -97,6 +105,23 @@ const CONFIGURED_TABLES: [(&str, &str, usize); 4] = [
         "SELECT customer_id, rank, similar_customer_id, similarity FROM t",
         100,
     ),
+    (
+        "audiences",
+        "SELECT audience, customer_id, rank, in_holdout, why FROM t",
+        40,
+    ),
+    (
+        "audience_changes",
+        "SELECT audience, customer_id, change, in_holdout FROM t",
+        40,
+    ),
+    (
+        "audience_summary",
+        "SELECT audience, channel, matched, excluded_opt_out, excluded_suppressed, \
+         beyond_limit, size, holdout, contacted, entered, \"left\", \
+         ROUND(expected_conversions, 6), overlap, segment_mix FROM t",
+        1,
+    ),
 ];
 
 /// Asserts that the configured tables of the night under `cluster` are those under `local`.
@@ -113,6 +138,22 @@ async fn assert_configured_tables_match(cluster: &Path, local: &Path) {
         }
         assert_eq!(sides[0], sides[1], "{table} differs from the local run's");
     }
+    // The audiences' activation files, byte for byte.
+    let files = |output: &Path| {
+        let folder = crate::support::published_folder(output, "exports", crate::support::DATE);
+        [
+            "likely.csv",
+            "likely.email_sha256.csv",
+            "loyal.csv",
+            "loyal.email_sha256.csv",
+        ]
+        .map(|f| std::fs::read_to_string(folder.join(f)).expect("an exported file"))
+    };
+    assert_eq!(
+        files(cluster),
+        files(local),
+        "the exports differ from the local run's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

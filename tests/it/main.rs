@@ -9,6 +9,7 @@
 )]
 
 mod als;
+mod audiences;
 mod bad_input;
 mod commit;
 mod distributed;

@@ -186,7 +186,8 @@ pub fn list_files(root: &Path) -> Vec<String> {
 
 /// Every table a run on the tiny data publishes: the stage registry's published tables (the
 /// tiny data's evaluation scores, so `evaluation` is among them), but for the experiments'
-/// tables, which a night publishes only with `[[experiments]]` declared, and the neighbourhood
+/// and the audiences' tables, which a night publishes only with `[[experiments]]` or
+/// `[[audiences]]` declared, and the neighbourhood
 /// models' `item_neighbours` and `similar_customers`, only when they are on.
 pub fn published_tables() -> Vec<&'static str> {
     use persona_jobs::stages::registry::{NIGHT, Part};
@@ -195,6 +196,7 @@ pub fn published_tables() -> Vec<&'static str> {
         .filter(|s| {
             s.published
                 && s.part != Part::Experiments
+                && s.part != Part::Audiences
                 && !["item_neighbours", "similar_customers"].contains(&s.name)
         })
         .map(|s| s.name)

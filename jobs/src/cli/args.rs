@@ -51,6 +51,9 @@ pub enum Command {
     /// A/B tests: `plan` sizes one before it starts.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Campaign audiences: `preview` one over a published night.
+    #[command(subcommand)]
+    Audience(AudienceCommand),
     /// List the stages of the night in run order: name, part, how it runs, the tables it reads
     /// and writes, and whether it is published.
     Stages,
@@ -58,6 +61,39 @@ pub enum Command {
     Scheduler(SchedulerArgs),
     /// Run a Ballista executor with Persona's functions and codecs.
     Executor(ExecutorArgs),
+}
+
+/// `persona audience …`.
+#[derive(Debug, Subcommand)]
+pub enum AudienceCommand {
+    /// What an audience would hold over a published night: size, holdout, exclusions,
+    /// overlap with the night's audiences, segment mix. The night's own selection, on the
+    /// published profiles; nothing is written.
+    Preview(PreviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The audience: one declared in persona.toml, or a new name with --where.
+    pub name: String,
+    /// Output root of `persona run`: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    pub output: String,
+    /// Try this predicate over the night's customer view instead of the declared one.
+    #[arg(long = "where")]
+    pub predicate: Option<String>,
+    /// persona.toml declaring the [[audiences]] (and [storage]).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Read this night (YYYY-MM-DD) instead of the latest.
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+    /// Input root of `persona run`, to leave out the customers of its suppressions/ list.
+    #[arg(long, env = "PERSONA_INPUT")]
+    pub input: Option<String>,
+    /// Print the preview as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `persona experiment …`.

@@ -4,6 +4,7 @@
 
 use persona_jobs::PipelineError;
 use persona_jobs::commands::als::AlsOptions;
+use persona_jobs::commands::audience::PreviewOptions;
 use persona_jobs::commands::demo::DemoOptions;
 use persona_jobs::commands::experiment::{
     AnalyseOptions, AssignOptions, PlanOptions, ReportOptions, experiment_block,
@@ -23,8 +24,8 @@ use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{
     AlsArgs, AnalyseArgs, AssignArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs,
-    ExperimentReportArgs, GenerateArgs, KMeansArgs, ModelArg, PlanArgs, PropensityArgs,
-    RecommendArgs, RunArgs, SchedulerArgs, SimilarityArg, SqlArgs,
+    ExperimentReportArgs, GenerateArgs, KMeansArgs, ModelArg, PlanArgs, PreviewArgs,
+    PropensityArgs, RecommendArgs, RunArgs, SchedulerArgs, SimilarityArg, SqlArgs,
 };
 
 impl TryFrom<RunArgs> for RunOptions {
@@ -302,6 +303,21 @@ impl From<PlanArgs> for PlanOptions {
             alpha: args.alpha,
             arms: args.arms,
         }
+    }
+}
+
+impl TryFrom<PreviewArgs> for PreviewOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: PreviewArgs) -> Result<Self, Self::Error> {
+        Ok(Self {
+            output: args.output,
+            name: args.name,
+            predicate: args.predicate,
+            config: PipelineConfig::load(args.config.as_deref())?,
+            date: args.date,
+            input: args.input,
+        })
     }
 }
 

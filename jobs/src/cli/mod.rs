@@ -5,14 +5,14 @@ pub mod args;
 mod convert;
 
 use persona_jobs::commands::pipeline::{self, CheckOptions, RunOptions};
-use persona_jobs::commands::{als, demo, experiment, kmeans, propensity, query};
+use persona_jobs::commands::{als, audience, demo, experiment, kmeans, propensity, query};
 use persona_jobs::engine::progress::Progress;
 use persona_jobs::engine::servers::{run_executor, run_scheduler};
 use persona_jobs::generate;
 use persona_jobs::stages::registry::NightTable;
 use persona_jobs::{PipelineError, Result};
 
-use args::{Command, ExperimentCommand};
+use args::{AudienceCommand, Command, ExperimentCommand};
 
 /// Runs one command on a new multi-threaded runtime.
 pub fn dispatch(command: Command) -> Result<()> {
@@ -60,6 +60,17 @@ pub fn dispatch(command: Command) -> Result<()> {
         }
         Command::Experiment(ExperimentCommand::Analyse(args)) => {
             print(&runtime.block_on(experiment::analyse(&args.try_into()?))?)?;
+        }
+        Command::Audience(AudienceCommand::Preview(args)) => {
+            let json = args.json;
+            let preview = runtime.block_on(audience::preview(&args.try_into()?))?;
+            if json {
+                let text = serde_json::to_string_pretty(&preview)
+                    .map_err(|e| PipelineError::Internal(format!("preview as JSON: {e}")))?;
+                println!("{text}");
+            } else {
+                print(&preview)?;
+            }
         }
         Command::Stages => print(&NightTable)?,
         Command::Sql(args) => runtime.block_on(query::run(&args.try_into()?))?,

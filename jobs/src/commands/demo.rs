@@ -68,17 +68,38 @@ pub async fn run(opts: &DemoOptions) -> Result<RunSummary> {
 }
 
 /// The demo's configuration: the defaults with both neighbourhood models on and the published
-/// model chosen by the evaluation (`auto`: the small data takes them in seconds), and the A/B test of the campaign planted in its data (`demo_email`,
-/// control and email half and half, everyone eligible, from the campaign's first day).
+/// model chosen by the evaluation (`auto`: the small data takes them in seconds); the A/B test
+/// of the campaign planted in its data (`demo_email`, control and email half and half,
+/// everyone eligible, from the campaign's first day); and two audiences ([`DEMO_AUDIENCES`]).
 fn demo_config(date: NaiveDate) -> Result<PipelineConfig> {
     let start = Campaign::demo(date).start;
     PipelineConfig::parse(&format!(
         "[recommendations]\nmodel = \"auto\"\n[recommendations.item_knn]\nenabled = true\n\
          [recommendations.user_knn]\nenabled = true\n\n[[experiments]]\nkey = \"{}\"\nstart = \"{start}\"\n\
-         arms = [{{ name = \"control\", weight = {w} }}, {{ name = \"email\", weight = {e} }}]\n",
+         arms = [{{ name = \"control\", weight = {w} }}, {{ name = \"email\", weight = {e} }}]\n\
+         {DEMO_AUDIENCES}",
         Campaign::KEY,
         w = Campaign::CONTROL_WEIGHT,
         e = 1.0 - Campaign::CONTROL_WEIGHT,
     ))
     .map_err(PipelineError::Config)
 }
+
+/// The demo's audiences, as a marketer would declare them in persona.toml: the 1,000 customers
+/// most likely to buy this week (by the propensity model) for an e-mail with a 10% holdout, and
+/// the dormant gold and platinum customers for a win-back ad campaign with a 20% holdout.
+pub const DEMO_AUDIENCES: &str = r#"
+[[audiences]]
+name = "likely_buyers"
+where = "decile <= 2 AND lifecycle <> 'dormant'"
+order_by = "probability DESC"
+limit = 1000
+holdout_share = 0.1
+channel = "email"
+
+[[audiences]]
+name = "winback_loyal"
+where = "lifecycle = 'dormant' AND loyalty_tier IN ('gold', 'platinum')"
+holdout_share = 0.2
+channel = "ads"
+"#;

@@ -107,7 +107,7 @@ pub async fn report(opts: &ReportOptions) -> Result<Results> {
 /// the latest that published the first of them; returns its date (None when no such night).
 /// Only these tables' files are read, not every night's every table as `persona sql`'s
 /// catalog reads them.
-async fn register_night(
+pub(crate) async fn register_night(
     ctx: &datafusion::prelude::SessionContext,
     output: &Root,
     tables: &[&str],

@@ -74,6 +74,7 @@ impl RunOptions {
 
 /// Runs the whole job.
 pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummary> {
+    preflight(opts).await?;
     let storage = &opts.config.storage;
     let (input, output) = (
         Root::parse(&opts.input, storage)?,
@@ -163,6 +164,22 @@ pub async fn dry_run(opts: &RunOptions) -> Result<String> {
     result
 }
 
+/// Plans the night (as `--dry-run` does, reading only the inputs' footers) when the
+/// configuration declares SQL of its own to run over the night's tables (`[[audiences]]`'
+/// `where` and `order_by`, `[[experiments]]`' `eligible`), so that one that does not plan fails
+/// the night with its configuration error (exit 4) before anything is computed. Other errors
+/// are left to the night itself, which reports them where they happen.
+async fn preflight(opts: &RunOptions) -> Result<()> {
+    let declared = !opts.config.audiences.is_empty() || !opts.config.experiments.is_empty();
+    if !declared || !matches!(opts.mode(), Mode::Run { .. }) {
+        return Ok(());
+    }
+    match dry_run(opts).await {
+        Err(e) if matches!(e.root(), PipelineError::Config(_)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// What `persona check` checks.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -191,6 +208,17 @@ pub struct CheckReport {
 pub async fn check(opts: &CheckOptions, report: &mut Option<CheckReport>) -> Result<()> {
     let cfg = &opts.config;
     let input = Root::parse(&opts.input, &cfg.storage)?;
+    preflight(&RunOptions {
+        input: opts.input.clone(),
+        output: opts.input.clone(),
+        date: opts.date,
+        config: cfg.clone(),
+        engine: Engine::Local,
+        evaluate_only: false,
+        export_split: None,
+        stages: crate::stages::registry::NIGHT,
+    })
+    .await?;
     let ctx = session::new_context(&Engine::Local, cfg).await?;
     let scratch = Scratch::create(cfg, "check").await?;
     let roots = Roots {

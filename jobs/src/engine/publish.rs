@@ -146,6 +146,13 @@ impl Publisher {
         Ok(rows)
     }
 
+    /// Names in the manifest a folder that a stage already wrote whole into the night's run
+    /// folder of `folder` (the audiences' `exports`, files other than Parquet): the commit makes
+    /// it visible with the tables, and a run that fails removes it with them.
+    pub fn adopt(&mut self, folder: &str) {
+        self.staged.push(folder.to_string());
+    }
+
     /// Stages the run manifest (JSON): kept for the commit of a night, written into the staging
     /// area otherwise. `published` is the night's map of table folders, as in the manifest.
     pub async fn stage_manifest(

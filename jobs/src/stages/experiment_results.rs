@@ -1,6 +1,6 @@
 //! The night's A/B tests, second part: what each experiment did (`experiment_results`).
 //!
-//! `sql/33_experiment_customers.sql` measures every assigned customer after and before entry;
+//! `sql/34_experiment_customers.sql` measures every assigned customer after and before entry;
 //! this stage aggregates those rows in one pass per experiment and arm (COUNT, AVG, VAR_SAMP,
 //! COVAR_SAMP of each metric and its covariate), so only a few numbers per arm reach the
 //! driver, where [`analysis::analyse`] turns them into lifts, intervals and p-values.

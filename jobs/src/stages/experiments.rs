@@ -34,7 +34,7 @@ use crate::engine::tables::register_parquet;
 use crate::error::{PipelineError, Result};
 
 /// Days before a customer's entry whose behaviour is the covariate of CUPED
-/// (`sql/33_experiment_customers.sql`).
+/// (`sql/34_experiment_customers.sql`).
 pub const PRE_DAYS: u32 = 14;
 /// The table every night's assignments are read from and written to.
 pub const TABLE: &str = "experiment_assignments";
@@ -105,6 +105,7 @@ impl Unit for Assignment {
         let sql = assignment_sql(
             night.ctx,
             &night.config.experiments,
+            &linked_audiences(night.config),
             night.window.last,
             &previous,
             &earlier,
@@ -140,6 +141,7 @@ impl Unit for Assignment {
         let sql = assignment_sql(
             night.ctx,
             &night.config.experiments,
+            &linked_audiences(night.config),
             night.window.last,
             NONE_BEFORE,
             &[],
@@ -186,7 +188,7 @@ pub async fn preview(ctx: &SessionContext, e: &ExperimentConfig) -> Result<Vec<(
     let start = e
         .start_date()
         .ok_or_else(|| PipelineError::Config(format!("experiment '{}': no start", e.key)))?;
-    let sql = assignment_sql(ctx, std::slice::from_ref(e), start, NONE_BEFORE, &[]).await?;
+    let sql = assignment_sql(ctx, std::slice::from_ref(e), &[], start, NONE_BEFORE, &[]).await?;
     let batches = ctx
         .sql(&format!(
             "SELECT CAST(arm AS VARCHAR), COUNT(*) FROM ({sql}) GROUP BY arm"
@@ -263,13 +265,26 @@ const NONE_BEFORE: &str = "(SELECT CAST(NULL AS VARCHAR) AS experiment, \
      CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) AS arm, \
      CAST(NULL AS DATE) AS first_eligible_date WHERE false)";
 
+/// `(experiment key, audience name)` of every experiment that takes its customers from an
+/// audience (`[[audiences]] experiment = "key"`).
+fn linked_audiences(config: &PipelineConfig) -> Vec<(String, String)> {
+    config
+        .audiences
+        .iter()
+        .filter_map(|a| Some((a.experiment.clone()?, a.name.clone())))
+        .collect()
+}
+
 /// The SQL of tonight's (`date`) assignments, given the relation of the previous night's
-/// (`previous`) and its `(experiment, arm)` pairs (`earlier`). The customers are the profiles, with the propensity columns when that stage
-/// ran. An eligibility predicate that does not plan over those columns is a configuration
-/// error (exit 4) naming its experiment.
+/// (`previous`) and its `(experiment, arm)` pairs (`earlier`). The customers are the profiles,
+/// with the propensity columns when that stage ran; an experiment that `linked` pairs with an
+/// audience takes only that audience's customers (tonight's `audiences`, holdout included: its
+/// control arm is the holdout). An eligibility predicate that does not plan over those columns
+/// is a configuration error (exit 4) naming its experiment.
 async fn assignment_sql(
     ctx: &SessionContext,
     experiments: &[ExperimentConfig],
+    linked: &[(String, String)],
     date: NaiveDate,
     previous: &str,
     earlier: &[(String, String)],
@@ -304,6 +319,17 @@ async fn assignment_sql(
             Some(start) if !earlier.iter().any(|(key, _)| *key == e.key) => start.min(date),
             _ => date,
         };
+        let from_audience = linked
+            .iter()
+            .find(|(key, _)| *key == e.key)
+            .map(|(_, name)| {
+                format!(
+                    "(SELECT c.* FROM {customers} c WHERE c.customer_id IN \
+                 (SELECT customer_id FROM {} WHERE audience = '{name}'))",
+                    super::audiences::TABLE
+                )
+            });
+        let customers = from_audience.as_deref().unwrap_or(customers);
         parts.push(new_customers_sql(e, date, entry, customers, previous));
     }
     Ok(parts.join("\nUNION ALL\n"))

@@ -1,8 +1,9 @@
 //! The stages of the night: the registry that lists them ([`registry`]), the loop that runs
 //! them ([`night`]) or plans them ([`dry_run`]), what they report ([`record`]), and one file
 //! per Rust stage, each a [`unit::Unit`]: [`inputs`], [`gates`], [`segments`],
-//! [`recommendations`], [`evaluation`], [`propensity`], [`experiments`], [`publish`].
+//! [`recommendations`], [`evaluation`], [`propensity`], [`audiences`], [`experiments`], [`publish`].
 
+pub mod audiences;
 pub mod continuity;
 pub mod dry_run;
 pub mod evaluation;

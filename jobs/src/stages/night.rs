@@ -305,6 +305,10 @@ pub fn sql_params(config: &PipelineConfig, window: Window) -> BTreeMap<&'static 
         ("recommendation_model", rec.model.name().to_string()),
         ("eval_k", config.evaluation.k.to_string()),
         (
+            "export_hashed_emails",
+            config.privacy.export_hashed_emails.to_string(),
+        ),
+        (
             "experiment_pre_days",
             crate::stages::experiments::PRE_DAYS.to_string(),
         ),

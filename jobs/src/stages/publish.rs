@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::StageMetrics;
+use super::audiences;
 use super::night::Night;
-use super::registry::{Mode, Stage};
+use super::registry::{Mode, Part, Stage};
 use super::unit::Unit;
 use crate::engine::commit;
 use crate::engine::fault;
@@ -53,6 +54,17 @@ impl Unit for Publish {
                 ))
             );
         }
+        if night.mode.runs(Part::Audiences) && !night.config.audiences.is_empty() {
+            let _ = writeln!(
+                text,
+                "  {} (the audiences' files, already written)",
+                night.roots.output.location(&format!(
+                    "{}/dt={}/run=<run id>/",
+                    audiences::EXPORTS,
+                    night.window.last
+                ))
+            );
+        }
         let _ = writeln!(
             text,
             "then commit them at once by writing {}",
@@ -78,6 +90,14 @@ impl Night<'_> {
             .map(|s| s.name)
             .collect();
         let mut publisher = Publisher::night(self.roots.output, self.window.last, self.run_id);
+        if self
+            .record
+            .stages
+            .iter()
+            .any(|m| m.name == audiences::EXPORTS_STAGE)
+        {
+            publisher.adopt(audiences::EXPORTS);
+        }
         let manifest = self.stage_tables(&mut publisher, &tables, t).await?;
         self.record.locations = tables
             .iter()

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::audiences::{Changes, CustomerView, Exports, Selection};
 use super::evaluation::{EvaluationFit, EvaluationKnn, EvaluationScores};
 use super::experiment_results::Results;
 use super::experiments::Assignment;
@@ -45,6 +46,8 @@ pub enum Part {
     Propensity,
     /// The A/B tests' assignments (when `[[experiments]]` are declared; `persona run` only).
     Experiments,
+    /// The campaign audiences (when `[[audiences]]` are declared; `persona run` only).
+    Audiences,
     /// Staging and committing the published tables and the manifest.
     Publish,
 }
@@ -130,6 +133,12 @@ const EXPERIMENT_SQL: SqlWhen = SqlWhen {
     off: "no [[experiments]] declared",
 };
 
+/// The audiences' SQL stage: only with `[[audiences]]` declared.
+const AUDIENCE_SQL: SqlWhen = SqlWhen {
+    runs: |c| !c.audiences.is_empty(),
+    off: "no [[audiences]] declared",
+};
+
 /// The night, in run order.
 pub const NIGHT: &[Stage] = &[
     Stage {
@@ -138,8 +147,20 @@ pub const NIGHT: &[Stage] = &[
         sql: None,
         with: &[],
         unit: &Inputs,
-        reads: &["web_logs/", "app_events/", "crm_customers/", "items/"],
-        writes: &["web_logs", "app_events", "crm_customers", "items"],
+        reads: &[
+            "web_logs/",
+            "app_events/",
+            "crm_customers/",
+            "items/",
+            "suppressions/",
+        ],
+        writes: &[
+            "web_logs",
+            "app_events",
+            "crm_customers",
+            "items",
+            "suppressions",
+        ],
         published: false,
     },
     sql!(
@@ -565,20 +586,48 @@ pub const NIGHT: &[Stage] = &[
         writes: &["propensity_evaluation"],
         published: true,
     },
+    // The audiences come before the experiments: an experiment can take its customers from
+    // an audience (`experiment = "key"`), whose holdout is its control arm.
+    Stage {
+        name: "audience_customers",
+        part: Part::Audiences,
+        sql: Some(sql_file!("33_audience_customers.sql")),
+        with: &[],
+        unit: &CustomerView,
+        reads: &[
+            "user_profiles",
+            "audience_propensity",
+            "recommendations",
+            "suppressions",
+        ],
+        // audience_propensity: a view of `propensity`, or no rows when it did not run.
+        writes: &["audience_propensity", "audience_customers"],
+        published: false,
+    },
+    Stage {
+        name: "audiences",
+        part: Part::Audiences,
+        sql: None,
+        with: &[],
+        unit: &Selection,
+        reads: &["audience_customers"],
+        writes: &["audiences", "audience_counts"],
+        published: true,
+    },
     Stage {
         name: "experiment_assignments",
         part: Part::Experiments,
         sql: None,
         with: &[],
         unit: &Assignment,
-        reads: &["user_profiles", "propensity"],
+        reads: &["user_profiles", "propensity", "audiences"],
         writes: &["experiment_assignments"],
         published: true,
     },
     Stage {
         name: "experiment_customers",
         part: Part::Experiments,
-        sql: Some(sql_file!("33_experiment_customers.sql")),
+        sql: Some(sql_file!("34_experiment_customers.sql")),
         with: &[],
         unit: &EXPERIMENT_SQL,
         reads: &["experiment_assignments", "events"],
@@ -594,6 +643,44 @@ pub const NIGHT: &[Stage] = &[
         reads: &["experiment_customers"],
         writes: &["experiment_results"],
         published: true,
+    },
+    Stage {
+        name: "audience_changes",
+        part: Part::Audiences,
+        sql: Some(sql_file!("35_audience_changes.sql")),
+        with: &[],
+        unit: &Changes,
+        reads: &["audiences", "previous_audiences"],
+        // previous_audiences: the last published night's `audiences`, or no rows.
+        writes: &["previous_audiences", "audience_changes"],
+        published: true,
+    },
+    Stage {
+        name: "audience_summary",
+        part: Part::Audiences,
+        sql: Some(sql_file!("36_audience_summary.sql")),
+        with: &[],
+        unit: &AUDIENCE_SQL,
+        reads: &[
+            "audience_counts",
+            "audiences",
+            "audience_customers",
+            "audience_changes",
+        ],
+        writes: &["audience_summary"],
+        published: true,
+    },
+    // The activation files: written into the night's run folder of `exports`, committed by
+    // the manifest with the tables.
+    Stage {
+        name: "audience_export_rows",
+        part: Part::Audiences,
+        sql: Some(sql_file!("37_audience_export_rows.sql")),
+        with: &[],
+        unit: &Exports,
+        reads: &["audiences", "crm_customers"],
+        writes: &["audience_export_rows"],
+        published: false,
     },
     Stage {
         name: "publish",
@@ -638,7 +725,11 @@ impl Mode {
             },
             Mode::Evaluate => !matches!(
                 part,
-                Part::Models | Part::Outputs | Part::Propensity | Part::Experiments
+                Part::Models
+                    | Part::Outputs
+                    | Part::Propensity
+                    | Part::Experiments
+                    | Part::Audiences
             ),
             Mode::Check => part == Part::Intake,
         }
@@ -680,6 +771,7 @@ impl fmt::Display for Part {
             Part::Evaluation => "evaluation",
             Part::Propensity => "propensity",
             Part::Experiments => "experiments",
+            Part::Audiences => "audiences",
             Part::Publish => "publish",
         };
         f.pad(name)
@@ -796,9 +888,11 @@ mod tests {
     fn every_table_read_was_written_by_an_earlier_stage() {
         let mut written: BTreeSet<&str> = BTreeSet::new();
         for stage in NIGHT {
+            // A unit may register what its own SQL reads first (the previous night's
+            // audiences, the propensity columns' relation): it writes it too.
             for table in stage.reads.iter().filter(|t| !t.ends_with('/')) {
                 assert!(
-                    written.contains(table),
+                    written.contains(table) || stage.writes.contains(table),
                     "{} reads {table}, which no earlier stage writes",
                     stage.name
                 );

@@ -37,6 +37,10 @@ async fn committed_tables(output: &Root) -> Result<BTreeMap<String, Vec<(NaiveDa
     let mut tables: BTreeMap<String, Vec<(NaiveDate, String)>> = BTreeMap::new();
     for night in committed_nights(output).await? {
         for (table, folder) in night.tables {
+            // The audiences' activation files are CSV, read by the tools they are for.
+            if table == crate::stages::audiences::EXPORTS {
+                continue;
+            }
             tables.entry(table).or_default().push((night.date, folder));
         }
     }
