@@ -88,18 +88,4 @@ fn demo_config(date: NaiveDate) -> Result<PipelineConfig> {
 /// The demo's audiences, as a marketer would declare them in persona.toml: the 1,000 customers
 /// most likely to buy this week (by the propensity model) for an e-mail with a 10% holdout, and
 /// the dormant gold and platinum customers for a win-back ad campaign with a 20% holdout.
-pub const DEMO_AUDIENCES: &str = r#"
-[[audiences]]
-name = "likely_buyers"
-where = "decile <= 2 AND lifecycle <> 'dormant'"
-order_by = "probability DESC"
-limit = 1000
-holdout_share = 0.1
-channel = "email"
-
-[[audiences]]
-name = "winback_loyal"
-where = "lifecycle = 'dormant' AND loyalty_tier IN ('gold', 'platinum')"
-holdout_share = 0.2
-channel = "ads"
-"#;
+pub const DEMO_AUDIENCES: &str = include_str!("demo_audiences.toml");
