@@ -14,8 +14,9 @@ fi
 
 # Real components for the integration tests, installed once into ~/.cache/persona: an
 # S3-compatible server (MinIO when on PATH, otherwise s3s-fs from crates.io), pyarrow (from
-# PyPI, to read the outputs with an engine that is not DataFusion), and scipy and statsmodels
-# (the A/B statistics are checked against them).
+# PyPI, to read the outputs with an engine that is not DataFusion), scipy and statsmodels
+# (the A/B statistics are checked against them), and a headless Chromium (the report is
+# rendered in it).
 CACHE="${PERSONA_CACHE_DIR:-$HOME/.cache/persona}"
 VENV="$CACHE/venv"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, scipy, statsmodels" 2>/dev/null; then
@@ -24,6 +25,14 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, scipy
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=15" "scipy>=1.11" "statsmodels>=0.14"
 fi
 export PERSONA_PYTHON="$VENV/bin/python"
+
+# A real browser for the report's test: Debian's headless Chromium, installed once.
+if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then
+  echo "== installing chromium-headless-shell (once, from Debian's packages)"
+  SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium-headless-shell >/dev/null
+fi
 
 echo "== S3 server for the tests"
 S3_TMP="$(mktemp -d)"

@@ -16,7 +16,9 @@
 //!    ([`commands::pipeline`]), `persona sql`, `demo`, and `als`, `kmeans` and `propensity`
 //!    on any table (each a short night of the night's own stages, or the same model code).
 //!
-//! Beside the layers, shared by them: [`config`] and [`error`]; the night's input contract
+//! Beside the layers: [`report_page`], the nightly HTML report (at the models' level: the
+//! night's publish stage and `persona report` draw it from the engine's tables); shared by
+//! them all: [`config`] and [`error`]; the night's input contract
 //! ([`contract`], validated and registered by [`input`]), its data-quality [`gates`] and its
 //! record, the [`manifest`]; and the demo-data generator, [`generate`].
 
@@ -30,6 +32,7 @@ pub mod generate;
 pub mod input;
 pub mod manifest;
 pub mod models;
+pub mod report_page;
 pub mod stages;
 
 pub use error::{PipelineError, Result};
@@ -47,7 +50,7 @@ mod tests {
     /// order) and the layers below it.
     fn may_import(module: &str, imported: &str) -> bool {
         // Top-level modules (and layers) from the bottom up; a new one must be placed here.
-        const ORDER: [(&str, u8); 11] = [
+        const ORDER: [(&str, u8); 12] = [
             ("config", 0),
             ("error", 0),
             ("engine", 1),
@@ -57,6 +60,7 @@ mod tests {
             ("manifest", 2),
             ("generate", 2),
             ("models", 3),
+            ("report_page", 3),
             ("stages", 4),
             ("commands", 5),
         ];

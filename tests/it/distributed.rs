@@ -154,6 +154,20 @@ async fn assert_configured_tables_match(cluster: &Path, local: &Path) {
         files(local),
         "the exports differ from the local run's"
     );
+    // The report, but for its run time.
+    let report = |output: &Path| {
+        let folder = crate::support::published_folder(output, "report", crate::support::DATE);
+        let html = std::fs::read_to_string(folder.join("index.html")).expect("the report");
+        let tile = "</b><span>run time</span>";
+        let at = html.find(tile).expect("the run time tile");
+        let start = html[..at].rfind("<b>").expect("its value");
+        format!("{}{}", &html[..start], &html[at..])
+    };
+    assert_eq!(
+        report(cluster),
+        report(local),
+        "the report differs from the local run's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

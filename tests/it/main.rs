@@ -20,6 +20,7 @@ mod generate;
 mod kmeans;
 mod propensity;
 mod recommenders;
+mod report;
 mod s3;
 mod segments;
 mod signals;

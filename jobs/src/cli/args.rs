@@ -54,6 +54,8 @@ pub enum Command {
     /// Campaign audiences: `preview` one over a published night.
     #[command(subcommand)]
     Audience(AudienceCommand),
+    /// Rebuild a night's HTML report from what it published, into a local file.
+    Report(ReportArgs),
     /// List the stages of the night in run order: name, part, how it runs, the tables it reads
     /// and writes, and whether it is published.
     Stages,
@@ -61,6 +63,22 @@ pub enum Command {
     Scheduler(SchedulerArgs),
     /// Run a Ballista executor with Persona's functions and codecs.
     Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output root of `persona run`: a folder or s3://BUCKET/PREFIX.
+    #[arg(long, env = "PERSONA_OUTPUT")]
+    pub output: String,
+    /// The night (YYYY-MM-DD); the latest by default.
+    #[arg(long, env = "PERSONA_DATE", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+    /// The file to write; report-<date>.html in the current folder by default.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// persona.toml (for the [storage] section).
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// `persona audience …`.

@@ -20,12 +20,13 @@ use persona_jobs::config::{
 use persona_jobs::engine::servers::{ExecutorOptions, SchedulerOptions};
 use persona_jobs::generate::GenerateOptions;
 use persona_jobs::generate::campaign::Campaign;
+use persona_jobs::report_page::PageOptions;
 use persona_jobs::stages::registry::NIGHT;
 
 use super::args::{
     AlsArgs, AnalyseArgs, AssignArgs, CheckArgs, DemoArgs, EvaluateArgs, ExecutorArgs,
     ExperimentReportArgs, GenerateArgs, KMeansArgs, ModelArg, PlanArgs, PreviewArgs,
-    PropensityArgs, RecommendArgs, RunArgs, SchedulerArgs, SimilarityArg, SqlArgs,
+    PropensityArgs, RecommendArgs, ReportArgs, RunArgs, SchedulerArgs, SimilarityArg, SqlArgs,
 };
 
 impl TryFrom<RunArgs> for RunOptions {
@@ -303,6 +304,19 @@ impl From<PlanArgs> for PlanOptions {
             alpha: args.alpha,
             arms: args.arms,
         }
+    }
+}
+
+impl TryFrom<ReportArgs> for PageOptions {
+    type Error = PipelineError;
+
+    fn try_from(args: ReportArgs) -> Result<Self, Self::Error> {
+        Ok(Self {
+            output: args.output,
+            date: args.date,
+            to: args.to,
+            config: PipelineConfig::load(args.config.as_deref())?,
+        })
     }
 }
 

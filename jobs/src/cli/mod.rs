@@ -72,6 +72,10 @@ pub fn dispatch(command: Command) -> Result<()> {
                 print(&preview)?;
             }
         }
+        Command::Report(args) => {
+            let path = runtime.block_on(persona_jobs::report_page::rebuild(&args.try_into()?))?;
+            println!("{}", path.display());
+        }
         Command::Stages => print(&NightTable)?,
         Command::Sql(args) => runtime.block_on(query::run(&args.try_into()?))?,
         Command::Kmeans(args) => {

@@ -246,6 +246,9 @@ impl Display for RunSummary {
         }
         writeln!(f, "\nData quality (rows per source and reason):")?;
         drop_counts(f, &m.data_quality)?;
+        if let Some(report) = self.locations.get(crate::report_page::FOLDER) {
+            writeln!(f, "\nReport: {report}/{}", crate::report_page::FILE)?;
+        }
         writeln!(
             f,
             "\nManifest: {}/_runs/dt={}/manifest.json",

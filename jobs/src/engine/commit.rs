@@ -44,6 +44,12 @@ pub const RUNS_DIR: &str = "_runs";
 pub const MANIFEST: &str = "manifest.json";
 /// The marker written last into every complete table folder.
 pub const SUCCESS: &str = "_SUCCESS";
+/// The folder of the audiences' activation files (CSV), committed like a table.
+pub const EXPORTS_FOLDER: &str = "exports";
+/// The folder of the night's report page (HTML), committed like a table.
+pub const REPORT_FOLDER: &str = "report";
+/// The folders a night publishes whose files are not Parquet tables: readers of tables skip them.
+pub const FILE_FOLDERS: [&str; 2] = [EXPORTS_FOLDER, REPORT_FOLDER];
 
 /// The folder of `table` written by run `run_id` for `date`, relative to the output root.
 pub fn run_folder(table: &str, date: NaiveDate, run_id: &str) -> String {

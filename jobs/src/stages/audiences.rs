@@ -54,7 +54,7 @@ pub const TABLE: &str = "audiences";
 /// The view every predicate runs over.
 pub const VIEW: &str = "audience_customers";
 /// The folder of the activation files, committed with the night.
-pub const EXPORTS: &str = "exports";
+pub const EXPORTS: &str = crate::engine::commit::EXPORTS_FOLDER;
 /// The stage that writes them.
 pub const EXPORTS_STAGE: &str = "audience_export_rows";
 /// Per audience: matched and excluded customers (work table, for `audience_summary`).

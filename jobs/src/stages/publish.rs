@@ -21,6 +21,7 @@ use crate::engine::signals;
 use crate::error::{PipelineError, Result};
 use crate::gates;
 use crate::manifest::Manifest;
+use crate::report_page;
 
 /// Stages every published table and the manifest, then commits them.
 #[derive(Debug)]
@@ -98,11 +99,21 @@ impl Night<'_> {
         {
             publisher.adopt(audiences::EXPORTS);
         }
+        let report = matches!(self.mode, Mode::Run { .. });
+        if report {
+            publisher.adopt(report_page::FOLDER);
+        }
         let manifest = self.stage_tables(&mut publisher, &tables, t).await?;
         self.record.locations = tables
             .iter()
             .map(|t| (t.to_string(), publisher.partition_location(t)))
             .collect();
+        if report {
+            self.record.locations.insert(
+                report_page::FOLDER.to_string(),
+                publisher.partition_location(report_page::FOLDER),
+            );
+        }
         signals::commit_started();
         publisher.commit().await?;
         let rows = self.record.tables.values().sum();
@@ -132,11 +143,31 @@ impl Night<'_> {
         let keep = self.config.output.keep_replaced();
         manifest.replaced =
             commit::still_readable(self.roots.output, self.window.last, keep).await?;
+        if manifest.published.contains_key(report_page::FOLDER) {
+            self.write_report(&manifest).await?;
+        }
         let json = serde_json::to_string_pretty(&manifest)
             .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
         publisher.stage_manifest(&json, &manifest.published).await?;
         fault::check("commit").await?;
         Ok(manifest)
+    }
+
+    /// Writes the night's report page into this run's `report` folder, from tonight's tables,
+    /// the earlier nights' evaluations and last night's profiles, and the manifest about to be
+    /// committed (which names the folder).
+    async fn write_report(&self, manifest: &Manifest) -> Result<()> {
+        let date = self.window.last;
+        report_page::register_context(self.ctx, self.roots.output, date).await?;
+        let json = serde_json::to_value(manifest)
+            .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
+        let html = report_page::build(self.ctx, &json, date).await?;
+        let folder =
+            self.roots
+                .output
+                .child(&commit::run_folder(report_page::FOLDER, date, self.run_id));
+        folder.write(report_page::FILE, html.into_bytes()).await?;
+        folder.write(commit::SUCCESS, Vec::new()).await
     }
 
     /// `persona evaluate` publishes one table into a night that may already be committed: the

@@ -5,21 +5,14 @@
 //! every table of a date comes from the same run.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
-use crate::engine::commit::{committed_nights, parquet_files};
+use crate::engine::commit::committed_nights;
 use crate::engine::storage::Root;
+use crate::engine::tables::partition_frame;
 use crate::error::{PipelineError, Result};
-
-/// Bytes read from the end of a file to find its footer (one request when the footer fits).
-const FOOTER_PREFETCH: usize = 64 * 1024;
 
 /// One registered table.
 #[derive(Debug, Clone)]
@@ -37,8 +30,8 @@ async fn committed_tables(output: &Root) -> Result<BTreeMap<String, Vec<(NaiveDa
     let mut tables: BTreeMap<String, Vec<(NaiveDate, String)>> = BTreeMap::new();
     for night in committed_nights(output).await? {
         for (table, folder) in night.tables {
-            // The audiences' activation files are CSV, read by the tools they are for.
-            if table == crate::stages::audiences::EXPORTS {
+            // The audiences' activation files (CSV) and the report (HTML) are not tables.
+            if crate::engine::commit::FILE_FOLDERS.contains(&table.as_str()) {
                 continue;
             }
             tables.entry(table).or_default().push((night.date, folder));
@@ -97,28 +90,4 @@ pub async fn register_outputs(
         )));
     }
     Ok(infos)
-}
-
-/// One committed table folder (its Parquet files, not its sub-folders) as a DataFrame.
-async fn partition_frame(ctx: &SessionContext, output: &Root, folder: &str) -> Result<DataFrame> {
-    let urls = parquet_files(output, folder)
-        .await?
-        .iter()
-        .map(ListingTableUrl::parse)
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    if urls.is_empty() {
-        return Err(PipelineError::BadInput(format!(
-            "{} has no Parquet file, though its night's manifest names it",
-            output.location(folder)
-        )));
-    }
-    // DataFusion prefetches 512 KiB from the end of a file to find its footer, i.e. whole files
-    // at our sizes; the footers of published tables are a few KiB.
-    let format = ParquetFormat::default().with_metadata_size_hint(Some(FOOTER_PREFETCH));
-    let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
-    Ok(ctx.read_table(Arc::new(ListingTable::try_new(config)?))?)
 }
