@@ -15,7 +15,8 @@
 --     width 0.1, weighted by their customers);
 --   decile 1..10 (1 = highest scores; ties by customer id), the gains table: customers,
 --     positives, conversion, lift (conversion / base_rate), capture (share of all positives)
---     and cumulative_capture.
+--     and cumulative_capture; and for the probabilities mean_probability, the decile's
+--     average predicted probability (beside its conversion: the calibration plot).
 -- A metric that is undefined on this holdout (AUC without a positive) is NULL, never NaN.
 WITH scored AS (
   SELECT 'logistic' AS model, customer_id, probability AS score, probability, label FROM propensity_holdout
@@ -71,7 +72,7 @@ ece AS (
   GROUP BY b.model
 ),
 deciles AS (
-  SELECT model, label, NTILE(10) OVER (PARTITION BY model ORDER BY score DESC, customer_id) AS decile
+  SELECT model, label, probability, NTILE(10) OVER (PARTITION BY model ORDER BY score DESC, customer_id) AS decile
   FROM scored
 ),
 gains AS (
@@ -82,7 +83,8 @@ gains AS (
     SUM(d.label) * 1.0 AS positives,
     SUM(d.label) * 1.0 / COUNT(*) AS conversion,
     (SUM(d.label) * 1.0 / COUNT(*)) / NULLIF(MAX(t.positives) * 1.0 / MAX(t.n), 0) AS lift,
-    SUM(d.label) * 1.0 / NULLIF(MAX(t.positives), 0) AS capture
+    SUM(d.label) * 1.0 / NULLIF(MAX(t.positives), 0) AS capture,
+    AVG(d.probability) AS mean_probability
   FROM deciles d JOIN totals t ON d.model = t.model
   GROUP BY d.model, d.decile
 ),
@@ -109,6 +111,7 @@ per_decile AS (
   UNION ALL SELECT model, decile, 'lift', lift FROM cumulative
   UNION ALL SELECT model, decile, 'capture', capture FROM cumulative
   UNION ALL SELECT model, decile, 'cumulative_capture', cumulative_capture FROM cumulative
+  UNION ALL SELECT model, decile, 'mean_probability', mean_probability FROM cumulative WHERE mean_probability IS NOT NULL
 )
 SELECT model, metric, CAST(NULL AS INT) AS decile, CASE WHEN isnan(value) THEN NULL ELSE value END AS value FROM whole
 UNION ALL

@@ -11,6 +11,10 @@ import sys
 
 import pyarrow.parquet as pq
 
+# Folders a night publishes that hold files, not Parquet tables: the audiences' activation
+# files (CSV) and the report (HTML).
+NOT_TABLES = ("exports", "report")
+
 
 def latest_night(root):
     """The "published" map of the latest committed night: table -> folder under root."""
@@ -26,6 +30,8 @@ def latest_night(root):
 def main(root):
     report = {}
     for table, folder in sorted(latest_night(root).items()):
+        if table in NOT_TABLES:
+            continue
         part = os.path.join(root, folder)
         files = sorted(f for f in os.listdir(part) if f.endswith(".parquet"))
         data = pq.read_table(part)

@@ -32,7 +32,7 @@ pub fn reader_view(output: &str) -> Vec<String> {
     sql_csv(output, &format!("{} ORDER BY t", parts.join(" UNION ALL ")))
 }
 
-/// The run folders under `output` (`<table>/dt=<date>/run=<id>`), sorted.
+/// The run folders under `output` (`<table>/dt=<date>/run=<id>`, and the report's), sorted.
 fn run_folders(output: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for table in std::fs::read_dir(output).unwrap() {
@@ -140,13 +140,13 @@ fn a_rerun_killed_at_any_step_of_its_commit_leaves_one_whole_night() {
         );
 
         // The next run of the date commits and removes every folder the killed run left or
-        // made obsolete: one run folder per table is left.
+        // made obsolete: one run folder per table, and the report's, is left.
         ok(&run_job_with(tiny_input(), &out, &other, &[]));
         assert_eq!(view(&out), new, "the rerun after a kill at {point}");
         let folders = run_folders(&out);
         assert_eq!(
             folders.len(),
-            tables.len(),
+            tables.len() + 1,
             "after a kill at {point}: {folders:?}"
         );
     }
@@ -210,7 +210,7 @@ fn readers_during_reruns_never_see_part_of_a_night() {
     }
     assert_eq!(
         run_folders(out.path()).len(),
-        (reruns + 1) * published_tables().len()
+        (reruns + 1) * (published_tables().len() + 1)
     );
     // With no grace, the next rerun removes them all.
     let config = out.path().with_extension("toml");
@@ -222,7 +222,7 @@ fn readers_during_reruns_never_see_part_of_a_night() {
         &["--config", config.to_str().unwrap()],
         &[],
     ));
-    assert_eq!(run_folders(out.path()).len(), published_tables().len());
+    assert_eq!(run_folders(out.path()).len(), published_tables().len() + 1);
     assert_eq!(sql_csv(&output, query), whole);
     let _ = std::fs::remove_file(config);
     eprintln!(

@@ -107,6 +107,45 @@ async fn the_night_publishes_calibrated_probabilities_that_beat_the_baseline() {
         .expect("double")
         .value(0);
     assert!((captured - 1.0).abs() < 1e-9, "{captured}");
+    // The calibration plot's points: each decile's mean predicted probability, falling from
+    // decile 1 (the likeliest) to 10; none for the rule, which gives no probability.
+    let means: Vec<f64> = query(
+        &ctx,
+        "SELECT value FROM propensity_evaluation WHERE model = 'logistic' \
+         AND metric = 'mean_probability' ORDER BY decile",
+    )
+    .await
+    .iter()
+    .flat_map(|b| {
+        let v = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("double");
+        (0..b.num_rows()).map(|r| v.value(r)).collect::<Vec<_>>()
+    })
+    .collect();
+    assert_eq!(means.len(), 10, "{means:?}");
+    assert!(means.windows(2).all(|w| w[0] >= w[1]), "{means:?}");
+    assert!(means.iter().all(|p| (0.0..=1.0).contains(p)), "{means:?}");
+    let rule = query(
+        &ctx,
+        "SELECT COUNT(*) FROM propensity_evaluation WHERE model = 'recency_frequency' \
+         AND metric = 'mean_probability'",
+    )
+    .await;
+    let rule = datafusion::arrow::compute::cast(
+        rule[0].column(0),
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )
+    .expect("count");
+    assert_eq!(
+        rule.as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .expect("int")
+            .value(0),
+        0
+    );
 }
 
 /// Rewrites every app-events file without its purchases (the only source of purchases; all

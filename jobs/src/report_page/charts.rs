@@ -346,6 +346,63 @@ pub fn gains(title: &str, series: &[(String, Vec<f64>)]) -> Result<String> {
     })
 }
 
+/// A calibration plot: per series, points of (mean predicted probability, observed rate),
+/// beside the diagonal of perfect calibration.
+pub fn calibration(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
+    let max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().flat_map(|(x, y)| [*x, *y]))
+        .filter(|v| v.is_finite())
+        .fold(0.05_f64, f64::max)
+        .min(1.0);
+    svg(360, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..max, 0.0..max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("predicted probability of a purchase (decile mean)")
+            .y_desc("observed purchase rate")
+            .x_label_formatter(&|x| percent(*x))
+            .y_label_formatter(&|y| percent(*y))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, 0.0), (max, max)],
+                RGBColor(120, 120, 120).stroke_width(1),
+            ))
+            .map_err(err)?
+            .label("perfectly calibrated")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(120, 120, 120)));
+        for (k, (name, points)) in series.iter().enumerate() {
+            let colour = PALETTE[k % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+                .map_err(err)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, colour.filled())))
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    })
+}
+
 /// A forest plot: each row's estimate with its interval, against a line at 0.
 pub fn forest(title: &str, rows: &[(String, f64, f64, f64)], x_label: &str) -> Result<String> {
     let n = rows.len().max(1);

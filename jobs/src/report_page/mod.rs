@@ -35,23 +35,30 @@ pub const FILE: &str = "index.html";
 pub const PREVIOUS_PROFILES: &str = "previous_user_profiles";
 
 /// Every chart the page can hold, by id: a test checks each is drawn.
-pub const CHARTS: [&str; 7] = [
+pub const CHARTS: [&str; 8] = [
     "chart-segment-sizes",
     "chart-segment-heatmap",
     "chart-evaluation-history",
     "chart-data-quality-web_logs",
     "chart-data-quality-app_events",
     "chart-propensity-gains",
+    "chart-propensity-calibration",
     "chart-experiment-lifts",
 ];
 
 /// Registers what the page reads beside the night's own tables (already registered on `ctx`
 /// by name): `evaluation_history`, the evaluations of the committed nights before `date` under
 /// `output` and tonight's, and [`PREVIOUS_PROFILES`], the last published profiles before it.
-pub async fn register_context(ctx: &SessionContext, output: &Root, date: NaiveDate) -> Result<()> {
+/// Returns the manifest of the last committed night before `date`, if any.
+pub async fn register_context(
+    ctx: &SessionContext,
+    output: &Root,
+    date: NaiveDate,
+) -> Result<Option<Value>> {
     const COLUMNS: [&str; 3] = ["model", "k", "ndcg_at_k"];
     let mut frames = Vec::new();
-    for night in committed_nights(output).await? {
+    let nights = committed_nights(output).await?;
+    for night in &nights {
         if night.date >= date {
             continue;
         }
@@ -82,7 +89,11 @@ pub async fn register_context(ctx: &SessionContext, output: &Root, date: NaiveDa
         ctx.deregister_table(PREVIOUS_PROFILES)?;
         register_parquet(ctx, PREVIOUS_PROFILES, &output.child(&folder), "").await?;
     }
-    Ok(())
+    let Some(last) = nights.iter().rev().find(|n| n.date < date) else {
+        return Ok(None);
+    };
+    let bytes = output.read(&manifest_path(last.date)).await?;
+    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// What `persona report` rebuilds.
@@ -122,7 +133,7 @@ pub async fn rebuild(opts: &PageOptions) -> Result<std::path::PathBuf> {
         let frame = partition_frame(&ctx, &output, folder).await?;
         ctx.register_table(table.as_str(), frame.into_view())?;
     }
-    register_context(&ctx, &output, night.date).await?;
+    let previous = register_context(&ctx, &output, night.date).await?;
     let path = manifest_path(night.date);
     let bytes = output
         .read(&path)
@@ -131,7 +142,7 @@ pub async fn rebuild(opts: &PageOptions) -> Result<std::path::PathBuf> {
     let manifest: Value = serde_json::from_slice(&bytes).map_err(|e| {
         PipelineError::BadInput(format!("{}: not a manifest ({e})", output.location(&path)))
     })?;
-    let html = build(&ctx, &manifest, night.date).await?;
+    let html = build(&ctx, &manifest, previous.as_ref(), night.date).await?;
     let to = opts
         .to
         .clone()
@@ -142,9 +153,17 @@ pub async fn rebuild(opts: &PageOptions) -> Result<std::path::PathBuf> {
 
 /// The page of the night of `date`, from the tables registered on `ctx` and the night's
 /// `manifest` (its JSON).
-pub async fn build(ctx: &SessionContext, manifest: &Value, date: NaiveDate) -> Result<String> {
+pub async fn build(
+    ctx: &SessionContext,
+    manifest: &Value,
+    previous: Option<&Value>,
+    date: NaiveDate,
+) -> Result<String> {
     let mut page = Page::new(&format!("Persona · the night of {date}"));
     at_a_glance(&mut page, manifest, date);
+    if let Some(previous) = previous {
+        changes(&mut page, manifest, previous);
+    }
     segments(ctx, &mut page).await?;
     recommendations(ctx, &mut page, date).await?;
     data_quality(ctx, &mut page).await?;
@@ -267,6 +286,39 @@ fn at_a_glance(page: &mut Page, manifest: &Value, date: NaiveDate) {
         esc(manifest["window"][0].as_str().unwrap_or_default()),
         esc(manifest["version"].as_str().unwrap_or_default()),
     ));
+}
+
+/// Rows per published table tonight against the previous committed night's.
+fn changes(page: &mut Page, manifest: &Value, previous: &Value) {
+    let (now, then) = (&manifest["tables"], &previous["tables"]);
+    let Some(tables) = now.as_object() else {
+        return;
+    };
+    let rows: Vec<Vec<String>> = tables
+        .iter()
+        .map(|(table, n)| {
+            let n = n.as_f64().unwrap_or(0.0);
+            let before = then[table].as_f64();
+            vec![
+                esc(table),
+                charts::count(n),
+                before.map_or("–".to_string(), charts::count),
+                before.map_or("new".to_string(), |b| {
+                    if b > 0.0 {
+                        format!("{:+.1}%", 100.0 * (n - b) / b)
+                    } else {
+                        "–".to_string()
+                    }
+                }),
+            ]
+        })
+        .collect();
+    let since = esc(previous["date"].as_str().unwrap_or_default());
+    page.table(
+        &format!("What changed since the night of {since} (rows per published table)"),
+        &["table", "tonight", "then", "change"],
+        &rows,
+    );
 }
 
 /// Sizes, the z-score heat map, labels with key averages, and the moves since last night.
@@ -599,6 +651,38 @@ async fn propensity(ctx: &SessionContext, page: &mut Page) -> Result<()> {
         &charts::gains(
             "Buyers reached by contacting the likeliest first (held-out customers)",
             &series,
+        )?,
+    );
+    let deciles = rows(
+        ctx,
+        "SELECT model, decile, metric, value FROM propensity_evaluation \
+         WHERE metric IN ('mean_probability', 'conversion') \
+         AND model IN ('logistic', 'logistic_uncalibrated') ORDER BY model, decile",
+    )
+    .await?;
+    let calibrated: Vec<(String, Vec<(f64, f64)>)> = ["logistic", "logistic_uncalibrated"]
+        .iter()
+        .map(|m| {
+            let value = |d: &str, metric: &str| {
+                deciles
+                    .iter()
+                    .find(|r| text(&r[0]) == *m && text(&r[1]) == d && text(&r[2]) == metric)
+                    .map(|r| num(&r[3]))
+            };
+            let points = (1..=10)
+                .filter_map(|d| {
+                    let d = d.to_string();
+                    Some((value(&d, "mean_probability")?, value(&d, "conversion")?))
+                })
+                .collect();
+            (m.to_string(), points)
+        })
+        .collect();
+    page.chart(
+        "chart-propensity-calibration",
+        &charts::calibration(
+            "Predicted against observed purchase rate, per decile (held-out customers)",
+            &calibrated,
         )?,
     );
     let metrics = rows(

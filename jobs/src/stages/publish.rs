@@ -158,10 +158,10 @@ impl Night<'_> {
     /// committed (which names the folder).
     async fn write_report(&self, manifest: &Manifest) -> Result<()> {
         let date = self.window.last;
-        report_page::register_context(self.ctx, self.roots.output, date).await?;
+        let previous = report_page::register_context(self.ctx, self.roots.output, date).await?;
         let json = serde_json::to_value(manifest)
             .map_err(|e| PipelineError::Internal(format!("manifest: {e}")))?;
-        let html = report_page::build(self.ctx, &json, date).await?;
+        let html = report_page::build(self.ctx, &json, previous.as_ref(), date).await?;
         let folder =
             self.roots
                 .output
