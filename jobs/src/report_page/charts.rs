@@ -4,6 +4,7 @@
 //! colour-blind-safe palette, and every chart has a title and labelled axes with units.
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::{PipelineError, Result};
@@ -21,6 +22,8 @@ pub const PALETTE: [RGBColor; 7] = [
 
 const FONT: &str = "sans-serif";
 const WIDTH: u32 = 720;
+/// The reference lines (random order, perfect calibration).
+const GREY: RGBColor = RGBColor(120, 120, 120);
 
 /// Draws into an SVG string of `width` × `height` pixels.
 fn svg(
@@ -43,6 +46,45 @@ fn chart_error(e: impl std::fmt::Debug) -> PipelineError {
 
 fn err(e: impl std::fmt::Debug) -> String {
     format!("{e:?}")
+}
+
+/// The charts on two numeric axes.
+type XyChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws `points` as a line of `colour` and `width`, named `name` in the legend.
+fn named_line(
+    chart: &mut XyChart<'_, '_>,
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    width: u32,
+    name: &str,
+) -> std::result::Result<(), String> {
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(width)))
+        .map_err(err)?
+        .label(name)
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(width))
+        });
+    Ok(())
+}
+
+/// Draws the legend of the named series at `position`, on a light box.
+fn legend<'a, 'b>(
+    chart: &mut XyChart<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String>
+where
+    'b: 'a,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
 }
 
 /// The label of a category axis' tick: the name of the segment it centres.
@@ -199,24 +241,12 @@ pub fn lines(
                 .enumerate()
                 .filter_map(|(i, v)| v.map(|v| (i as f64, v)))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+            named_line(&mut chart, points.clone(), colour, 2, name)?;
             chart
                 .draw_series(points.iter().map(|p| Circle::new(*p, 3, colour.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::MiddleRight)
     })
 }
 
@@ -280,14 +310,7 @@ pub fn stacked(
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
@@ -309,14 +332,13 @@ pub fn gains(title: &str, series: &[(String, Vec<f64>)]) -> Result<String> {
             .y_label_formatter(&|y| percent(*y))
             .draw()
             .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(
-                vec![(0.0, 0.0), (10.0, 1.0)],
-                RGBColor(120, 120, 120).stroke_width(1),
-            ))
-            .map_err(err)?
-            .label("random order")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(120, 120, 120)));
+        named_line(
+            &mut chart,
+            vec![(0.0, 0.0), (10.0, 1.0)],
+            GREY,
+            1,
+            "random order",
+        )?;
         for (k, (name, capture)) in series.iter().enumerate() {
             let colour = PALETTE[k % PALETTE.len()];
             let points: Vec<(f64, f64)> = std::iter::once((0.0, 0.0))
@@ -327,22 +349,9 @@ pub fn gains(title: &str, series: &[(String, Vec<f64>)]) -> Result<String> {
                         .map(|(i, v)| (i as f64 + 1.0, *v)),
                 )
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+            named_line(&mut chart, points, colour, 2, name)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -371,35 +380,21 @@ pub fn calibration(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<
             .y_label_formatter(&|y| percent(*y))
             .draw()
             .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(
-                vec![(0.0, 0.0), (max, max)],
-                RGBColor(120, 120, 120).stroke_width(1),
-            ))
-            .map_err(err)?
-            .label("perfectly calibrated")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(120, 120, 120)));
+        named_line(
+            &mut chart,
+            vec![(0.0, 0.0), (max, max)],
+            GREY,
+            1,
+            "perfectly calibrated",
+        )?;
         for (k, (name, points)) in series.iter().enumerate() {
             let colour = PALETTE[k % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+            named_line(&mut chart, points.clone(), colour, 2, name)?;
             chart
                 .draw_series(points.iter().map(|p| Circle::new(*p, 4, colour.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
