@@ -1205,6 +1205,42 @@ pub struct ExecutionConfig {
     /// seconds. Unset: no limit locally, 3600 on Ballista, where a job that lost an executor
     /// can wait forever. 0: no limit.
     pub stage_timeout_seconds: Option<u64>,
+    /// Memory for the night's intermediate tables (`events`, the evaluation's splits, the
+    /// indices...), in GiB, all of them together, in one process: a table is kept in memory
+    /// while it fits and the memory pool grants it, else written as Parquet in the work area,
+    /// and let go after the last stage that reads it. 0: always Parquet (as on Ballista,
+    /// whose executors read files). Measured in docs/benchmarks.md, "Work tables".
+    pub work_tables_memory_gb: f64,
+    /// DataFusion's own settings for every query of the run, by their full names, e.g.
+    /// `"datafusion.execution.batch_size" = 16384` (the list: DataFusion's configuration
+    /// reference, or `persona sql "SHOW ALL"`). Applied after Persona's own, locally and on
+    /// Ballista; an unknown name or a value of the wrong kind is a configuration error.
+    pub datafusion: BTreeMap<String, OptionValue>,
+}
+
+/// A DataFusion setting's value as TOML spells it; DataFusion parses the text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// `true` or `false`.
+    Flag(bool),
+    /// A whole number, e.g. a batch size.
+    Integer(i64),
+    /// A number with a fraction.
+    Number(f64),
+    /// Anything else, as DataFusion spells it.
+    Text(String),
+}
+
+impl std::fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionValue::Flag(b) => write!(f, "{b}"),
+            OptionValue::Integer(i) => write!(f, "{i}"),
+            OptionValue::Number(x) => write!(f, "{x}"),
+            OptionValue::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 impl Default for ExecutionConfig {
@@ -1213,11 +1249,18 @@ impl Default for ExecutionConfig {
             target_partitions: 0,
             memory_limit_gb: 6.0,
             stage_timeout_seconds: None,
+            work_tables_memory_gb: 3.0,
+            datafusion: BTreeMap::new(),
         }
     }
 }
 
 impl ExecutionConfig {
+    /// The memory for work tables in bytes (0: none).
+    pub fn work_tables_bytes(&self) -> usize {
+        (self.work_tables_memory_gb.max(0.0) * (1u64 << 30) as f64) as usize
+    }
+
     /// The memory limit in bytes, `None` for no limit.
     pub fn memory_limit_bytes(&self) -> Option<usize> {
         (self.memory_limit_gb > 0.0)
@@ -1422,6 +1465,14 @@ impl PipelineConfig {
                 ),
             ),
             (
+                self.execution.work_tables_memory_gb >= 0.0
+                    && self.execution.work_tables_memory_gb.is_finite(),
+                format!(
+                    "{} must be 0 (always Parquet files) or more",
+                    n("execution.work_tables_memory_gb")
+                ),
+            ),
+            (
                 self.execution.memory_limit_gb >= 0.0 && self.execution.memory_limit_gb.is_finite(),
                 format!(
                     "{} must be 0 (no limit) or more",
@@ -1620,6 +1671,13 @@ impl PipelineConfig {
         if let Some((_, msg)) = checks.into_iter().find(|(ok, _)| !ok) {
             return Err(msg);
         }
+        let mut options = datafusion::prelude::SessionConfig::new();
+        for (key, value) in &self.execution.datafusion {
+            options
+                .options_mut()
+                .set(key, &value.to_string())
+                .map_err(|e| format!("{}.\"{key}\" = {value}: {e}", n("execution.datafusion")))?;
+        }
         for (i, audience) in self.audiences.iter().enumerate() {
             audience.check(&self.experiments)?;
             if let Some(earlier) = self.audiences[..i].iter().find(|a| {
@@ -1698,6 +1756,32 @@ mod tests {
             PipelineConfig::parse("").unwrap(),
             PipelineConfig::default()
         );
+    }
+
+    #[test]
+    fn datafusion_settings_are_checked_by_datafusion() {
+        let cfg = PipelineConfig::parse(
+            "[execution]\nwork_tables_memory_gb = 0.5\n[execution.datafusion]\n\
+             \"datafusion.execution.batch_size\" = 4096\n\
+             \"datafusion.execution.parquet.pushdown_filters\" = true",
+        )
+        .unwrap();
+        assert_eq!(cfg.execution.work_tables_bytes(), 512 << 20);
+        assert_eq!(
+            cfg.execution.datafusion["datafusion.execution.batch_size"].to_string(),
+            "4096"
+        );
+        for (bad, named) in [
+            ("\"datafusion.execution.batch_sise\" = 4096", "batch_sise"),
+            (
+                "\"datafusion.execution.batch_size\" = \"many\"",
+                "batch_size",
+            ),
+        ] {
+            let err = PipelineConfig::parse(&format!("[execution.datafusion]\n{bad}")).unwrap_err();
+            assert!(err.contains(named), "{err}");
+        }
+        assert!(PipelineConfig::parse("[execution]\nwork_tables_memory_gb = -1").is_err());
     }
 
     #[test]

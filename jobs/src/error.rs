@@ -101,9 +101,12 @@ impl PipelineError {
                     .or_else(|| explain_cluster_failure(&text))
                     .unwrap_or(PipelineError::DataFusion(e))
             }
+            // A storage error too: a work table kept in memory leaves the first write of a
+            // night to the object store or to Persona's own Parquet writer.
             other @ (PipelineError::Parquet(_)
             | PipelineError::Arrow(_)
-            | PipelineError::Internal(_)) => explain_disk_full(&other.to_string()).unwrap_or(other),
+            | PipelineError::Internal(_)
+            | PipelineError::Storage(_)) => explain_disk_full(&other.to_string()).unwrap_or(other),
             other => other,
         }
     }

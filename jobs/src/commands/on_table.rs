@@ -54,7 +54,9 @@ impl TableCommand<'_> {
         let ctx = session::new_context(self.engine, self.pipeline).await?;
         register_parquet(&ctx, self.table, &input, self.input).await?;
         let local = *self.engine == Engine::Local;
-        let work = WorkArea::for_command(&output, self.name, local).await?;
+        let work = WorkArea::for_command(&output, self.name, local)
+            .await?
+            .keeping_tables(&self.pipeline.execution);
         let on = OnTable {
             ctx,
             input,

@@ -90,7 +90,9 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
         .map_err(|e| e.in_stage("lock"))?;
     crate::engine::commit::remove_stray_temp_files(&output, opts.date);
     let result = async {
-        let work = WorkArea::create(&output, &run_id, opts.engine == Engine::Local).await?;
+        let work = WorkArea::create(&output, &run_id, opts.engine == Engine::Local)
+            .await?
+            .keeping_tables(&opts.config.execution);
         let roots = Roots {
             input: &input,
             output: &output,
@@ -105,7 +107,8 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> Result<RunSummar
             opts.date,
         )
         .with_stages(opts.stages)
-        .with_export_split(opts.export_split.as_deref());
+        .with_export_split(opts.export_split.as_deref())
+        .releasing_work_tables();
         let limit = watchdog::stage_timeout(&opts.config, &opts.engine);
         let watchdog = watchdog::stage_watchdog(progress.clock(), limit, &opts.engine);
         let result = tokio::select! {

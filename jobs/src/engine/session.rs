@@ -97,13 +97,20 @@ async fn probe_scheduler(addr: &str) -> Result<()> {
     }
 }
 
-fn session_config(cfg: &ExecutionConfig, base: SessionConfig) -> SessionConfig {
-    let config = base.with_information_schema(true);
+/// Persona's settings, then the configuration's `[execution.datafusion]` ones (checked when the
+/// configuration was loaded, so an error here names what DataFusion refused).
+fn session_config(cfg: &ExecutionConfig, base: SessionConfig) -> Result<SessionConfig> {
+    let mut config = base.with_information_schema(true);
     if cfg.target_partitions > 0 {
-        config.with_target_partitions(cfg.target_partitions)
-    } else {
-        config
+        config = config.with_target_partitions(cfg.target_partitions);
     }
+    for (key, value) in &cfg.datafusion {
+        config
+            .options_mut()
+            .set(key, &value.to_string())
+            .map_err(|e| PipelineError::Config(format!("execution.datafusion.{key}: {e}")))?;
+    }
+    Ok(config)
 }
 
 /// The runtime of a session: its object stores resolve `s3://` URLs with `storage`;
@@ -128,7 +135,7 @@ pub fn runtime_env(
 
 /// The state of a local session.
 pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
-    let config = session_config(cfg, SessionConfig::new());
+    let config = session_config(cfg, SessionConfig::new())?;
     with_functions(
         SessionStateBuilder::new()
             .with_config(config)
@@ -143,7 +150,7 @@ pub fn local_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<Ses
 pub fn ballista_state(cfg: &ExecutionConfig, storage: &StorageConfig) -> Result<SessionState> {
     let runtime = runtime_env(storage, None, None)?;
     let (logical_codec, physical_codec) = codecs(Arc::clone(&runtime));
-    let mut config = session_config(cfg, SessionConfig::new_with_ballista())
+    let mut config = session_config(cfg, SessionConfig::new_with_ballista())?
         .with_ballista_logical_extension_codec(logical_codec)
         .with_ballista_physical_extension_codec(physical_codec);
     // A UNION ALL of inputs partitioned alike becomes an InterleaveExec, which the scheduler

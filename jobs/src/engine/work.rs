@@ -4,22 +4,31 @@
 //! Ballista cluster, where in-memory tables do not exist.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::AsArray;
-use arrow::datatypes::UInt64Type;
+use arrow::datatypes::{SchemaRef, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlanProperties, SendableRecordBatchStream};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
+use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 use persona_udfs::ml::Factors;
 
+use crate::config::ExecutionConfig;
 use crate::engine::storage::Root;
 use crate::error::{PipelineError, Result};
 
@@ -43,6 +52,112 @@ pub struct WorkArea {
     shared: AtomicUsize,
     /// Parquet bytes the materialised queries scanned since [`WorkArea::take_bytes_read`].
     bytes_read: AtomicU64,
+    /// The bytes that the work tables held in memory may take together (0: none is).
+    memory_budget: usize,
+    /// The work tables held in memory: their bytes, and their share of the memory pool (given
+    /// back when the table is replaced or released).
+    held: Mutex<HashMap<String, (usize, MemoryReservation)>>,
+}
+
+/// One partition of a table being held in memory: drains its stream into batches while the
+/// budget allows, into a Parquet file once any partition went past it.
+struct Spill {
+    over: Arc<AtomicBool>,
+    used: Arc<AtomicUsize>,
+    reservation: Arc<Mutex<MemoryReservation>>,
+    room: usize,
+    file: PathBuf,
+}
+
+/// What a partition ended with: its batches (when held, or not yet written) and its rows.
+struct Drained {
+    kept: Vec<RecordBatch>,
+    in_file: bool,
+    rows: u64,
+}
+
+impl Spill {
+    async fn drain(self, mut stream: SendableRecordBatchStream) -> Result<Drained> {
+        let mut kept = Vec::new();
+        let mut writer: Option<ArrowWriter<File>> = None;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            if writer.is_none() {
+                let size = held_size(&batch);
+                let total = self.used.fetch_add(size, Ordering::Relaxed) + size;
+                let granted = total <= self.room
+                    && self
+                        .reservation
+                        .lock()
+                        .map_err(|e| PipelineError::Internal(e.to_string()))?
+                        .try_grow(size)
+                        .is_ok();
+                if !granted {
+                    self.over.store(true, Ordering::Relaxed);
+                }
+                if !self.over.load(Ordering::Relaxed) {
+                    kept.push(batch);
+                    continue;
+                }
+                let mut w = open_parquet_file(&self.file, &batch.schema())?;
+                for b in kept.drain(..) {
+                    w.write(&b)?;
+                }
+                writer = Some(w);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch)?;
+            }
+        }
+        let in_file = writer.is_some();
+        if let Some(w) = writer {
+            w.close()?;
+        }
+        Ok(Drained {
+            kept,
+            in_file,
+            rows,
+        })
+    }
+}
+
+/// The bytes `batch` keeps alive, counted by the rows it holds: a query's output batches are
+/// often slices of one larger array, and counting each slice's whole buffers would count the
+/// array once per slice.
+fn held_size(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
+/// A Parquet writer (snappy) at `path`, its folder created.
+fn open_parquet_file(path: &Path, schema: &SchemaRef) -> Result<ArrowWriter<File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+    }
+    let file = File::create(path).map_err(|e| PipelineError::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    Ok(ArrowWriter::try_new(file, Arc::clone(schema), Some(props))?)
+}
+
+/// Writes `batches` as one Parquet file at `path`.
+fn write_parquet_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    let mut writer = open_parquet_file(path, schema)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.close()?;
+    Ok(())
 }
 
 /// The `bytes_scanned` of every Parquet scan in `plan`.
@@ -131,7 +246,16 @@ impl WorkArea {
             in_process: local_scratch,
             shared: AtomicUsize::new(0),
             bytes_read: AtomicU64::new(0),
+            memory_budget: 0,
+            held: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Keeps work tables in memory within `[execution] work_tables_memory_gb`, in this
+    /// process only (a cluster's executors read files).
+    pub fn keeping_tables(mut self, execution: &ExecutionConfig) -> Self {
+        self.memory_budget = execution.work_tables_bytes();
+        self
     }
 
     /// The folder of this run's intermediate tables.
@@ -144,29 +268,41 @@ impl WorkArea {
         &self.publish
     }
 
-    /// Writes a DataFrame as the table `name` (Parquet, snappy) and registers it under that
-    /// name, replacing any earlier registration. Returns the rows written.
+    /// Materialises a DataFrame as the work table `name` and registers it under that name,
+    /// replacing any earlier registration. Returns the rows written.
+    ///
+    /// In this process, a table is kept in memory while the held tables fit
+    /// `[execution] work_tables_memory_gb` ([`Self::hold_or_spill`]); otherwise it is written
+    /// as Parquet (snappy) into the work area, as a Ballista cluster always does: its
+    /// executors read files.
     pub async fn materialize(
         &self,
         ctx: &SessionContext,
         name: &str,
         df: DataFrame,
     ) -> Result<u64> {
+        self.forget(name);
         let schema = df.schema().as_arrow().clone();
+        let (state, plan) = df.into_parts();
+        if self.memory_budget > 0 && self.in_process {
+            let physical = state.create_physical_plan(&plan).await?;
+            let rows = self
+                .hold_or_spill(ctx, name, Arc::clone(&physical), state.task_ctx())
+                .await?;
+            self.note_scans(name, physical.as_ref());
+            return Ok(rows);
+        }
         let url = self.dir.url(name);
         let mut options = TableParquetOptions::default();
         options.global.compression = Some("snappy".into());
-        // `DataFrame::write_parquet`, with the physical plan kept to read its scan metrics.
-        let (state, plan) = df.into_parts();
         let format = format_as_file_type(Arc::new(ParquetFormatFactory::new_with_options(options)));
+        // `DataFrame::write_parquet`, with the physical plan kept to read its scan metrics.
         let plan = LogicalPlanBuilder::copy_to(plan, url.clone(), format, HashMap::new(), vec![])?
             .build()?;
         let physical = state.create_physical_plan(&plan).await?;
         let counts =
             datafusion::physical_plan::collect(Arc::clone(&physical), state.task_ctx()).await?;
-        self.bytes_read
-            .fetch_add(bytes_scanned(physical.as_ref()), Ordering::Relaxed);
-        explain_when_asked(name, physical.as_ref());
+        self.note_scans(name, physical.as_ref());
         let rows = count_rows_written(&counts);
         if let Some(path) = self.dir.child(name).local_path() {
             std::fs::create_dir_all(path).map_err(|e| PipelineError::io(path, e))?;
@@ -175,6 +311,140 @@ impl WorkArea {
         ctx.register_parquet(name, &url, ParquetReadOptions::default().schema(&schema))
             .await?;
         Ok(rows)
+    }
+
+    /// Adds the plan's scanned bytes to the stage's count and prints it when asked.
+    fn note_scans(&self, name: &str, physical: &dyn ExecutionPlan) {
+        self.bytes_read
+            .fetch_add(bytes_scanned(physical), Ordering::Relaxed);
+        explain_when_asked(name, physical);
+    }
+
+    /// Runs `physical` and keeps its batches in memory as the table `name`, one partition per
+    /// output partition, while all the held tables stay within the budget and the memory pool
+    /// grants their size; past that, every partition goes to a Parquet file in the work area
+    /// instead (what was collected first included), so a table that does not fit costs one
+    /// write, not a second run of its query. (Arrow IPC files were measured too: slower to
+    /// read back than Parquet, and more memory; docs/benchmarks.md, "Work tables".)
+    async fn hold_or_spill(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        physical: Arc<dyn ExecutionPlan>,
+        task_ctx: Arc<TaskContext>,
+    ) -> Result<u64> {
+        let held_before: usize = self.held_bytes();
+        let room = self.memory_budget.saturating_sub(held_before);
+        let reservation = Arc::new(Mutex::new(
+            MemoryConsumer::new(format!("work table {name}")).register(task_ctx.memory_pool()),
+        ));
+        let over = Arc::new(AtomicBool::new(false));
+        let used = Arc::new(AtomicUsize::new(0));
+        let folder = self
+            .dir
+            .child(name)
+            .local_path()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| {
+                PipelineError::Internal("an in-process work area is on the local disk".into())
+            })?;
+        // An earlier version's files (a table replaced; no query reads the table it replaces)
+        // must not mix with this one's if it goes to files.
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
+        }
+        let schema = physical.schema();
+        let mut tasks = tokio::task::JoinSet::new();
+        for partition in 0..physical.output_partitioning().partition_count() {
+            let stream = physical.execute(partition, Arc::clone(&task_ctx))?;
+            let spill = Spill {
+                over: Arc::clone(&over),
+                used: Arc::clone(&used),
+                reservation: Arc::clone(&reservation),
+                room,
+                file: folder.join(format!("part-{partition}.parquet")),
+            };
+            tasks.spawn(async move { spill.drain(stream).await.map(|p| (partition, p)) });
+        }
+        let mut partitions = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let joined = joined.map_err(|e| PipelineError::Internal(e.to_string()))?;
+            partitions.push(joined?);
+        }
+        partitions.sort_by_key(|(p, _)| *p);
+        let rows = partitions.iter().map(|(_, p)| p.rows).sum();
+        ctx.deregister_table(name)?;
+        if over.load(Ordering::Relaxed) {
+            // Some partition went to a file: the rest go too, so the table is one folder.
+            for (p, part) in &partitions {
+                if !part.in_file {
+                    write_parquet_file(
+                        &folder.join(format!("part-{p}.parquet")),
+                        &schema,
+                        &part.kept,
+                    )?;
+                }
+            }
+            drop(reservation);
+            tracing::info!(
+                table = name,
+                held_before,
+                "work table past work_tables_memory_gb: written as Parquet"
+            );
+            ctx.register_parquet(
+                name,
+                &self.dir.url(name),
+                ParquetReadOptions::default().schema(&schema),
+            )
+            .await?;
+        } else {
+            let bytes = used.load(Ordering::Relaxed);
+            let batches = partitions.into_iter().map(|(_, p)| p.kept).collect();
+            let table = datafusion::datasource::MemTable::try_new(schema, batches)?;
+            ctx.register_table(name, Arc::new(table))?;
+            let reservation = Arc::try_unwrap(reservation)
+                .map_err(|_| PipelineError::Internal("a partition task outlived its join".into()))?
+                .into_inner()
+                .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            self.held
+                .lock()
+                .map_err(|e| PipelineError::Internal(e.to_string()))?
+                .insert(name.to_string(), (bytes, reservation));
+        }
+        Ok(rows)
+    }
+
+    /// The bytes of the work tables held in memory now.
+    fn held_bytes(&self) -> usize {
+        self.held
+            .lock()
+            .map(|h| h.values().map(|(b, _)| *b).sum())
+            .unwrap_or(0)
+    }
+
+    /// The work tables held in memory now, with their sizes in bytes.
+    pub fn held_tables(&self) -> Vec<(String, usize)> {
+        self.held
+            .lock()
+            .map(|h| h.iter().map(|(n, (b, _))| (n.clone(), *b)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Gives back the memory of the table `name` if it is held (it is being replaced).
+    fn forget(&self, name: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(name);
+        }
+    }
+
+    /// Forgets the work table `name`, no later stage reading it: its memory is given back,
+    /// and files are left for the work area's removal.
+    pub fn release(&self, ctx: &SessionContext, name: &str) -> Result<()> {
+        if self.held.lock().is_ok_and(|h| h.contains_key(name)) {
+            ctx.deregister_table(name)?;
+            self.forget(name);
+        }
+        Ok(())
     }
 
     /// The Parquet bytes that the queries materialised since the last call scanned (read from
@@ -281,6 +551,7 @@ impl WorkArea {
     /// previous pass, no longer needed).
     pub async fn drop_table(&self, ctx: &SessionContext, name: &str) -> Result<()> {
         ctx.deregister_table(name)?;
+        self.forget(name);
         self.dir.delete_tree(name).await
     }
 
@@ -412,6 +683,86 @@ mod tests {
             runs.iter().flat_map(|r| ids(r)).collect::<Vec<_>>(),
             ids(&batches)
         );
+    }
+
+    /// A work area keeping tables in memory within `limit_bytes` (twice the budget) of a
+    /// session with that memory pool.
+    async fn memory_area(dir: &std::path::Path, limit_bytes: usize) -> (SessionContext, WorkArea) {
+        let execution = ExecutionConfig {
+            work_tables_memory_gb: limit_bytes as f64 / 2.0 / (1u64 << 30) as f64,
+            memory_limit_gb: limit_bytes as f64 / (1u64 << 30) as f64,
+            ..ExecutionConfig::default()
+        };
+        let runtime = crate::engine::session::runtime_env(
+            &Default::default(),
+            None,
+            execution.memory_limit_bytes(),
+        )
+        .unwrap();
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(2))
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let root = Root::parse(&dir.to_string_lossy(), &Default::default()).unwrap();
+        let work = WorkArea::create(&root, "test", true)
+            .await
+            .unwrap()
+            .keeping_tables(&execution);
+        (SessionContext::new_with_state(state), work)
+    }
+
+    async fn sum_of(ctx: &SessionContext, table: &str) -> (i64, i64) {
+        let batches = ctx
+            .sql(&format!("SELECT COUNT(*), SUM(v) FROM {table}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let b = &batches[0];
+        (
+            b.column(0).as_primitive::<Int64Type>().value(0),
+            b.column(1).as_primitive::<Int64Type>().value(0),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn tables_stay_in_memory_within_the_budget_and_go_to_files_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // 64 MiB of memory limit: 32 MiB for the work tables.
+        let (ctx, work) = memory_area(dir.path(), 64 << 20).await;
+        let small = ctx
+            .sql("SELECT value AS v FROM generate_series(1, 100000)")
+            .await
+            .unwrap();
+        assert_eq!(
+            work.materialize(&ctx, "small", small).await.unwrap(),
+            100_000
+        );
+        assert_eq!(work.held_tables().len(), 1);
+        assert!(!dir.path().join("_work/run-test/small").exists());
+        assert_eq!(sum_of(&ctx, "small").await, (100_000, 5_000_050_000));
+
+        // 8M rows of 8 bytes (64 MB) cannot be held: the whole table goes to Parquet files,
+        // the batches collected before it passed the budget included.
+        let big = ctx
+            .sql("SELECT value AS v FROM generate_series(1, 8000000)")
+            .await
+            .unwrap();
+        assert_eq!(work.materialize(&ctx, "big", big).await.unwrap(), 8_000_000);
+        assert_eq!(work.held_tables().len(), 1, "only the small table is held");
+        let files = std::fs::read_dir(dir.path().join("_work/run-test/big"))
+            .unwrap()
+            .count();
+        assert!(files >= 1);
+        assert_eq!(sum_of(&ctx, "big").await, (8_000_000, 32_000_004_000_000));
+
+        // Released: the memory is given back and the name is gone.
+        work.release(&ctx, "small").unwrap();
+        assert!(work.held_tables().is_empty());
+        assert!(ctx.sql("SELECT * FROM small").await.is_err());
+        work.remove().await;
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct Night<'a> {
     pub(super) export_split: Option<&'a std::path::Path>,
     pub(super) started: Instant,
     pub(super) started_at: DateTime<Utc>,
+    /// Whether a work table held in memory is let go once the last stage that reads it has
+    /// run ([`Night::releasing_work_tables`]).
+    pub(super) release: bool,
     /// What the stages reported.
     pub record: NightRecord,
 }
@@ -101,6 +104,7 @@ impl<'a> Night<'a> {
             export_split: None,
             started: Instant::now(),
             started_at: Utc::now(),
+            release: false,
             record: NightRecord::default(),
         }
     }
@@ -128,6 +132,33 @@ impl<'a> Night<'a> {
             .filter(move |s| mode.runs(s.part))
     }
 
+    /// Lets go of each work table held in memory once no stage left to run reads it (by the
+    /// registry's `reads`) and it is not published (the publish stage and the report read
+    /// those): a night's memory is then its live tables, not all it made. For the commands
+    /// whose night is the registry's; one that reads a table after its night must not.
+    pub fn releasing_work_tables(mut self) -> Self {
+        self.release = true;
+        self
+    }
+
+    /// Lets go of the held work tables that no stage after `done` (the index in the night's
+    /// stages) reads.
+    fn release_unread(&self, done: usize) -> Result<()> {
+        let later = &self.stages[done + 1..];
+        for (table, bytes) in self.work.held_tables() {
+            let read_later = later.iter().any(|s| s.reads.contains(&table.as_str()));
+            let published = self
+                .stages
+                .iter()
+                .any(|s| s.published && s.writes.contains(&table.as_str()));
+            if !read_later && !published {
+                tracing::debug!(table, bytes, "work table released");
+                self.work.release(self.ctx, &table)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Also writes the evaluation's train and holdout pairs to this local folder.
     pub fn with_export_split(mut self, dir: Option<&'a std::path::Path>) -> Self {
         self.export_split = dir;
@@ -136,8 +167,8 @@ impl<'a> Night<'a> {
 
     /// Runs every stage of the night's mode, in order.
     pub async fn run(&mut self, progress: &mut Progress) -> Result<()> {
-        for stage in self.stages_to_run() {
-            if stage.unit.skips(self) {
+        for (index, stage) in self.stages.clone().into_iter().enumerate() {
+            if !self.mode.runs(stage.part) || stage.unit.skips(self) {
                 continue;
             }
             let span = tracing::info_span!(
@@ -153,6 +184,9 @@ impl<'a> Night<'a> {
             metrics.bytes_read = self.work.take_bytes_read().filter(|b| *b > 0);
             progress.finish(&metrics);
             self.record.stages.push(metrics);
+            if self.release {
+                self.release_unread(index)?;
+            }
         }
         Ok(())
     }

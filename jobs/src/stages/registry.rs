@@ -688,7 +688,8 @@ pub const NIGHT: &[Stage] = &[
         sql: None,
         with: &[],
         unit: &Publish,
-        reads: &[],
+        // Besides every published table: the manifest's data-quality counts.
+        reads: &["event_drops"],
         writes: &[],
         published: false,
     },
