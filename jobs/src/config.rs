@@ -1208,8 +1208,10 @@ pub struct ExecutionConfig {
     /// Memory for the night's intermediate tables (`events`, the evaluation's splits, the
     /// indices...), in GiB, all of them together, in one process: a table is kept in memory
     /// while it fits and the memory pool grants it, else written as Parquet in the work area,
-    /// and let go after the last stage that reads it. 0: always Parquet (as on Ballista,
-    /// whose executors read files). Measured in docs/benchmarks.md, "Work tables".
+    /// and let go after the last stage that reads it. A night whose Parquet input is more
+    /// than a sixth of this keeps none in memory (its tables would not fit, and the smaller
+    /// ones would hold memory its joins need). 0: always Parquet (as on Ballista, whose
+    /// executors read files). Measured in docs/benchmarks.md, "Work tables".
     pub work_tables_memory_gb: f64,
     /// DataFusion's own settings for every query of the run, by their full names, e.g.
     /// `"datafusion.execution.batch_size" = 16384` (the list: DataFusion's configuration

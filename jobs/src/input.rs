@@ -54,6 +54,8 @@ pub struct SourceReport {
     pub days: usize,
     /// Whether the source was present (optional sources may be absent).
     pub present: bool,
+    /// Bytes of Parquet in those files.
+    pub bytes: u64,
 }
 
 /// Validates and registers every source under `root` for `window`.
@@ -86,6 +88,7 @@ pub async fn register_inputs(
                 files: 0,
                 days: 0,
                 present: false,
+                bytes: 0,
             });
             continue;
         }
@@ -111,6 +114,7 @@ pub async fn register_inputs(
             files: files.len(),
             days,
             present: true,
+            bytes: files.iter().map(|f| f.size).sum(),
         });
     }
     Ok(reports)

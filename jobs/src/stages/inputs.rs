@@ -26,6 +26,9 @@ impl Unit for Inputs {
     async fn run(&self, _stage: &Stage, night: &mut Night<'_>) -> Result<u64> {
         let inputs = input::register_inputs(night.ctx, night.roots.input, night.window).await?;
         let files = inputs.iter().map(|r| r.files as u64).sum();
+        night
+            .work
+            .size_for_inputs(inputs.iter().map(|r| r.bytes).sum());
         night.record.inputs = inputs;
         night.params.extend(interests::params(night.ctx).await?);
         Ok(files)
