@@ -78,6 +78,12 @@ def matrix(features, numeric, categorical=(), log=LOG):
     categories (a missing value is a category of its own). Scaling is the pipeline's."""
     columns = []
     for name in numeric:
+        if name not in features.columns and "=" in name:
+            # A one-hot column as the manifest names it ("loyalty_tier=gold"): 1 where the
+            # category is that value.
+            column, value = name.split("=", 1)
+            columns.append((features[column].fillna("(none)").astype(str) == value).to_numpy(dtype=float))
+            continue
         v = features[name].to_numpy(dtype=float, na_value=np.nan)
         if name in log:
             v = np.log1p(np.maximum(v, 0.0))
