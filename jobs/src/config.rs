@@ -1258,6 +1258,23 @@ impl Default for ExecutionConfig {
 }
 
 impl ExecutionConfig {
+    /// Sets the `[execution.datafusion]` settings on `config`; the error names the setting
+    /// (`"<name>" = <value>: <DataFusion's reason>`). Checked when the configuration is loaded,
+    /// applied to every session.
+    pub fn apply_datafusion(
+        &self,
+        config: &mut datafusion::prelude::SessionConfig,
+    ) -> std::result::Result<(), String> {
+        for (key, value) in &self.datafusion {
+            config
+                .options_mut()
+                .set(key, &value.to_string())
+                // The innermost cause, on one line (DataFusion wraps it in a context).
+                .map_err(|e| format!("\"{key}\" = {value}: {}", e.find_root()))?;
+        }
+        Ok(())
+    }
+
     /// The memory for work tables in bytes (0: none).
     pub fn work_tables_bytes(&self) -> usize {
         (self.work_tables_memory_gb.max(0.0) * (1u64 << 30) as f64) as usize
@@ -1673,13 +1690,9 @@ impl PipelineConfig {
         if let Some((_, msg)) = checks.into_iter().find(|(ok, _)| !ok) {
             return Err(msg);
         }
-        let mut options = datafusion::prelude::SessionConfig::new();
-        for (key, value) in &self.execution.datafusion {
-            options
-                .options_mut()
-                .set(key, &value.to_string())
-                .map_err(|e| format!("{}.\"{key}\" = {value}: {e}", n("execution.datafusion")))?;
-        }
+        self.execution
+            .apply_datafusion(&mut datafusion::prelude::SessionConfig::new())
+            .map_err(|e| format!("{}.{e}", n("execution.datafusion")))?;
         for (i, audience) in self.audiences.iter().enumerate() {
             audience.check(&self.experiments)?;
             if let Some(earlier) = self.audiences[..i].iter().find(|a| {

@@ -104,12 +104,8 @@ fn session_config(cfg: &ExecutionConfig, base: SessionConfig) -> Result<SessionC
     if cfg.target_partitions > 0 {
         config = config.with_target_partitions(cfg.target_partitions);
     }
-    for (key, value) in &cfg.datafusion {
-        config
-            .options_mut()
-            .set(key, &value.to_string())
-            .map_err(|e| PipelineError::Config(format!("execution.datafusion.{key}: {e}")))?;
-    }
+    cfg.apply_datafusion(&mut config)
+        .map_err(|e| PipelineError::Config(format!("execution.datafusion.{e}")))?;
     Ok(config)
 }
 
