@@ -1,4 +1,4 @@
--- input: web_logs_flagged, app_events_flagged, identity_map, events, customers
+-- input: web_logs_flagged, app_events_flagged, events, customers
 -- output: event_drops
 --
 -- Data-quality counters: raw rows per source, reason and event day (NULL when the row has no
@@ -11,7 +11,8 @@
 -- signup_date but disagree on marketing_opt_in (not opted in, on privacy's safe side).
 --
 -- Stitching is not redone here: a row that passed staging is either in `events` (with its
--- copies) or anonymous, so only the anonymous web rows need a look at the identity map.
+-- copies) or anonymous (a web row that identity_map could not stitch), so the anonymous copies
+-- are those that passed less those in `events`, without another pass over the web logs.
 WITH staged AS (
   SELECT 'web_logs' AS source, drop_reason, CAST(ts AS DATE) AS day, copies FROM web_logs_flagged
   UNION ALL
@@ -24,11 +25,12 @@ WITH staged AS (
   FROM customers
   WHERE opt_in_conflict
 ),
-passed AS (
-  SELECT source, day, SUM(copies) AS copies
+-- Staging's reasons, and the copies that passed (drop_reason NULL), in one aggregation: each
+-- flagged table is read once (a CTE named twice would be planned, and read, twice).
+reasons AS (
+  SELECT source, drop_reason, day, SUM(copies) AS copies
   FROM staged
-  WHERE drop_reason IS NULL
-  GROUP BY source, day
+  GROUP BY source, drop_reason, day
 ),
 kept AS (
   SELECT
@@ -40,40 +42,37 @@ kept AS (
   FROM events
   GROUP BY source, CAST(ts AS DATE)
 ),
-anonymous AS (
-  SELECT 'web_logs' AS source, CAST(w.ts AS DATE) AS day, SUM(w.copies) AS copies
-  FROM web_logs_flagged w
-  WHERE w.drop_reason IS NULL
-    AND w.customer_id IS NULL
-    AND NOT EXISTS (SELECT 1 FROM identity_map m WHERE m.cookie_id = w.cookie_id)
-  GROUP BY CAST(w.ts AS DATE)
-),
-stitched AS (
+-- The copies that passed, beside what became of them in `events` (stitching's reasons).
+counted AS (
   SELECT
-    p.source,
-    p.day,
+    r.source,
+    r.day,
+    r.drop_reason,
+    r.copies,
     COALESCE(k.rows, 0) AS kept,
     COALESCE(k.copies, 0) - COALESCE(k.rows, 0) - COALESCE(k.unknown, 0) AS duplicate,
-    COALESCE(a.copies, 0) AS anonymous,
+    -- Every copy that passed is in `events` or anonymous: no join repeats or drops a row
+    -- there (one customer per cookie in identity_map, per id in customers and items).
+    r.copies - COALESCE(k.copies, 0) AS anonymous,
     COALESCE(k.unknown, 0) AS unknown_customer
-  FROM passed p
-  LEFT JOIN kept k ON p.source = k.source AND p.day IS NOT DISTINCT FROM k.day
-  LEFT JOIN anonymous a ON p.source = a.source AND p.day IS NOT DISTINCT FROM a.day
+  FROM reasons r
+  LEFT JOIN kept k
+    ON r.drop_reason IS NULL AND r.source = k.source AND r.day IS NOT DISTINCT FROM k.day
 ),
--- One row per (source, day, reason) of stitching, in the same shape as staging's reasons.
-stitched_reasons AS (
+-- One row per (source, day, reason): a staging reason as counted, the passed copies as the
+-- four reasons of stitching.
+every_reason AS (
   SELECT
     source,
     day,
-    unnest(['kept', 'duplicate', 'anonymous', 'unknown_customer']) AS reason,
-    unnest([kept, duplicate, anonymous, unknown_customer]) AS rows
-  FROM stitched
+    unnest(CASE WHEN drop_reason IS NULL
+      THEN ['kept', 'duplicate', 'anonymous', 'unknown_customer']
+      ELSE [drop_reason] END) AS reason,
+    unnest(CASE WHEN drop_reason IS NULL
+      THEN [kept, duplicate, anonymous, unknown_customer]
+      ELSE [copies] END) AS rows
+  FROM counted
 )
-SELECT source, drop_reason AS reason, day, SUM(copies) AS rows
-FROM staged
-WHERE drop_reason IS NOT NULL
-GROUP BY source, drop_reason, day
-UNION ALL
 SELECT source, reason, day, rows
-FROM stitched_reasons
+FROM every_reason
 WHERE rows > 0

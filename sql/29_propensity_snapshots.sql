@@ -55,13 +55,43 @@ activity AS (
   FROM snapshot_events
   GROUP BY snapshot, customer_id
 ),
+-- Every customer of each snapshot: the CRM's (who had signed up by its end) and those with
+-- events in its window, with their activity. `activity` is named once: naming it in a UNION
+-- for the customers and again in a join for the features planned the whole aggregation,
+-- session_stats included, twice. Its rows and the CRM's rows are rolled up by customer; a
+-- customer has at most one activity row, which MAX keeps (the CRM rows add NULLs). (A FULL
+-- OUTER JOIN of the two, COALESCE-ing its keys, lost the keys of customers missing from the
+-- CRM once joined to `customers` below, in DataFusion 55.)
 population AS (
-  SELECT 'train' AS snapshot, customer_id FROM customers
-  WHERE tenure_days IS NULL OR tenure_days >= {{horizon_days}}
-  UNION
-  SELECT 'score' AS snapshot, customer_id FROM customers
-  UNION
-  SELECT snapshot, customer_id FROM activity
+  SELECT
+    snapshot,
+    customer_id,
+    MAX(recency_days) AS recency_days, MAX(days_since_purchase) AS days_since_purchase,
+    MAX(sessions) AS sessions, MAX(active_days) AS active_days, MAX(events) AS events,
+    MAX(views) AS views, MAX(cart_adds) AS cart_adds, MAX(purchases) AS purchases,
+    MAX(searches) AS searches, MAX(monetary) AS monetary, MAX(events_7d) AS events_7d,
+    MAX(views_7d) AS views_7d, MAX(cart_adds_7d) AS cart_adds_7d,
+    MAX(purchases_7d) AS purchases_7d, MAX(share_app) AS share_app
+  FROM (
+    SELECT
+      snapshot, customer_id, recency_days, days_since_purchase,
+      spans['sessions'] AS sessions, spans['active_days'] AS active_days, events, views,
+      cart_adds, purchases, searches, monetary, events_7d, views_7d, cart_adds_7d,
+      purchases_7d, share_app
+    FROM activity
+    UNION ALL
+    SELECT
+      'train' AS snapshot, customer_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+      NULL, NULL, NULL, NULL, NULL, NULL
+    FROM customers
+    WHERE tenure_days IS NULL OR tenure_days >= {{horizon_days}}
+    UNION ALL
+    SELECT
+      'score' AS snapshot, customer_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+      NULL, NULL, NULL, NULL, NULL, NULL
+    FROM customers
+  )
+  GROUP BY snapshot, customer_id
 ),
 buyers AS (
   SELECT DISTINCT customer_id
@@ -69,21 +99,21 @@ buyers AS (
   WHERE event_type = 'purchase' AND ts >= TIMESTAMP '{{propensity_cutoff}}' AND ts < TIMESTAMP '{{window_end}}'
 )
 SELECT
-  p.snapshot,
-  p.customer_id,
+  a.snapshot,
+  a.customer_id,
   CASE
-    WHEN p.snapshot <> 'train' THEN NULL
-    WHEN unit_hash(7, p.customer_id) < 0.6 THEN 'fit'
-    WHEN unit_hash(7, p.customer_id) < 0.8 THEN 'calibrate'
+    WHEN a.snapshot <> 'train' THEN NULL
+    WHEN unit_hash(7, a.customer_id) < 0.6 THEN 'fit'
+    WHEN unit_hash(7, a.customer_id) < 0.8 THEN 'calibrate'
     ELSE 'test'
   END                                                                            AS split,
-  CASE WHEN p.snapshot = 'train' THEN CASE WHEN b.customer_id IS NULL THEN 0 ELSE 1 END END AS label,
+  CASE WHEN a.snapshot = 'train' THEN CASE WHEN b.customer_id IS NULL THEN 0 ELSE 1 END END AS label,
   c.customer_id IS NOT NULL                                                      AS in_crm,
   COALESCE(a.recency_days, {{propensity_feature_days}})                          AS recency_days,
   COALESCE(a.days_since_purchase, {{propensity_feature_days}})                   AS days_since_purchase,
   COALESCE(a.events, 0)                                                          AS events,
-  COALESCE(a.spans['sessions'], 0)                                               AS sessions,
-  COALESCE(a.spans['active_days'], 0)                                            AS active_days,
+  COALESCE(a.sessions, 0)                                                        AS sessions,
+  COALESCE(a.active_days, 0)                                                     AS active_days,
   COALESCE(a.views, 0)                                                           AS views,
   COALESCE(a.cart_adds, 0)                                                       AS cart_adds,
   COALESCE(a.purchases, 0)                                                       AS purchases,
@@ -97,13 +127,12 @@ SELECT
   ROUND(a.monetary / NULLIF(a.purchases, 0), 2)                                  AS avg_order_value,
   a.share_app,
   c.age,
-  c.tenure_days - CASE WHEN p.snapshot = 'train' THEN {{horizon_days}} ELSE 0 END AS tenure_days,
+  c.tenure_days - CASE WHEN a.snapshot = 'train' THEN {{horizon_days}} ELSE 0 END AS tenure_days,
   c.annual_income,
   CASE WHEN c.marketing_opt_in THEN 1 ELSE 0 END                                 AS marketing_opt_in,
   c.loyalty_tier,
   c.gender,
   c.country
-FROM population p
-LEFT JOIN activity a ON p.snapshot = a.snapshot AND p.customer_id = a.customer_id
-LEFT JOIN customers c ON p.customer_id = c.customer_id
-LEFT JOIN buyers b ON p.customer_id = b.customer_id
+FROM population a
+LEFT JOIN customers c ON a.customer_id = c.customer_id
+LEFT JOIN buyers b ON a.customer_id = b.customer_id

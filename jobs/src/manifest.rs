@@ -12,6 +12,20 @@ use crate::engine::progress::StageMetrics;
 use crate::gates::{DropCount, GateResult};
 use crate::input::SourceReport;
 
+/// The rows the night's queries read, against the rows of its input: a measure of the passes
+/// it makes over its data, which a design that fuses stages brings down.
+#[derive(Debug, Clone, Serialize)]
+pub struct Passes {
+    /// Rows read by the stages that read only input sources (staging the raw web logs, app
+    /// events and CRM export).
+    pub input_rows: u64,
+    /// Rows read by every stage whose queries were counted (`stages[].rows_read`), those
+    /// included; the Rust model stages' own queries (ALS and K-Means iterations) are not.
+    pub rows_read: u64,
+    /// `rows_read / input_rows`.
+    pub per_input_row: f64,
+}
+
 /// Everything about one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
@@ -37,6 +51,10 @@ pub struct Manifest {
     pub inputs: Vec<SourceReport>,
     /// Every stage with rows and seconds, in run order.
     pub stages: Vec<StageMetrics>,
+    /// How many times the night's queries read a row, per row of its input (in this process;
+    /// absent on a cluster, whose executors keep the scan metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passes: Option<Passes>,
     /// Rows per published table.
     pub tables: BTreeMap<String, u64>,
     /// Each published table's folder, relative to the output root

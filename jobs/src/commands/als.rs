@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use super::on_table::TableCommand;
 use crate::config::{EvaluationConfig, PipelineConfig, RecommendationModel, RecommendationsConfig};
-use crate::engine::progress::Progress;
+use crate::engine::progress::{Progress, StageMetrics};
 use crate::engine::publish::Publisher;
 use crate::engine::session::Engine;
 use crate::engine::sql;
@@ -216,8 +216,8 @@ const EVERY_PART: Mode = Mode::Run {
     propensity: true,
 };
 
-/// The time of the input's rows in the short night's `events` (the input has none), and of
-/// the `--holdout` rows, which the night's holdout SQL reads as the days after training.
+/// The time of the input's rows in the short night's `events` (the input has none), and the
+/// start of a holdout after them: every pair of the input is a training pair (sql/10).
 const TRAIN_TS: &str = "2000-01-01T00:00:00Z";
 const HOLDOUT_TS: &str = "2000-01-02T00:00:00Z";
 
@@ -330,9 +330,7 @@ async fn fit_and_publish(
     };
 
     let holdout = match &opts.holdout {
-        Some(path) => {
-            Some(score_holdout(ctx, opts, path, roots, work, &model, &mut progress).await?)
-        }
+        Some(path) => Some(score_holdout(ctx, opts, path, work, &model, &mut progress).await?),
         None => None,
     };
     let rmse = if opts.als.explicit {
@@ -417,18 +415,17 @@ async fn create_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> 
 }
 
 /// Scores the model and popularity on the held-out (user, item) pairs of known users and
-/// items that the user did not interact with in the input: the night's `eval_holdout` stage
-/// over the `--holdout` rows as the days after training, then the nightly evaluation's SQL.
+/// items that the user did not interact with in the input (`sql/als/holdout_pairs.sql`, the
+/// night's `eval_holdout` for this input), then the nightly evaluation's SQL.
 async fn score_holdout(
     ctx: &SessionContext,
     opts: &AlsOptions,
     path: &str,
-    roots: Roots<'_>,
     work: &WorkArea,
     model: &AlsModel,
     progress: &mut Progress,
 ) -> Result<Vec<ModelScores>> {
-    let eval = holdout_pairs(ctx, opts, path, roots, work, progress).await?;
+    let eval = holdout_pairs(ctx, opts, path, work, progress).await?;
     let candidates = item_mask(
         ctx,
         "SELECT DISTINCT item_idx FROM interactions",
@@ -446,34 +443,27 @@ async fn holdout_pairs(
     ctx: &SessionContext,
     opts: &AlsOptions,
     path: &str,
-    roots: Roots<'_>,
     work: &WorkArea,
     progress: &mut Progress,
 ) -> Result<EvaluationConfig> {
     let root = Root::parse(path, &opts.pipeline.storage)?;
     register_parquet(ctx, "als_holdout_input", &root, path).await?;
     check_columns(ctx, "als_holdout_input", path, opts, opts.als.explicit).await?;
-    let (user, item) = (quote(&opts.user), quote(&opts.item));
+    // The training pairs, which the evaluation's top-N leaves out, are the whole input.
     create_view(
         ctx,
-        "events",
-        &format!(
-            "SELECT {user} AS customer_id, {item} AS item_id, 'interaction' AS event_type, \
-             TIMESTAMP '{HOLDOUT_TS}' AS ts FROM als_holdout_input"
-        ),
+        "eval_train",
+        "SELECT user_idx, item_idx, weight, purchased FROM interactions",
     )
     .await?;
-    create_view(ctx, "eval_train", "SELECT * FROM interactions").await?;
-    short_night(
-        ctx,
-        work,
-        &opts.pipeline,
-        roots,
-        &["eval_holdout"],
-        opts.keep_seen,
-    )?
-    .run(progress)
-    .await?;
+    let params = BTreeMap::from([("user", quote(&opts.user)), ("item", quote(&opts.item))]);
+    let sql = sql::template("als/holdout_pairs", &params)?;
+    progress.start("eval_holdout");
+    let started = Instant::now();
+    let rows = work
+        .materialize(ctx, "eval_holdout", ctx.sql(&sql).await?)
+        .await?;
+    progress.finish(&StageMetrics::new("eval_holdout", rows, started.elapsed()));
     Ok(EvaluationConfig {
         k: opts.als.top_n,
         ..EvaluationConfig::default()
@@ -563,7 +553,7 @@ async fn neighbours_and_publish(
     );
     let holdout = match &opts.holdout {
         Some(path) => {
-            let eval = holdout_pairs(ctx, opts, path, roots, work, &mut progress).await?;
+            let eval = holdout_pairs(ctx, opts, path, work, &mut progress).await?;
             let params = BTreeMap::from([
                 ("model", model.name().to_string()),
                 ("k", eval.k.to_string()),

@@ -142,6 +142,10 @@ pub struct StageMetrics {
     /// process; with `seconds`, how close a stage runs to the speed of reading its input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_read: Option<u64>,
+    /// Rows its queries' scans read (of Parquet after pruning, of tables held in memory all),
+    /// when they ran in this process: the manifest's `passes` adds them up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_read: Option<u64>,
 }
 
 impl StageMetrics {
@@ -152,6 +156,7 @@ impl StageMetrics {
             rows,
             seconds: elapsed.as_secs_f64(),
             bytes_read: None,
+            rows_read: None,
         }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) use sql_file;
 pub const TEMPLATES: &[SqlFile] = &[
     sql_file!("als/recommendations.sql"),
     sql_file!("als/holdout_ratings.sql"),
+    sql_file!("als/holdout_pairs.sql"),
     sql_file!("als/eval_top_n.sql"),
     sql_file!("als/neighbour_holdout.sql"),
 ];

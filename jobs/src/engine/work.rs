@@ -16,6 +16,8 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::LogicalPlanBuilder;
@@ -58,6 +60,8 @@ pub struct WorkArea {
     shared: AtomicUsize,
     /// Parquet bytes the materialised queries scanned since [`WorkArea::take_bytes_read`].
     bytes_read: AtomicU64,
+    /// Rows the materialised queries' scans read since [`WorkArea::take_rows_read`].
+    rows_read: AtomicU64,
     /// The bytes that the work tables held in memory may take together (0: none is).
     memory_budget: AtomicUsize,
     /// The work tables held in memory: their bytes, and their share of the memory pool (given
@@ -179,6 +183,30 @@ fn bytes_scanned(plan: &dyn ExecutionPlan) -> u64 {
         .sum::<u64>()
 }
 
+/// The rows that the scans of the executed `plan` read: a file scan's output rows (after
+/// row-group pruning), and every row of a table held in memory (whose scan keeps no metrics).
+fn rows_scanned(plan: &dyn ExecutionPlan) -> u64 {
+    if let Some(scan) = plan.downcast_ref::<DataSourceExec>() {
+        let source = scan.data_source();
+        return match source.downcast_ref::<MemorySourceConfig>() {
+            Some(memory) => memory
+                .partitions()
+                .iter()
+                .flatten()
+                .map(|b| b.num_rows() as u64)
+                .sum(),
+            None => plan
+                .metrics()
+                .and_then(|m| m.output_rows())
+                .map_or(0, |r| r as u64),
+        };
+    }
+    plan.children()
+        .into_iter()
+        .map(|c| rows_scanned(c.as_ref()))
+        .sum()
+}
+
 /// `PERSONA_EXPLAIN=<table>[,<table>...]` (or `all`): after materialising each named table,
 /// prints the plan that computed it with every operator's rows, time and spills (what `EXPLAIN
 /// ANALYZE` shows, read from the run's own plan, so at no extra cost) to standard error. For
@@ -252,6 +280,7 @@ impl WorkArea {
             in_process: local_scratch,
             shared: AtomicUsize::new(0),
             bytes_read: AtomicU64::new(0),
+            rows_read: AtomicU64::new(0),
             memory_budget: AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
         })
@@ -342,6 +371,8 @@ impl WorkArea {
     fn note_scans(&self, name: &str, physical: &dyn ExecutionPlan) {
         self.bytes_read
             .fetch_add(bytes_scanned(physical), Ordering::Relaxed);
+        self.rows_read
+            .fetch_add(rows_scanned(physical), Ordering::Relaxed);
         explain_when_asked(name, physical);
     }
 
@@ -481,6 +512,15 @@ impl WorkArea {
     pub fn take_bytes_read(&self) -> Option<u64> {
         let bytes = self.bytes_read.swap(0, Ordering::Relaxed);
         self.in_process.then_some(bytes)
+    }
+
+    /// The rows that the scans of the queries materialised since the last call read (from
+    /// Parquet, after pruning; from a table held in memory, all of it), and zero for the next
+    /// call: with the night's input rows, how many passes the night makes over its data.
+    /// `None` on a cluster, as [`Self::take_bytes_read`].
+    pub fn take_rows_read(&self) -> Option<u64> {
+        let rows = self.rows_read.swap(0, Ordering::Relaxed);
+        self.in_process.then_some(rows)
     }
 
     /// Materialises a table that an iterative stage re-reads on every pass (the K-Means

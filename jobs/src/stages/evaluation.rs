@@ -248,17 +248,23 @@ impl Report for EvaluationReport {
 /// fit saw and scored against the generator's hidden next week.
 async fn export_split(ctx: &SessionContext, dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
-    for (table, file) in [
-        ("eval_train", "train.parquet"),
-        ("eval_holdout", "holdout.parquet"),
-        ("interactions", "interactions.parquet"),
-        ("user_index", "users.parquet"),
-        ("item_index", "items.parquet"),
+    // `interactions` without the evaluation's columns (sql/10), which train and holdout give.
+    for (table, columns, file) in [
+        ("eval_train", "*", "train.parquet"),
+        ("eval_holdout", "*", "holdout.parquet"),
+        (
+            "interactions",
+            "user_idx, item_idx, weight, purchased",
+            "interactions.parquet",
+        ),
+        ("user_index", "*", "users.parquet"),
+        ("item_index", "*", "items.parquet"),
     ] {
         if !ctx.table_exist(table)? {
             continue;
         }
-        export_table(ctx, &format!("SELECT * FROM {table}"), &dir.join(file)).await?;
+        let sql = format!("SELECT {columns} FROM {table}");
+        export_table(ctx, &sql, &dir.join(file)).await?;
     }
     Ok(())
 }

@@ -182,6 +182,7 @@ impl<'a> Night<'a> {
             let rows = self.run_stage(stage).instrument(span).await?;
             let mut metrics = StageMetrics::new(stage.name, rows, t.elapsed());
             metrics.bytes_read = self.work.take_bytes_read().filter(|b| *b > 0);
+            metrics.rows_read = self.work.take_rows_read().filter(|r| *r > 0);
             progress.finish(&metrics);
             self.record.stages.push(metrics);
             if self.release {

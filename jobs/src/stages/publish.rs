@@ -12,7 +12,7 @@ use chrono::Utc;
 use super::StageMetrics;
 use super::audiences;
 use super::night::Night;
-use super::registry::{Mode, Part, Stage};
+use super::registry::{self, Mode, Part, Stage};
 use super::unit::Unit;
 use crate::engine::commit;
 use crate::engine::fault;
@@ -20,7 +20,7 @@ use crate::engine::publish::Publisher;
 use crate::engine::signals;
 use crate::error::{PipelineError, Result};
 use crate::gates;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Passes};
 use crate::report_page;
 
 /// Stages every published table and the manifest, then commits them.
@@ -206,6 +206,7 @@ impl Night<'_> {
             finished_at: Utc::now().to_rfc3339(),
             seconds: self.started.elapsed().as_secs_f64(),
             inputs: r.inputs.clone(),
+            passes: passes(&stages),
             stages,
             tables: r.tables.clone(),
             // Filled in by the publisher, which knows where it wrote each table.
@@ -218,4 +219,26 @@ impl Night<'_> {
             config: self.config.clone(),
         })
     }
+}
+
+/// The night's rows read per input row, from the stages' `rows_read`: the input rows are those
+/// read by the stages that read nothing but input sources (the tables the `inputs` stage
+/// registers).
+fn passes(stages: &[StageMetrics]) -> Option<Passes> {
+    let sources = registry::find("inputs")?.writes;
+    let reads_only_input = |name: &str| {
+        registry::find(name)
+            .is_some_and(|s| !s.reads.is_empty() && s.reads.iter().all(|r| sources.contains(r)))
+    };
+    let input_rows: u64 = stages
+        .iter()
+        .filter(|s| reads_only_input(&s.name))
+        .filter_map(|s| s.rows_read)
+        .sum();
+    let rows_read: u64 = stages.iter().filter_map(|s| s.rows_read).sum();
+    (input_rows > 0).then(|| Passes {
+        input_rows,
+        rows_read,
+        per_input_row: rows_read as f64 / input_rows as f64,
+    })
 }

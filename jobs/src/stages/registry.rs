@@ -211,7 +211,6 @@ pub const NIGHT: &[Stage] = &[
         [
             "web_logs_flagged",
             "app_events_flagged",
-            "identity_map",
             "events",
             "customers"
         ],
@@ -262,22 +261,20 @@ pub const NIGHT: &[Stage] = &[
         ["interactions", "item_index"],
         false
     ),
-    // The interactions of the days before the holdout, weighed as `interactions` weighs them.
-    Stage {
-        name: "eval_train",
-        part: Part::Evaluation,
-        sql: Some(sql_file!("10_interactions.sql")),
-        with: &[("interactions_end", "holdout_start")],
-        unit: &SqlQuery,
-        reads: &["events", "user_index", "item_index"],
-        writes: &["eval_train"],
-        published: false,
-    },
+    // The interactions of the days before the holdout, weighed as `interactions` weighs them
+    // (which sums them in the same pass).
+    sql!(
+        "eval_train",
+        "12_eval_train.sql",
+        Part::Evaluation,
+        ["interactions"],
+        false
+    ),
     sql!(
         "eval_holdout",
         "13_eval_holdout.sql",
         Part::Evaluation,
-        ["events", "user_index", "item_index", "eval_train"],
+        ["interactions", "item_index", "eval_train"],
         false,
     ),
     Stage {
