@@ -25,7 +25,8 @@ done
 status=0
 for dir in "$WORK"/old/*/; do
   table="$(basename "$dir")"
-  case "$table" in _*) continue ;; esac
+  # _runs is the manifests; report is the nightly page (HTML and charts, no table).
+  case "$table" in _*|report) continue ;; esac
   for side in old new; do
     "$NEW" sql --output "$WORK/$side" --format json "SELECT * FROM $table" | sort >"$WORK/$table.$side"
   done
