@@ -1,10 +1,10 @@
 """Top-N peer: `implicit`'s batched `recommend` on Persona's own published ALS factors.
 
-  python topn_peer.py --output OUT --date D [--top-n 10] [--threads 2]
+  python topn_peer.py --output OUT --date D [--top-n 10] [--threads 2] [--runs 3]
 
 Reads the night's user_factors and item_factors (the manifest names their folders), gives
 them to an `implicit` ALS model as its fitted factors, and times `recommend` for every
-customer at once, best of three: the same exact top-N (every customer against every item,
+customer at once, best of `--runs` (3; 1 at the large scale, where one run takes minutes): the same exact top-N (every customer against every item,
 blocked matrix products and a bounded selection in C++), with the items outside the catalog
 filtered as Persona filters them. Persona also skips each customer's purchased items; the peer
 is given no purchases (an empty matrix), which only makes its side cheaper. Prints one JSON line.
@@ -33,6 +33,7 @@ def main():
     p.add_argument("--date", required=True)
     p.add_argument("--top-n", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=3)
     a = p.parse_args()
     manifest = json.load(open(os.path.join(a.output, "_runs", f"dt={a.date}", "manifest.json")))
     users = table(a.output, manifest, "user_factors")
@@ -49,7 +50,7 @@ def main():
     outside = np.flatnonzero(~in_catalog)
     ids = np.arange(u.shape[0])
     best = float("inf")
-    for _ in range(3):
+    for _ in range(a.runs):
         t = time.perf_counter()
         model.recommend(ids, nobody, N=a.top_n, filter_already_liked_items=True, filter_items=outside)
         best = min(best, time.perf_counter() - t)
