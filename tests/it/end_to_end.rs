@@ -300,6 +300,29 @@ async fn run_publishes_complete_consistent_tables() {
         );
     }
     assert!(stage("kmeans").get("bytes_read").is_none());
+    // Rows read are counted too, from Parquet and from the tables held in memory: staging
+    // reads each raw web-log row of the window once, and the night as a whole reads its input
+    // several times over (the manifest's `passes`).
+    assert_eq!(
+        stage("web_logs_flagged")["rows_read"].as_i64(),
+        Some(web_read),
+        "{}",
+        stage("web_logs_flagged")
+    );
+    assert!(
+        stage("recommendations")["rows_read"]
+            .as_u64()
+            .is_some_and(|r| r > 0)
+    );
+    let passes = &m["passes"];
+    assert!(
+        passes["input_rows"].as_i64().is_some_and(|r| r > web_read),
+        "{passes}"
+    );
+    assert!(
+        passes["per_input_row"].as_f64().is_some_and(|p| p > 2.0),
+        "{passes}"
+    );
     assert!(
         m["segments"]["fit"]["inertia"]
             .as_array()
