@@ -129,7 +129,7 @@ impl PipelineError {
         }
     }
 
-    /// The process exit code for this error (documented in the README).
+    /// The process exit code for this error (documented in docs/operations.md).
     pub fn exit_code(&self) -> u8 {
         match self.root() {
             PipelineError::BadInput(_) => 3,

@@ -3,7 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 internal error, 2 bad usage, 3 bad input, 4 bad configuration,
 //! 5 storage error, 6 another run of the same date holds the lock, 7 a data-quality gate
-//! failed, 8 a stage timed out, 130/143 interrupted (see the README).
+//! failed, 8 a stage timed out, 130/143 interrupted (see docs/operations.md).
 
 mod cli;
 
