@@ -170,41 +170,44 @@ fn write_parquet_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) 
     Ok(())
 }
 
-/// The `bytes_scanned` of every Parquet scan in `plan`.
-fn bytes_scanned(plan: &dyn ExecutionPlan) -> u64 {
-    let own = plan
-        .metrics()
-        .and_then(|m| m.sum_by_name("bytes_scanned"))
-        .map_or(0, |v| v.as_usize() as u64);
-    own + plan
-        .children()
-        .into_iter()
-        .map(|c| bytes_scanned(c.as_ref()))
-        .sum::<u64>()
-}
-
-/// The rows that the scans of the executed `plan` read: a file scan's output rows (after
-/// row-group pruning), and every row of a table held in memory (whose scan keeps no metrics).
-fn rows_scanned(plan: &dyn ExecutionPlan) -> u64 {
+/// What the scans of the executed `plan` read, in one walk of it: the Parquet bytes (each file
+/// scan's `bytes_scanned`, after pruning and projection) and the rows (a file scan's output
+/// rows, after row-group pruning; every row of a table held in memory, whose scan keeps no
+/// metrics).
+fn scanned(plan: &dyn ExecutionPlan) -> Scanned {
     if let Some(scan) = plan.downcast_ref::<DataSourceExec>() {
-        let source = scan.data_source();
-        return match source.downcast_ref::<MemorySourceConfig>() {
+        let metrics = plan.metrics();
+        let bytes = metrics
+            .as_ref()
+            .and_then(|m| m.sum_by_name("bytes_scanned"))
+            .map_or(0, |v| v.as_usize() as u64);
+        let rows = match scan.data_source().downcast_ref::<MemorySourceConfig>() {
             Some(memory) => memory
                 .partitions()
                 .iter()
                 .flatten()
                 .map(|b| b.num_rows() as u64)
                 .sum(),
-            None => plan
-                .metrics()
+            None => metrics
                 .and_then(|m| m.output_rows())
                 .map_or(0, |r| r as u64),
         };
+        return Scanned { bytes, rows };
     }
     plan.children()
         .into_iter()
-        .map(|c| rows_scanned(c.as_ref()))
-        .sum()
+        .map(|c| scanned(c.as_ref()))
+        .fold(Scanned::default(), |a, b| Scanned {
+            bytes: a.bytes + b.bytes,
+            rows: a.rows + b.rows,
+        })
+}
+
+/// Bytes and rows read by a plan's scans ([`scanned`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Scanned {
+    bytes: u64,
+    rows: u64,
 }
 
 /// `PERSONA_EXPLAIN=<table>[,<table>...]` (or `all`): after materialising each named table,
@@ -369,10 +372,9 @@ impl WorkArea {
 
     /// Adds the plan's scanned bytes to the stage's count and prints it when asked.
     fn note_scans(&self, name: &str, physical: &dyn ExecutionPlan) {
-        self.bytes_read
-            .fetch_add(bytes_scanned(physical), Ordering::Relaxed);
-        self.rows_read
-            .fetch_add(rows_scanned(physical), Ordering::Relaxed);
+        let read = scanned(physical);
+        self.bytes_read.fetch_add(read.bytes, Ordering::Relaxed);
+        self.rows_read.fetch_add(read.rows, Ordering::Relaxed);
         explain_when_asked(name, physical);
     }
 
